@@ -1,0 +1,480 @@
+//! AWS implementations of the ports: DynamoDB (jobs, catalog), S3 (blobs), SQS FIFO (job
+//! steps), KMS (provider secrets). Clients are built once per execution environment.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine as _;
+use uuid::Uuid;
+
+use crate::domain::{Flavor, Job, Model, Provider, Service, StepMessage};
+use crate::ports::{
+    BlobStore, Catalog, IoError, IoResult, JobPage, JobQuery, JobQueue, JobStore, Secrets,
+};
+
+/// Resource names, read from the environment (see `docs/local-contract.md`).
+#[derive(Debug, Clone)]
+pub struct GatewayEnv {
+    pub jobs_table: String,
+    pub catalog_table: String,
+    pub bucket: String,
+    pub job_queue_url: String,
+    pub kms_key_id: Option<String>,
+}
+
+impl GatewayEnv {
+    /// Reads `GATEWAY_*` variables; the error names the missing one.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+        };
+        Ok(GatewayEnv {
+            jobs_table: var("GATEWAY_JOBS_TABLE")?,
+            catalog_table: var("GATEWAY_CATALOG_TABLE")?,
+            bucket: var("GATEWAY_BUCKET")?,
+            job_queue_url: var("GATEWAY_JOB_QUEUE_URL")?,
+            kms_key_id: std::env::var("GATEWAY_KMS_KEY_ID").ok(),
+        })
+    }
+}
+
+/// SDK clients sharing one configuration (endpoint from `AWS_ENDPOINT_URL` when set).
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub kms: aws_sdk_kms::Client,
+}
+
+impl AwsClients {
+    /// Loads the shared AWS configuration and builds every client.
+    pub async fn load() -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let local = std::env::var("AWS_ENDPOINT_URL").is_ok();
+        let s3_config = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(local)
+            .build();
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            sqs: aws_sdk_sqs::Client::new(&config),
+            kms: aws_sdk_kms::Client::new(&config),
+        }
+    }
+}
+
+/// Partition key value for jobs without an organization.
+const NO_ORGANIZATION: &str = "#none";
+const ORG_INDEX: &str = "by_org";
+
+fn org_key(organization_id: Option<&str>) -> String {
+    organization_id.unwrap_or(NO_ORGANIZATION).to_string()
+}
+
+/// Jobs in DynamoDB: one item per job, GSI `by_org` (org_key, created_at).
+#[derive(Clone, Debug)]
+pub struct DynamoJobStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoJobStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoJobStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn item(job: &Job) -> IoResult<HashMap<String, AttributeValue>> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(job).map_err(|e| IoError::new("encode job", e))?;
+        item.insert(
+            "org_key".into(),
+            AttributeValue::S(org_key(job.organization_id.as_deref())),
+        );
+        item.insert(
+            "step".into(),
+            AttributeValue::N(job.progress.step.to_string()),
+        );
+        Ok(item)
+    }
+
+    fn job(mut item: HashMap<String, AttributeValue>) -> IoResult<Job> {
+        item.remove("org_key");
+        item.remove("step");
+        serde_dynamo::from_item(item).map_err(|e| IoError::new("decode job", e))
+    }
+}
+
+#[async_trait]
+impl JobStore for DynamoJobStore {
+    async fn create(&self, job: &Job) -> IoResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(job)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map_err(|e| {
+                IoError::new(
+                    "create job",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> IoResult<Option<Job>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                IoError::new("get job", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+            })?;
+        output.item.map(Self::job).transpose()
+    }
+
+    async fn replace(&self, job: &Job, expected_step: u32) -> IoResult<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(job)?))
+            .condition_expression("#step = :step AND #status IN (:queued, :processing)")
+            .expression_attribute_names("#step", "step")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":step", AttributeValue::N(expected_step.to_string()))
+            .expression_attribute_values(":queued", AttributeValue::S("queued".into()))
+            .expression_attribute_values(":processing", AttributeValue::S("processing".into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let service_error = error.as_service_error();
+                if service_error.is_some_and(|e| e.is_conditional_check_failed_exception()) {
+                    Ok(false)
+                } else {
+                    Err(IoError::new(
+                        "update job",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn list(&self, query: &JobQuery) -> IoResult<JobPage> {
+        let page_size = query.page_size.clamp(1, 100);
+        let mut start_key = match &query.cursor {
+            Some(cursor) => Some(decode_cursor(cursor)?),
+            None => None,
+        };
+        let mut jobs = Vec::new();
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ORG_INDEX)
+                .key_condition_expression("org_key = :org")
+                .expression_attribute_values(
+                    ":org",
+                    AttributeValue::S(org_key(query.organization_id.as_deref())),
+                )
+                .scan_index_forward(false)
+                .limit((page_size - jobs.len()) as i32)
+                .set_exclusive_start_key(start_key.take());
+            let mut filters = Vec::new();
+            if let Some(service_id) = query.service_id {
+                filters.push("service_id = :service");
+                request = request.expression_attribute_values(
+                    ":service",
+                    AttributeValue::S(service_id.to_string()),
+                );
+            }
+            if let Some(status) = query.status {
+                filters.push("#status = :status");
+                request = request
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(
+                        ":status",
+                        AttributeValue::S(status.as_str().into()),
+                    );
+            }
+            if !filters.is_empty() {
+                request = request.filter_expression(filters.join(" AND "));
+            }
+            let output = request.send().await.map_err(|e| {
+                IoError::new("list jobs", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+            })?;
+            for item in output.items.unwrap_or_default() {
+                jobs.push(Self::job(item)?);
+            }
+            start_key = output.last_evaluated_key;
+            if jobs.len() >= page_size || start_key.is_none() {
+                break;
+            }
+        }
+        let next_cursor = start_key.map(|key| encode_cursor(&key)).transpose()?;
+        Ok(JobPage { jobs, next_cursor })
+    }
+}
+
+fn encode_cursor(key: &HashMap<String, AttributeValue>) -> IoResult<String> {
+    let plain: HashMap<&str, &str> = key
+        .iter()
+        .filter_map(|(name, value)| value.as_s().ok().map(|s| (name.as_str(), s.as_str())))
+        .collect();
+    let json = serde_json::to_vec(&plain).map_err(|e| IoError::new("encode cursor", e))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+}
+
+/// Decodes a page cursor; a malformed one is reported as [`InvalidCursor`] inside the error.
+fn decode_cursor(cursor: &str) -> IoResult<HashMap<String, AttributeValue>> {
+    let invalid = |_| IoError::new(INVALID_CURSOR, "cursor is not one this API returned");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|e| invalid(e.to_string()))?;
+    let plain: HashMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    Ok(plain
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::S(v)))
+        .collect())
+}
+
+/// The `operation` of the error returned for a malformed page cursor.
+pub const INVALID_CURSOR: &str = "decode cursor";
+
+/// Catalog items in DynamoDB (layout in `docs/local-contract.md`).
+#[derive(Clone, Debug)]
+pub struct DynamoCatalog {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoCatalog {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoCatalog {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> IoResult<Option<T>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk.to_string()))
+            .send()
+            .await
+            .map_err(|e| {
+                IoError::new(
+                    "read catalog",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        output.item.map(decode_catalog_item).transpose()
+    }
+}
+
+fn decode_catalog_item<T: serde::de::DeserializeOwned>(
+    mut item: HashMap<String, AttributeValue>,
+) -> IoResult<T> {
+    item.remove("pk");
+    item.remove("sk");
+    serde_dynamo::from_item(item).map_err(|e| IoError::new("decode catalog item", e))
+}
+
+#[async_trait]
+impl Catalog for DynamoCatalog {
+    async fn service(&self, id: Uuid) -> IoResult<Option<Service>> {
+        self.get(format!("SERVICE#{id}"), "#SERVICE").await
+    }
+
+    async fn flavor(&self, service_id: Uuid, flavor_id: Uuid) -> IoResult<Option<Flavor>> {
+        self.get(
+            format!("SERVICE#{service_id}"),
+            &format!("FLAVOR#{flavor_id}"),
+        )
+        .await
+    }
+
+    async fn flavors(&self, service_id: Uuid) -> IoResult<Vec<Flavor>> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :flavor)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("SERVICE#{service_id}")))
+            .expression_attribute_values(":flavor", AttributeValue::S("FLAVOR#".into()))
+            .send()
+            .await
+            .map_err(|e| {
+                IoError::new(
+                    "list flavors",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(decode_catalog_item)
+            .collect()
+    }
+
+    async fn model(&self, id: Uuid) -> IoResult<Option<Model>> {
+        self.get(format!("MODEL#{id}"), "#MODEL").await
+    }
+
+    async fn provider(&self, id: Uuid) -> IoResult<Option<Provider>> {
+        self.get(format!("PROVIDER#{id}"), "#PROVIDER").await
+    }
+}
+
+/// Blobs in one S3 bucket.
+#[derive(Clone, Debug)]
+pub struct S3Blobs {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Blobs {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        S3Blobs {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Blobs {
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> IoResult<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| IoError::new("write blob", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> IoResult<Option<Vec<u8>>> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None)
+            }
+            Err(error) => {
+                return Err(IoError::new(
+                    "read blob",
+                    aws_sdk_s3::error::DisplayErrorContext(error),
+                ))
+            }
+        };
+        let bytes = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| IoError::new("read blob", e))?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+}
+
+/// The FIFO job queue: group = job id, deduplication id = job:step.
+#[derive(Clone, Debug)]
+pub struct SqsJobQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsJobQueue {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        SqsJobQueue {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqsJobQueue {
+    async fn send(&self, message: &StepMessage) -> IoResult<()> {
+        let body =
+            serde_json::to_string(message).map_err(|e| IoError::new("encode step message", e))?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_group_id(message.job_id.to_string())
+            .message_deduplication_id(message.deduplication_id())
+            .send()
+            .await
+            .map_err(|e| {
+                IoError::new("enqueue step", aws_sdk_sqs::error::DisplayErrorContext(e))
+            })?;
+        Ok(())
+    }
+}
+
+/// KMS decryption of provider API keys.
+#[derive(Clone, Debug)]
+pub struct KmsSecrets {
+    client: aws_sdk_kms::Client,
+}
+
+impl KmsSecrets {
+    pub fn new(client: aws_sdk_kms::Client) -> Self {
+        KmsSecrets { client }
+    }
+}
+
+#[async_trait]
+impl Secrets for KmsSecrets {
+    async fn decrypt(&self, ciphertext_b64: &str) -> IoResult<String> {
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(ciphertext_b64.trim())
+            .map_err(|e| IoError::new("decode secret", e))?;
+        let output = self
+            .client
+            .decrypt()
+            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob))
+            .send()
+            .await
+            .map_err(|e| {
+                IoError::new("decrypt secret", aws_sdk_kms::error::DisplayErrorContext(e))
+            })?;
+        let plaintext = output
+            .plaintext
+            .ok_or_else(|| IoError::new("decrypt secret", "no plaintext"))?;
+        String::from_utf8(plaintext.into_inner()).map_err(|e| IoError::new("decrypt secret", e))
+    }
+}

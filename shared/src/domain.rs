@@ -1,0 +1,343 @@
+//! Domain types: catalog entities (provider, model, service, flavor), jobs and their
+//! progress and metrics, and the queue message of one job step.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Chunk size (tokens) above which a turn is split when a flavor leaves it unset.
+pub const DEFAULT_CREATE_NEW_TURN_AFTER: u32 = 500;
+/// Output lines carried as rolling context when a flavor leaves it unset.
+pub const DEFAULT_SUMMARY_TURNS: u32 = 3;
+/// New turns per batch when a flavor leaves it unset.
+pub const DEFAULT_MAX_NEW_TURNS: u32 = 10;
+
+/// An OpenAI-compatible endpoint. The API key is stored KMS-encrypted, never in clear.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Provider {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(default = "default_provider_type")]
+    pub provider_type: String,
+    pub api_base_url: String,
+    /// Base64 KMS ciphertext of the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_ciphertext: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+}
+
+fn default_provider_type() -> String {
+    "openai_compatible".to_string()
+}
+
+/// A model served by a provider, with its limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Model {
+    pub id: Uuid,
+    pub provider_id: Uuid,
+    pub model_name: String,
+    /// Sent to the provider as `model`.
+    pub model_identifier: String,
+    pub context_length: u32,
+    pub max_generation_length: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_name: Option<String>,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+}
+
+/// A document service (e.g. "summarize"); global when `organization_id` is unset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Service {
+    pub id: Uuid,
+    pub name: String,
+    pub route: String,
+    pub service_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a job walks through its input.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingMode {
+    /// The whole input in one call (one `{}` in the prompt).
+    SinglePass,
+    /// Batches of turns with rolling context (two `{}`: summary so far, new turns).
+    Iterative,
+}
+
+impl ProcessingMode {
+    /// Placeholders the user prompt must have in this mode.
+    pub fn required_placeholders(self) -> usize {
+        match self {
+            ProcessingMode::SinglePass => 1,
+            ProcessingMode::Iterative => 2,
+        }
+    }
+}
+
+/// A configured way of running a service: model, sampling, prompts and chunking.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Flavor {
+    pub id: Uuid,
+    pub service_id: Uuid,
+    pub name: String,
+    pub model_id: Uuid,
+    #[serde(default)]
+    pub is_default: bool,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    pub temperature: f32,
+    #[serde(default = "default_top_p")]
+    pub top_p: f32,
+    pub processing_mode: ProcessingMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_new_turn_after: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_turns: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_turns: Option<u32>,
+    pub prompt_user_content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_system_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_override: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_per_1k_tokens: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ttl_seconds: Option<u32>,
+}
+
+fn default_top_p() -> f32 {
+    0.9
+}
+
+/// Lifecycle of a job.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    /// Completed and failed jobs never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Completed | JobStatus::Failed)
+    }
+
+    /// The status as stored and returned (`"queued"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Processing => "processing",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a status name.
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            JobStatus::Queued,
+            JobStatus::Processing,
+            JobStatus::Completed,
+            JobStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == value)
+    }
+}
+
+/// Everything a job needs to run, frozen at submission so catalog edits never change a
+/// running job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobSettings {
+    pub provider_id: Uuid,
+    pub provider_name: String,
+    pub model_identifier: String,
+    pub context_length: u32,
+    pub max_generation_length: u32,
+    pub tokenizer: String,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub prompt_user_content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_system_content: Option<String>,
+    pub create_new_turn_after: u32,
+    pub summary_turns: u32,
+    pub max_new_turns: u32,
+    /// Tokens of the user prompt template without placeholders (plus the system prompt).
+    pub prompt_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_per_1k_tokens: Option<f64>,
+}
+
+/// Progress of a job as stored: the cursor of the step engine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobProgress {
+    /// Next step to run (0-based); also the number of LLM passes done.
+    pub step: u32,
+    /// Index of the next turn to process.
+    pub cursor: u32,
+    pub total_turns: u32,
+    /// Batches estimated at submission; exact once the job completes.
+    pub total_batches: u32,
+}
+
+/// Token and time totals of the passes done so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UsageTotals {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub duration_ms: u64,
+    pub passes: u32,
+}
+
+/// Why a job failed: a stable code and a message that names the cause.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+/// A job as stored in the job table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    pub service_id: Uuid,
+    pub service_name: String,
+    pub flavor_id: Uuid,
+    pub flavor_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    pub status: JobStatus,
+    pub processing_mode: ProcessingMode,
+    /// RFC 3339 UTC with microseconds (fixed width, so it sorts as text).
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    pub updated_at: String,
+    pub input_tokens: u32,
+    pub input_chars: u64,
+    /// Tokens available for input in one call (context − generation − prompt).
+    pub context_available: u32,
+    pub settings: JobSettings,
+    pub progress: JobProgress,
+    pub usage: UsageTotals,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// Epoch seconds after which the job expires (DynamoDB TTL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl Job {
+    /// Percentage of turns done (single pass: 0 or 100).
+    pub fn percentage(&self) -> u32 {
+        if self.status == JobStatus::Completed {
+            return 100;
+        }
+        let total = self.progress.total_turns.max(1) as u64;
+        ((self.progress.cursor as u64 * 100) / total).min(100) as u32
+    }
+
+    /// Estimated cost of the tokens used so far, if the flavor has a rate.
+    pub fn estimated_cost(&self) -> Option<f64> {
+        let rate = self.settings.estimated_cost_per_1k_tokens?;
+        let tokens = self.usage.prompt_tokens + self.usage.completion_tokens;
+        (tokens > 0).then(|| round6(tokens as f64 / 1000.0 * rate))
+    }
+}
+
+/// Rounds to 6 decimals (cost figures).
+pub fn round6(value: f64) -> f64 {
+    (value * 1e6).round() / 1e6
+}
+
+/// Kind of an LLM pass, as reported in token metrics.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PassType {
+    SinglePass,
+    Initial,
+    Continuation,
+}
+
+/// The stored outcome of one step: written once, reused on redelivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepOutput {
+    pub step: u32,
+    pub pass_type: PassType,
+    pub batch_start: u32,
+    pub batch_end: u32,
+    pub output: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub duration_ms: u64,
+    pub started_at: String,
+    pub completed_at: String,
+    pub input_chars: u64,
+}
+
+/// The queue message for one step of one job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepMessage {
+    pub job_id: Uuid,
+    pub step: u32,
+    /// Rolling context: the last output lines before this step.
+    #[serde(default)]
+    pub context: Vec<String>,
+}
+
+impl StepMessage {
+    /// SQS FIFO deduplication id: one message per (job, step).
+    pub fn deduplication_id(&self) -> String {
+        format!("{}:{}", self.job_id, self.step)
+    }
+}
+
+/// Current time as RFC 3339 UTC with microseconds (fixed width).
+pub fn now_timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trip_and_terminal() {
+        for status in [
+            JobStatus::Queued,
+            JobStatus::Processing,
+            JobStatus::Completed,
+            JobStatus::Failed,
+        ] {
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert!(JobStatus::Failed.is_terminal() && !JobStatus::Processing.is_terminal());
+        assert_eq!(JobStatus::parse("cancelled"), None);
+    }
+
+    #[test]
+    fn timestamps_are_fixed_width() {
+        let a = now_timestamp();
+        assert_eq!(a.len(), "2026-01-01T00:00:00.000000Z".len());
+        assert!(a.ends_with('Z'));
+    }
+}

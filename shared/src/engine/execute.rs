@@ -1,0 +1,576 @@
+//! Job submission: validate the request, resolve the flavor, count tokens, choose the
+//! plan, store the input and turns, write the job and enqueue its first step. Nothing is
+//! written for a rejected request.
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::Gateway;
+use crate::domain::{
+    now_timestamp, Flavor, Job, JobProgress, JobSettings, JobStatus, Model, ProcessingMode,
+    Provider, Service, StepMessage, UsageTotals, DEFAULT_CREATE_NEW_TURN_AFTER,
+    DEFAULT_MAX_NEW_TURNS, DEFAULT_SUMMARY_TURNS,
+};
+use crate::error::ApiError;
+use crate::ports::keys;
+use crate::text::batching::BatchBudget;
+use crate::text::normalize::{normalize_transcript, NormalizeLimits};
+use crate::text::prompt::{placeholder_count, template_text};
+use crate::tokens::{load_or_default, resolve_tokenizer_name, TokenCounter};
+
+/// Longest accepted `organization_id`.
+const MAX_ORGANIZATION_ID_CHARS: usize = 100;
+/// Rolling-context size assumed per output line when estimating batches.
+const ESTIMATED_TOKENS_PER_CONTEXT_LINE: usize = 40;
+
+/// A validated execute request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecuteRequest {
+    pub input: String,
+    pub flavor_id: Option<Uuid>,
+    pub flavor_name: Option<String>,
+    pub organization_id: Option<String>,
+    pub context: Option<Map<String, Value>>,
+}
+
+impl ExecuteRequest {
+    /// Parses and validates a request body; errors name the field and the problem.
+    pub fn parse(body: &[u8], max_input_bytes: usize) -> Result<Self, ApiError> {
+        let text = std::str::from_utf8(body).map_err(|e| {
+            ApiError::new(
+                400,
+                "INVALID_ENCODING",
+                format!(
+                    "request body is not valid UTF-8 (at byte {})",
+                    e.valid_up_to()
+                ),
+            )
+        })?;
+        if text.trim().is_empty() {
+            return Err(ApiError::new(
+                400,
+                "INVALID_JSON",
+                "request body is empty; expected a JSON object",
+            ));
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            ApiError::new(
+                400,
+                "INVALID_JSON",
+                format!("request body is not valid JSON: {e}"),
+            )
+        })?;
+        let Value::Object(mut fields) = value else {
+            return Err(ApiError::new(
+                400,
+                "INVALID_JSON",
+                "request body must be a JSON object",
+            ));
+        };
+        let input = match fields.remove("input") {
+            None | Some(Value::Null) => {
+                return Err(ApiError::invalid_field("input", "is required"))
+            }
+            Some(Value::String(input)) => input,
+            Some(_) => return Err(ApiError::invalid_field("input", "must be a string")),
+        };
+        if input.trim().is_empty() {
+            return Err(ApiError::invalid_field("input", "must not be empty"));
+        }
+        if input.len() > max_input_bytes {
+            return Err(ApiError::new(
+                413,
+                "INPUT_TOO_LARGE",
+                format!(
+                    "input: {} bytes exceeds the limit of {max_input_bytes} bytes",
+                    input.len()
+                ),
+            )
+            .with("field", "input")
+            .with("max_input_bytes", max_input_bytes));
+        }
+        let flavor_id = optional_string(&mut fields, "flavor_id")?
+            .map(|id| {
+                Uuid::parse_str(&id)
+                    .map_err(|_| ApiError::invalid_field("flavor_id", "must be a UUID"))
+            })
+            .transpose()?;
+        let flavor_name = optional_string(&mut fields, "flavor_name")?;
+        if flavor_name
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return Err(ApiError::invalid_field("flavor_name", "must not be empty"));
+        }
+        let organization_id = optional_string(&mut fields, "organization_id")?;
+        if let Some(org) = &organization_id {
+            validate_organization_id(org)?;
+        }
+        let context = match fields.remove("context") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(context)) => Some(context),
+            Some(_) => return Err(ApiError::invalid_field("context", "must be a JSON object")),
+        };
+        Ok(ExecuteRequest {
+            input,
+            flavor_id,
+            flavor_name,
+            organization_id,
+            context,
+        })
+    }
+}
+
+/// Checks an organization id: 1–100 characters, no control characters.
+pub fn validate_organization_id(org: &str) -> Result<(), ApiError> {
+    if org.is_empty()
+        || org.chars().count() > MAX_ORGANIZATION_ID_CHARS
+        || org.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid_field(
+            "organization_id",
+            format!(
+                "must be 1 to {MAX_ORGANIZATION_ID_CHARS} characters without control characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn optional_string(
+    fields: &mut Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, ApiError> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value)),
+        Some(_) => Err(ApiError::invalid_field(name, "must be a string")),
+    }
+}
+
+/// Everything the catalog says about a request's target.
+struct Target {
+    service: Service,
+    flavor: Flavor,
+    model: Model,
+    provider: Provider,
+}
+
+/// Submits a job: returns it queued, with its first step enqueued.
+pub async fn submit(
+    gateway: &Gateway,
+    service_id: Uuid,
+    request: ExecuteRequest,
+) -> Result<Job, ApiError> {
+    let target = resolve_target(gateway, service_id, &request).await?;
+    let Target {
+        service,
+        flavor,
+        model,
+        provider,
+    } = target;
+
+    let required = flavor.processing_mode.required_placeholders();
+    let found = placeholder_count(&flavor.prompt_user_content);
+    if found != required {
+        return Err(ApiError::new(
+            400,
+            "INVALID_FLAVOR_PROMPT",
+            format!(
+                "flavor '{}' is {:?} and needs {required} '{{}}' placeholder(s) in its user prompt, but it has {found}",
+                flavor.name, flavor.processing_mode
+            ),
+        )
+        .with("flavor_id", flavor.id.to_string()));
+    }
+
+    let tokenizer_name = resolve_tokenizer_name(
+        flavor.tokenizer_override.as_deref(),
+        model.tokenizer_name.as_deref(),
+        &model.model_identifier,
+    );
+    let counter = load_or_default(&tokenizer_name);
+    let prompt_tokens = counter.count(&template_text(&flavor.prompt_user_content))
+        + flavor
+            .prompt_system_content
+            .as_deref()
+            .map_or(0, |system| counter.count(system));
+    let input_tokens = counter.count(&request.input);
+    let budget = BatchBudget {
+        context_length: model.context_length as usize,
+        max_generation: model.max_generation_length as usize,
+        prompt_tokens,
+        max_new_turns: flavor.max_new_turns.unwrap_or(DEFAULT_MAX_NEW_TURNS) as usize,
+    };
+    let available = budget.available();
+    let settings = JobSettings {
+        provider_id: provider.id,
+        provider_name: provider.name.clone(),
+        model_identifier: model.model_identifier.clone(),
+        context_length: model.context_length,
+        max_generation_length: model.max_generation_length,
+        tokenizer: counter.name().to_string(),
+        temperature: flavor.temperature,
+        top_p: flavor.top_p,
+        prompt_user_content: flavor.prompt_user_content.clone(),
+        prompt_system_content: flavor.prompt_system_content.clone(),
+        create_new_turn_after: flavor
+            .create_new_turn_after
+            .unwrap_or(DEFAULT_CREATE_NEW_TURN_AFTER),
+        summary_turns: flavor.summary_turns.unwrap_or(DEFAULT_SUMMARY_TURNS),
+        max_new_turns: budget.max_new_turns as u32,
+        prompt_tokens: prompt_tokens as u32,
+        estimated_cost_per_1k_tokens: flavor.estimated_cost_per_1k_tokens,
+    };
+
+    let job_id = Uuid::new_v4();
+    let (progress, turns_blob) = match flavor.processing_mode {
+        ProcessingMode::SinglePass => {
+            if input_tokens > available {
+                return Err(context_exceeded(
+                    gateway,
+                    &service,
+                    &flavor,
+                    input_tokens,
+                    available,
+                    &budget,
+                )
+                .await);
+            }
+            (
+                JobProgress {
+                    step: 0,
+                    cursor: 0,
+                    total_turns: 1,
+                    total_batches: 1,
+                },
+                None,
+            )
+        }
+        ProcessingMode::Iterative => {
+            let (progress, turns_json) =
+                plan_iterative(&request.input, &counter, &settings, &budget, &flavor)?;
+            (progress, Some(turns_json))
+        }
+    };
+
+    let now = now_timestamp();
+    let job = Job {
+        id: job_id,
+        service_id: service.id,
+        service_name: service.name.clone(),
+        flavor_id: flavor.id,
+        flavor_name: flavor.name.clone(),
+        organization_id: request.organization_id.clone(),
+        status: JobStatus::Queued,
+        processing_mode: flavor.processing_mode,
+        created_at: now.clone(),
+        started_at: None,
+        completed_at: None,
+        updated_at: now,
+        input_tokens: input_tokens as u32,
+        input_chars: request.input.chars().count() as u64,
+        context_available: available as u32,
+        settings,
+        progress,
+        usage: UsageTotals::default(),
+        error: None,
+        expires_at: flavor
+            .default_ttl_seconds
+            .filter(|ttl| *ttl > 0)
+            .map(|ttl| chrono::Utc::now().timestamp() + i64::from(ttl)),
+    };
+
+    gateway
+        .blobs
+        .put(
+            &keys::input(job_id),
+            request.input.into_bytes(),
+            "text/plain; charset=utf-8",
+        )
+        .await?;
+    if let Some(turns_json) = turns_blob {
+        gateway
+            .blobs
+            .put(&keys::turns(job_id), turns_json, "application/json")
+            .await?;
+    }
+    gateway.jobs.create(&job).await?;
+    let first = StepMessage {
+        job_id,
+        step: 0,
+        context: Vec::new(),
+    };
+    if let Err(error) = gateway.queue.send(&first).await {
+        // Never leave a queued job that no message will ever run.
+        let mut failed = job.clone();
+        failed.status = JobStatus::Failed;
+        failed.error = Some(crate::domain::JobError {
+            code: "ENQUEUE_FAILED".into(),
+            message: error.to_string(),
+        });
+        failed.completed_at = Some(now_timestamp());
+        let _ = gateway.jobs.replace(&failed, 0).await;
+        return Err(error.into());
+    }
+    tracing::info!(job_id = %job.id, organization_id = job.organization_id.as_deref().unwrap_or(""), input_tokens, mode = ?job.processing_mode, total_batches = job.progress.total_batches, "job queued");
+    Ok(job)
+}
+
+/// Normalises the transcript into turns and estimates the batches; returns the progress
+/// and the turns as JSON for the blob store.
+fn plan_iterative(
+    input: &str,
+    counter: &TokenCounter,
+    settings: &JobSettings,
+    budget: &BatchBudget,
+    flavor: &Flavor,
+) -> Result<(JobProgress, Vec<u8>), ApiError> {
+    if budget.available() < 64 {
+        return Err(ApiError::new(
+            400,
+            "CONTEXT_EXCEEDED",
+            format!(
+                "flavor '{}' leaves {} tokens for input after generation ({}) and prompt ({}); at least 64 are needed",
+                flavor.name,
+                budget.available(),
+                budget.max_generation,
+                budget.prompt_tokens
+            ),
+        )
+        .with("available_tokens", budget.available()));
+    }
+    let turns = normalize_transcript(
+        input,
+        counter,
+        NormalizeLimits {
+            create_new_turn_after: settings.create_new_turn_after as usize,
+            max_turn_tokens: budget.max_turn_tokens(),
+        },
+    );
+    let tokens: Vec<u32> = turns.iter().map(|turn| turn.tokens).collect();
+    let context_estimate = settings.summary_turns as usize * ESTIMATED_TOKENS_PER_CONTEXT_LINE;
+    let total_batches = budget.estimate_batches(&tokens, context_estimate) as u32;
+    let json =
+        serde_json::to_vec(&turns).map_err(|e| ApiError::new(500, "INTERNAL", e.to_string()))?;
+    Ok((
+        JobProgress {
+            step: 0,
+            cursor: 0,
+            total_turns: turns.len() as u32,
+            total_batches,
+        },
+        json,
+    ))
+}
+
+async fn resolve_target(
+    gateway: &Gateway,
+    service_id: Uuid,
+    request: &ExecuteRequest,
+) -> Result<Target, ApiError> {
+    let service = gateway
+        .catalog
+        .service(service_id)
+        .await?
+        .filter(|service| {
+            service.organization_id.is_none() || service.organization_id == request.organization_id
+        })
+        .ok_or_else(|| ApiError::not_found("service", service_id))?;
+    if !service.is_active {
+        return Err(ApiError::new(
+            400,
+            "SERVICE_INACTIVE",
+            format!("service '{}' is inactive", service.name),
+        ));
+    }
+    let flavor = if let Some(name) = &request.flavor_name {
+        let flavors = gateway.catalog.flavors(service_id).await?;
+        flavors
+            .into_iter()
+            .find(|flavor| &flavor.name == name)
+            .ok_or_else(|| ApiError::not_found("flavor", name).with("field", "flavor_name"))?
+    } else if let Some(flavor_id) = request.flavor_id {
+        gateway
+            .catalog
+            .flavor(service_id, flavor_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("flavor", flavor_id).with("field", "flavor_id"))?
+    } else {
+        let flavors = gateway.catalog.flavors(service_id).await?;
+        flavors
+            .into_iter()
+            .find(|flavor| flavor.is_default)
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "NO_DEFAULT_FLAVOR",
+                    format!(
+                        "service '{}' has no default flavor; pass flavor_id or flavor_name",
+                        service.name
+                    ),
+                )
+            })?
+    };
+    if !flavor.is_active {
+        return Err(ApiError::new(
+            400,
+            "FLAVOR_INACTIVE",
+            format!("flavor '{}' is inactive", flavor.name),
+        )
+        .with("flavor_id", flavor.id.to_string()));
+    }
+    let model = gateway
+        .catalog
+        .model(flavor.model_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "MODEL_NOT_FOUND",
+                format!(
+                    "flavor '{}' uses model {} which does not exist",
+                    flavor.name, flavor.model_id
+                ),
+            )
+        })?;
+    if !model.is_active {
+        return Err(ApiError::new(
+            400,
+            "MODEL_INACTIVE",
+            format!("model '{}' is inactive", model.model_name),
+        ));
+    }
+    let provider = gateway
+        .catalog
+        .provider(model.provider_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "PROVIDER_NOT_FOUND",
+                format!(
+                    "model '{}' uses provider {} which does not exist",
+                    model.model_name, model.provider_id
+                ),
+            )
+        })?;
+    Ok(Target {
+        service,
+        flavor,
+        model,
+        provider,
+    })
+}
+
+async fn context_exceeded(
+    gateway: &Gateway,
+    service: &Service,
+    flavor: &Flavor,
+    input_tokens: usize,
+    available: usize,
+    budget: &BatchBudget,
+) -> ApiError {
+    let iterative = gateway
+        .catalog
+        .flavors(service.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|other| other.is_active && other.processing_mode == ProcessingMode::Iterative);
+    let suggestion = match &iterative {
+        Some(other) => json!(format!(
+            "use the iterative flavor '{}' (flavor_id {}), which processes long inputs in batches",
+            other.name, other.id
+        )),
+        None => json!("shorten the input or use an iterative flavor"),
+    };
+    ApiError::new(
+        400,
+        "CONTEXT_EXCEEDED",
+        format!(
+            "input has {input_tokens} tokens but flavor '{}' allows {available} in one pass (context {} − generation {} − prompt {})",
+            flavor.name, budget.context_length, budget.max_generation, budget.prompt_tokens
+        ),
+    )
+    .with("input_tokens", input_tokens)
+    .with("available_tokens", available)
+    .with("context_length", budget.context_length)
+    .with("max_generation_length", budget.max_generation)
+    .with("prompt_tokens", budget.prompt_tokens)
+    .with("flavor_id", flavor.id.to_string())
+    .with("flavor_name", flavor.name.clone())
+    .with("suggestion", suggestion)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<ExecuteRequest, ApiError> {
+        ExecuteRequest::parse(body.as_bytes(), 100)
+    }
+
+    #[test]
+    fn valid_request() {
+        let request = parse(
+            r#"{"input":"A : hi","flavor_name":"fast","organization_id":"org-1","metadata":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(request.input, "A : hi");
+        assert_eq!(request.flavor_name.as_deref(), Some("fast"));
+        assert_eq!(request.organization_id.as_deref(), Some("org-1"));
+    }
+
+    #[test]
+    fn bad_requests_name_the_problem() {
+        let cases = [
+            ("", "INVALID_JSON", None),
+            ("{not json", "INVALID_JSON", None),
+            ("[1]", "INVALID_JSON", None),
+            ("{}", "INVALID_REQUEST", Some("input")),
+            (r#"{"input":"   "}"#, "INVALID_REQUEST", Some("input")),
+            (r#"{"input":5}"#, "INVALID_REQUEST", Some("input")),
+            (
+                r#"{"input":"x","flavor_id":"nope"}"#,
+                "INVALID_REQUEST",
+                Some("flavor_id"),
+            ),
+            (
+                r#"{"input":"x","flavor_name":""}"#,
+                "INVALID_REQUEST",
+                Some("flavor_name"),
+            ),
+            (
+                r#"{"input":"x","organization_id":""}"#,
+                "INVALID_REQUEST",
+                Some("organization_id"),
+            ),
+            (
+                r#"{"input":"x","context":"tags"}"#,
+                "INVALID_REQUEST",
+                Some("context"),
+            ),
+        ];
+        for (body, code, field) in cases {
+            let error = parse(body).unwrap_err();
+            assert_eq!(error.status, 400, "{body}");
+            assert_eq!(error.error_code, code, "{body}");
+            assert_eq!(
+                error.extra.get("field").and_then(|f| f.as_str()),
+                field,
+                "{body}"
+            );
+        }
+        let too_large = parse(&format!(r#"{{"input":"{}"}}"#, "a".repeat(101))).unwrap_err();
+        assert_eq!(
+            (too_large.status, too_large.error_code),
+            (413, "INPUT_TOO_LARGE")
+        );
+        let not_utf8 = ExecuteRequest::parse(b"{\"input\":\"\xff\xfe\"}", 100).unwrap_err();
+        assert_eq!(
+            (not_utf8.status, not_utf8.error_code),
+            (400, "INVALID_ENCODING")
+        );
+    }
+}

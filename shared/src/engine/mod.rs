@@ -1,0 +1,96 @@
+//! The step engine: submission (execute), one step per queue message (worker), and the
+//! job views returned by the API. Everything goes through the ports in [`crate::ports`].
+
+pub mod execute;
+pub mod views;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::aws::{
+    AwsClients, DynamoCatalog, DynamoJobStore, GatewayEnv, KmsSecrets, S3Blobs, SqsJobQueue,
+};
+use crate::llm::{LlmClient, OpenAiClient, RetryPolicy};
+use crate::ports::{BlobStore, Catalog, JobQueue, JobStore, Secrets};
+
+/// Operational limits, from the environment with safe defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted `input`, in bytes (`GATEWAY_MAX_INPUT_BYTES`).
+    pub max_input_bytes: usize,
+    /// LLM retries (`GATEWAY_LLM_MAX_ATTEMPTS`, `GATEWAY_LLM_BACKOFF_MS`, `GATEWAY_LLM_MAX_BACKOFF_MS`).
+    pub retry: RetryPolicy,
+    /// Per-attempt LLM timeout (`GATEWAY_LLM_TIMEOUT_SECS`).
+    pub llm_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_input_bytes: 5_000_000,
+            retry: RetryPolicy::default(),
+            llm_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Limits {
+    /// Reads the limits from the environment; unset or unparsable values keep defaults.
+    pub fn from_env() -> Self {
+        fn num(name: &str) -> Option<u64> {
+            std::env::var(name).ok()?.trim().parse().ok()
+        }
+        let defaults = Limits::default();
+        Limits {
+            max_input_bytes: num("GATEWAY_MAX_INPUT_BYTES")
+                .map_or(defaults.max_input_bytes, |v| v as usize),
+            retry: RetryPolicy {
+                max_attempts: num("GATEWAY_LLM_MAX_ATTEMPTS")
+                    .map_or(defaults.retry.max_attempts, |v| v.max(1) as u32),
+                base_delay: num("GATEWAY_LLM_BACKOFF_MS")
+                    .map_or(defaults.retry.base_delay, Duration::from_millis),
+                max_delay: num("GATEWAY_LLM_MAX_BACKOFF_MS")
+                    .map_or(defaults.retry.max_delay, Duration::from_millis),
+            },
+            llm_timeout: num("GATEWAY_LLM_TIMEOUT_SECS")
+                .map_or(defaults.llm_timeout, Duration::from_secs),
+        }
+    }
+}
+
+/// All ports the engine uses; built once per execution environment.
+#[derive(Clone)]
+pub struct Gateway {
+    pub jobs: Arc<dyn JobStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub queue: Arc<dyn JobQueue>,
+    pub secrets: Arc<dyn Secrets>,
+    pub llm: Arc<dyn LlmClient>,
+    pub limits: Limits,
+}
+
+impl Gateway {
+    /// The AWS-backed gateway configured from the environment.
+    pub async fn from_env() -> Result<Self, String> {
+        let env = GatewayEnv::from_env()?;
+        let clients = AwsClients::load().await;
+        let limits = Limits::from_env();
+        Ok(Gateway {
+            jobs: Arc::new(DynamoJobStore::new(
+                clients.dynamodb.clone(),
+                env.jobs_table,
+            )),
+            catalog: Arc::new(DynamoCatalog::new(
+                clients.dynamodb.clone(),
+                env.catalog_table,
+            )),
+            blobs: Arc::new(S3Blobs::new(clients.s3.clone(), env.bucket)),
+            queue: Arc::new(SqsJobQueue::new(clients.sqs.clone(), env.job_queue_url)),
+            secrets: Arc::new(KmsSecrets::new(clients.kms.clone())),
+            llm: Arc::new(OpenAiClient::new(limits.llm_timeout)),
+            limits,
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! API errors: an HTTP status, a stable `error_code`, a `detail` that names the problem,
+//! and optional extra fields (token figures, the offending field).
+
+use serde_json::{json, Map, Value};
+
+use crate::ports::IoError;
+
+/// An error returned to API callers as `{"detail": ..., "error_code": ..., ...extra}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub error_code: &'static str,
+    pub detail: String,
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    /// An error with no extra fields.
+    pub fn new(status: u16, error_code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            error_code,
+            detail: detail.into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// 400 for a request field that is missing or invalid; the body names the field.
+    pub fn invalid_field(field: &str, problem: impl std::fmt::Display) -> Self {
+        Self::new(400, "INVALID_REQUEST", format!("{field}: {problem}")).with("field", field)
+    }
+
+    /// 404 for an unknown (or foreign) resource.
+    pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
+        let code = match what {
+            "service" => "SERVICE_NOT_FOUND",
+            "flavor" => "FLAVOR_NOT_FOUND",
+            "job" => "JOB_NOT_FOUND",
+            "model" => "MODEL_NOT_FOUND",
+            "provider" => "PROVIDER_NOT_FOUND",
+            _ => "NOT_FOUND",
+        };
+        Self::new(404, code, format!("{what} '{id}' not found"))
+    }
+
+    /// 503 for a dependency that failed (storage, queue); safe to retry.
+    pub fn unavailable(error: &IoError) -> Self {
+        Self::new(
+            503,
+            "SERVICE_UNAVAILABLE",
+            format!("temporarily unavailable ({})", error.operation),
+        )
+    }
+
+    /// Adds an extra field to the body.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut body = self.extra.clone();
+        body.insert("detail".into(), json!(self.detail));
+        body.insert("error_code".into(), json!(self.error_code));
+        Value::Object(body)
+    }
+}
+
+impl From<IoError> for ApiError {
+    fn from(error: IoError) -> Self {
+        tracing::error!(operation = error.operation, error = %error.message, "dependency failure");
+        ApiError::unavailable(&error)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.error_code, self.detail)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_detail_code_and_extras() {
+        let error = ApiError::invalid_field("input", "must not be empty").with("max", 3);
+        assert_eq!(error.status, 400);
+        assert_eq!(
+            error.body(),
+            json!({"detail": "input: must not be empty", "error_code": "INVALID_REQUEST", "field": "input", "max": 3})
+        );
+        assert_eq!(
+            ApiError::not_found("flavor", "x").error_code,
+            "FLAVOR_NOT_FOUND"
+        );
+    }
+}

@@ -1,0 +1,356 @@
+//! OpenAI-compatible chat completions, with retries (exponential backoff with full
+//! jitter, honouring Retry-After) on 429, 5xx, timeouts and transport errors; never on
+//! other 4xx.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with the given role.
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A chat completion request (OpenAI shape).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_tokens: u32,
+}
+
+/// Where to send requests.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Base URL including the version path, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub api_key: Option<String>,
+    /// Provider name, for error messages.
+    pub provider_name: String,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("base_url", &self.base_url)
+            .field("provider_name", &self.provider_name)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The answer and the provider's token usage (None when the provider omits it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatCompletion {
+    pub content: String,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum LlmError {
+    #[error("HTTP {status}: {message}")]
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Transport(String),
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+}
+
+impl LlmError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LlmError::Status { status, .. } => {
+                *status == 408 || *status == 409 || *status == 429 || *status >= 500
+            }
+            LlmError::Timeout(_) | LlmError::Transport(_) | LlmError::InvalidResponse(_) => true,
+        }
+    }
+
+    /// The HTTP status, if the provider answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            LlmError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Sends one request (one attempt).
+#[async_trait]
+pub trait LlmClient: Send + Sync {
+    async fn chat(
+        &self,
+        endpoint: &Endpoint,
+        request: &ChatRequest,
+    ) -> Result<ChatCompletion, LlmError>;
+}
+
+/// [`LlmClient`] over HTTP with reqwest (rustls).
+#[derive(Clone)]
+pub struct OpenAiClient {
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl OpenAiClient {
+    /// A client whose attempts time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("static reqwest configuration is valid");
+        OpenAiClient { http, timeout }
+    }
+}
+
+#[derive(Deserialize)]
+struct CompletionBody {
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: ChoiceMessage,
+}
+
+#[derive(Deserialize)]
+struct ChoiceMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
+}
+
+#[async_trait]
+impl LlmClient for OpenAiClient {
+    async fn chat(
+        &self,
+        endpoint: &Endpoint,
+        request: &ChatRequest,
+    ) -> Result<ChatCompletion, LlmError> {
+        let url = format!(
+            "{}/chat/completions",
+            endpoint.base_url.trim_end_matches('/')
+        );
+        let mut builder = self.http.post(url).timeout(self.timeout).json(request);
+        if let Some(key) = &endpoint.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let response = builder.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if !(200..300).contains(&status) {
+            return Err(LlmError::Status {
+                status,
+                message: error_message(&body),
+                retry_after,
+            });
+        }
+        let parsed: CompletionBody =
+            serde_json::from_slice(&body).map_err(|e| LlmError::InvalidResponse(e.to_string()))?;
+        let choice = parsed
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| LlmError::InvalidResponse("no choices".to_string()))?;
+        let usage = parsed.usage;
+        Ok(ChatCompletion {
+            content: choice.message.content.unwrap_or_default(),
+            prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
+            completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
+        })
+    }
+}
+
+impl OpenAiClient {
+    fn transport_error(&self, error: reqwest::Error) -> LlmError {
+        if error.is_timeout() {
+            LlmError::Timeout(self.timeout)
+        } else if error.is_decode() || error.is_body() {
+            LlmError::InvalidResponse(error.to_string())
+        } else {
+            LlmError::Transport(error.to_string())
+        }
+    }
+}
+
+/// The provider's error message (`error.message`), else the start of the body.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| {
+            value
+                .pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
+}
+
+/// How many attempts and how long to wait between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `attempt + 1` (attempt counts from 1): full jitter on an
+    /// exponential ceiling, but never less than the provider's Retry-After (capped).
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        let ceiling = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.max_delay);
+        let jittered = ceiling.mul_f64(jitter.clamp(0.0, 1.0));
+        match retry_after {
+            Some(wait) => jittered.max(wait.min(self.max_delay.max(Duration::from_secs(60)))),
+            None => jittered,
+        }
+    }
+}
+
+/// All attempts failed; `last` is the final error.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("provider '{provider}' failed after {attempts} attempt(s): {last}")]
+pub struct LlmFailure {
+    pub provider: String,
+    pub attempts: u32,
+    pub last: LlmError,
+}
+
+/// Sends the request, retrying retryable failures per `policy`.
+pub async fn chat_with_retries(
+    client: &dyn LlmClient,
+    endpoint: &Endpoint,
+    request: &ChatRequest,
+    policy: RetryPolicy,
+) -> Result<ChatCompletion, LlmFailure> {
+    let mut attempt = 1;
+    loop {
+        match client.chat(endpoint, request).await {
+            Ok(completion) => return Ok(completion),
+            Err(error) if error.is_retryable() && attempt < policy.max_attempts => {
+                let retry_after = match &error {
+                    LlmError::Status { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                let delay = policy.delay(attempt, retry_after, rand::random::<f64>());
+                tracing::warn!(provider = %endpoint.provider_name, attempt, %error, delay_ms = delay.as_millis() as u64, "LLM call failed, retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(error) => {
+                return Err(LlmFailure {
+                    provider: endpoint.provider_name.clone(),
+                    attempts: attempt,
+                    last: error,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_classification() {
+        let status = |status| LlmError::Status {
+            status,
+            message: String::new(),
+            retry_after: None,
+        };
+        assert!(status(429).is_retryable());
+        assert!(status(500).is_retryable() && status(503).is_retryable());
+        assert!(
+            !status(400).is_retryable()
+                && !status(401).is_retryable()
+                && !status(404).is_retryable()
+        );
+        assert!(LlmError::Timeout(Duration::from_secs(1)).is_retryable());
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let policy = RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        assert_eq!(policy.delay(1, None, 1.0), Duration::from_millis(100));
+        assert_eq!(policy.delay(3, None, 1.0), Duration::from_millis(400));
+        assert_eq!(policy.delay(10, None, 1.0), Duration::from_secs(1));
+        assert_eq!(policy.delay(3, None, 0.5), Duration::from_millis(200));
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(2)), 0.1),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(3600)), 0.1),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn endpoint_debug_never_shows_the_key() {
+        let endpoint = Endpoint {
+            base_url: "http://x".into(),
+            api_key: Some("sk-secret".into()),
+            provider_name: "p".into(),
+        };
+        assert!(!format!("{endpoint:?}").contains("sk-secret"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Traits at the I/O edges of the core. Each has one AWS implementation in [`crate::aws`];
+//! tests use the same implementations against the emulator.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::{Flavor, Job, JobStatus, Model, Provider, Service, StepMessage};
+
+/// A storage or transport failure (always worth a retry, never the caller's fault).
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} failed: {message}")]
+pub struct IoError {
+    pub operation: &'static str,
+    pub message: String,
+}
+
+impl IoError {
+    /// Wraps any displayable error with the operation that failed.
+    pub fn new(operation: &'static str, error: impl std::fmt::Display) -> Self {
+        IoError {
+            operation,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Result of storage operations.
+pub type IoResult<T> = Result<T, IoError>;
+
+/// Filter and page of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct JobQuery {
+    pub organization_id: Option<String>,
+    pub service_id: Option<Uuid>,
+    pub status: Option<JobStatus>,
+    pub page_size: usize,
+    /// Opaque cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Clone)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    pub next_cursor: Option<String>,
+}
+
+/// Job records.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Writes a new job; fails if the id exists.
+    async fn create(&self, job: &Job) -> IoResult<()>;
+    /// Reads a job.
+    async fn get(&self, id: Uuid) -> IoResult<Option<Job>>;
+    /// Replaces a job if it is still at `expected_step` and not terminal. Returns false
+    /// when the condition does not hold (another delivery got there first).
+    async fn replace(&self, job: &Job, expected_step: u32) -> IoResult<bool>;
+    /// Lists jobs newest first.
+    async fn list(&self, query: &JobQuery) -> IoResult<JobPage>;
+}
+
+/// Catalog reads (services, flavors, models, providers).
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    async fn service(&self, id: Uuid) -> IoResult<Option<Service>>;
+    /// A flavor of this service (None when it belongs to another service).
+    async fn flavor(&self, service_id: Uuid, flavor_id: Uuid) -> IoResult<Option<Flavor>>;
+    async fn flavors(&self, service_id: Uuid) -> IoResult<Vec<Flavor>>;
+    async fn model(&self, id: Uuid) -> IoResult<Option<Model>>;
+    async fn provider(&self, id: Uuid) -> IoResult<Option<Provider>>;
+}
+
+/// Large text and artefacts, by key.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> IoResult<()>;
+    /// None when the key does not exist.
+    async fn get(&self, key: &str) -> IoResult<Option<Vec<u8>>>;
+}
+
+/// The job step queue (FIFO per job).
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    async fn send(&self, message: &StepMessage) -> IoResult<()>;
+}
+
+/// Decrypts provider secrets.
+#[async_trait]
+pub trait Secrets: Send + Sync {
+    /// Decrypts base64 ciphertext into the secret.
+    async fn decrypt(&self, ciphertext_b64: &str) -> IoResult<String>;
+}
+
+/// Keys of a job's objects in the blob store, all derived from the job id.
+pub mod keys {
+    use uuid::Uuid;
+
+    /// The raw input text.
+    pub fn input(job: Uuid) -> String {
+        format!("jobs/{job}/input.txt")
+    }
+    /// The normalised turns (JSON).
+    pub fn turns(job: Uuid) -> String {
+        format!("jobs/{job}/turns.json")
+    }
+    /// The output of one step (JSON), written once.
+    pub fn step(job: Uuid, step: u32) -> String {
+        format!("jobs/{job}/steps/{step:06}.json")
+    }
+    /// The final result text (version 1).
+    pub fn result(job: Uuid) -> String {
+        format!("jobs/{job}/result/v1.txt")
+    }
+    /// The per-pass token metrics of a completed job (JSON).
+    pub fn metrics(job: Uuid) -> String {
+        format!("jobs/{job}/metrics.json")
+    }
+}

@@ -1,0 +1,240 @@
+//! Token counting with the model's tokenizer: tiktoken encodings (cl100k_base, o200k_base)
+//! or a HuggingFace `tokenizer.json` file. Encoders are built once per process.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Environment variable naming the folder that holds HuggingFace tokenizer files, laid out
+/// as `{dir}/{owner}--{repo}/tokenizer.json`.
+pub const TOKENIZER_DIR_ENV: &str = "GATEWAY_TOKENIZER_DIR";
+
+/// The tokenizer used when nothing else matches.
+pub const DEFAULT_ENCODING: &str = "cl100k_base";
+
+/// Counts tokens of text; cheap to clone.
+#[derive(Clone)]
+pub struct TokenCounter {
+    name: String,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Tiktoken(&'static tiktoken::CoreBpe),
+    HuggingFace(Arc<tokenizers::Tokenizer>),
+}
+
+impl std::fmt::Debug for TokenCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCounter")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Why a tokenizer could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("unknown tokenizer '{0}'")]
+    Unknown(String),
+    #[error("tokenizer file {path} could not be loaded: {reason}")]
+    File { path: String, reason: String },
+}
+
+impl TokenCounter {
+    /// Loads a tokenizer by name: a tiktoken encoding (`cl100k_base`, `o200k_base`), a
+    /// HuggingFace repo id (`owner/name`, looked up under [`TOKENIZER_DIR_ENV`]) or a path
+    /// to a `tokenizer.json` file.
+    pub fn load(name: &str) -> Result<Self, TokenizerError> {
+        if let Some(bpe) = tiktoken_encoding(name) {
+            return Ok(TokenCounter {
+                name: name.to_string(),
+                backend: Backend::Tiktoken(bpe),
+            });
+        }
+        let path =
+            huggingface_path(name).ok_or_else(|| TokenizerError::Unknown(name.to_string()))?;
+        let tokenizer = load_huggingface(&path)?;
+        Ok(TokenCounter {
+            name: name.to_string(),
+            backend: Backend::HuggingFace(tokenizer),
+        })
+    }
+
+    /// The default counter (cl100k_base).
+    pub fn default_counter() -> Self {
+        Self::load(DEFAULT_ENCODING).expect("cl100k_base is compiled in")
+    }
+
+    /// The name this counter was loaded by (stored on jobs so every step counts alike).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of tokens in `text` (no special tokens added).
+    pub fn count(&self, text: &str) -> usize {
+        match &self.backend {
+            Backend::Tiktoken(bpe) => bpe.count(text),
+            Backend::HuggingFace(tokenizer) => tokenizer
+                .encode_fast(text, false)
+                .map(|encoding| encoding.len())
+                // A HuggingFace encode failure is not expected for valid UTF-8; fall back to
+                // a conservative estimate rather than failing the job.
+                .unwrap_or_else(|_| text.len().div_ceil(3)),
+        }
+    }
+}
+
+/// Picks the tokenizer name for a model: the flavor override, else the model's configured
+/// tokenizer, else one derived from the model identifier, else cl100k_base.
+pub fn resolve_tokenizer_name(
+    flavor_override: Option<&str>,
+    model_tokenizer: Option<&str>,
+    model_identifier: &str,
+) -> String {
+    if let Some(name) = flavor_override
+        .or(model_tokenizer)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        return name.to_string();
+    }
+    let id = model_identifier.to_ascii_lowercase();
+    let id = id.rsplit('/').next().unwrap_or(&id);
+    const O200K_PREFIXES: &[&str] = &[
+        "gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt",
+    ];
+    if O200K_PREFIXES.iter().any(|prefix| id.starts_with(prefix)) {
+        "o200k_base".to_string()
+    } else {
+        DEFAULT_ENCODING.to_string()
+    }
+}
+
+/// Loads the tokenizer `name`, or cl100k_base (with a warning) if it cannot be loaded, so
+/// that an unavailable tokenizer file degrades counting precision instead of failing jobs.
+pub fn load_or_default(name: &str) -> TokenCounter {
+    TokenCounter::load(name).unwrap_or_else(|error| {
+        tracing::warn!(tokenizer = name, %error, "tokenizer unavailable, counting with cl100k_base");
+        TokenCounter::default_counter()
+    })
+}
+
+fn tiktoken_encoding(name: &str) -> Option<&'static tiktoken::CoreBpe> {
+    match name {
+        "cl100k_base" | "o200k_base" => tiktoken::get_encoding(name),
+        _ => None,
+    }
+}
+
+fn huggingface_path(name: &str) -> Option<PathBuf> {
+    let direct = Path::new(name);
+    if name.ends_with(".json") {
+        return Some(direct.to_path_buf());
+    }
+    let (owner, repo) = name.split_once('/')?;
+    if owner.is_empty() || repo.is_empty() || repo.contains('/') || name.contains("..") {
+        return None;
+    }
+    let dir = std::env::var(TOKENIZER_DIR_ENV).unwrap_or_else(|_| "tokenizers".to_string());
+    Some(
+        Path::new(&dir)
+            .join(format!("{owner}--{repo}"))
+            .join("tokenizer.json"),
+    )
+}
+
+fn load_huggingface(path: &Path) -> Result<Arc<tokenizers::Tokenizer>, TokenizerError> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<tokenizers::Tokenizer>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(found) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+        return Ok(found.clone());
+    }
+    let tokenizer =
+        tokenizers::Tokenizer::from_file(path).map_err(|error| TokenizerError::File {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+    let tokenizer = Arc::new(tokenizer);
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(path.to_path_buf(), tokenizer.clone());
+    Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_order() {
+        assert_eq!(
+            resolve_tokenizer_name(Some("o200k_base"), Some("cl100k_base"), "x"),
+            "o200k_base"
+        );
+        assert_eq!(
+            resolve_tokenizer_name(None, Some("mistralai/Mistral-7B"), "x"),
+            "mistralai/Mistral-7B"
+        );
+        assert_eq!(
+            resolve_tokenizer_name(Some(" "), None, "openai/gpt-4o-mini"),
+            "o200k_base"
+        );
+        assert_eq!(
+            resolve_tokenizer_name(None, None, "gpt-4-turbo"),
+            "cl100k_base"
+        );
+        assert_eq!(
+            resolve_tokenizer_name(None, None, "mock-model"),
+            "cl100k_base"
+        );
+    }
+
+    #[test]
+    fn tiktoken_counts_match_tiktoken_rs() {
+        let text = "Jean : Bonjour à tous, on commence ? 我们开始吧。 Dr. Smith paid $3.50!\n  emojis 🎉🎉";
+        let cl100k = TokenCounter::load("cl100k_base").unwrap();
+        let o200k = TokenCounter::load("o200k_base").unwrap();
+        let reference_cl = tiktoken_rs::cl100k_base().unwrap();
+        let reference_o2 = tiktoken_rs::o200k_base().unwrap();
+        assert_eq!(cl100k.count(text), reference_cl.encode_ordinary(text).len());
+        assert_eq!(o200k.count(text), reference_o2.encode_ordinary(text).len());
+        assert_ne!(cl100k.count(text), 0);
+    }
+
+    #[test]
+    fn huggingface_tokenizer_file() {
+        use tokenizers::models::wordlevel::WordLevel;
+        use tokenizers::pre_tokenizers::whitespace::Whitespace;
+        let vocab = [("hello", 0u32), ("world", 1), ("[UNK]", 2)]
+            .into_iter()
+            .map(|(w, i)| (w.to_string(), i))
+            .collect();
+        let model = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
+        let mut tokenizer = tokenizers::Tokenizer::new(model);
+        tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+        let dir = std::env::temp_dir().join(format!("gw-tok-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokenizer.json");
+        tokenizer.save(&path, false).unwrap();
+
+        let counter = TokenCounter::load(path.to_str().unwrap()).unwrap();
+        assert_eq!(counter.count("hello world hello unknown"), 4);
+        assert!(matches!(
+            TokenCounter::load("nobody/missing"),
+            Err(TokenizerError::File { .. })
+        ));
+        assert!(matches!(
+            TokenCounter::load("not-a-tokenizer"),
+            Err(TokenizerError::Unknown(_))
+        ));
+        assert_eq!(load_or_default("nobody/missing").name(), "cl100k_base");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,1 @@
+//! gateway-e2e
