@@ -294,6 +294,44 @@ impl DynamoCatalog {
     }
 }
 
+impl DynamoCatalog {
+    /// Writes (creates or replaces) a catalog entity under `pk`/`sk`.
+    async fn put<T: serde::Serialize>(&self, pk: String, sk: String, entity: &T) -> IoResult<()> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(entity).map_err(|e| IoError::new("encode catalog item", e))?;
+        item.insert("pk".into(), AttributeValue::S(pk));
+        item.insert("sk".into(), AttributeValue::S(sk));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| IoError::new("write catalog", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    /// Writes a service (without its flavors).
+    pub async fn put_service(&self, service: &Service) -> IoResult<()> {
+        self.put(format!("SERVICE#{}", service.id), "#SERVICE".into(), service).await
+    }
+
+    /// Writes a flavor under its service.
+    pub async fn put_flavor(&self, flavor: &Flavor) -> IoResult<()> {
+        self.put(format!("SERVICE#{}", flavor.service_id), format!("FLAVOR#{}", flavor.id), flavor).await
+    }
+
+    /// Writes a model.
+    pub async fn put_model(&self, model: &Model) -> IoResult<()> {
+        self.put(format!("MODEL#{}", model.id), "#MODEL".into(), model).await
+    }
+
+    /// Writes a provider.
+    pub async fn put_provider(&self, provider: &Provider) -> IoResult<()> {
+        self.put(format!("PROVIDER#{}", provider.id), "#PROVIDER".into(), provider).await
+    }
+}
+
 fn decode_catalog_item<T: serde::de::DeserializeOwned>(
     mut item: HashMap<String, AttributeValue>,
 ) -> IoResult<T> {

@@ -100,3 +100,38 @@ mod tests {
         );
     }
 }
+
+/// A JSON HTTP response, convertible to `http::Response` for any HTTP front end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl JsonResponse {
+    /// A response with the given status and body.
+    pub fn new(status: u16, body: Value) -> Self {
+        JsonResponse { status, body }
+    }
+
+    /// The `http` response with a JSON content type.
+    pub fn into_http(self) -> http::Response<String> {
+        http::Response::builder()
+            .status(self.status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(self.body.to_string())
+            .unwrap_or_else(|_| http::Response::new(String::new()))
+    }
+}
+
+impl From<ApiError> for JsonResponse {
+    fn from(error: ApiError) -> Self {
+        JsonResponse { status: error.status, body: error.body() }
+    }
+}
+
+impl From<Result<JsonResponse, ApiError>> for JsonResponse {
+    fn from(result: Result<JsonResponse, ApiError>) -> Self {
+        result.unwrap_or_else(Into::into)
+    }
+}

@@ -1,1 +1,52 @@
-//! execute
+//! `POST /api/v1/services/{id}/execute`: validates the request and submits the job
+//! (202 with the job id and token figures). All logic lives in `gateway_core`.
+
+use gateway_core::engine::execute::{submit, ExecuteRequest};
+use gateway_core::engine::Gateway;
+use gateway_core::error::{ApiError, JsonResponse};
+use lambda_http::{Body, Request, RequestExt};
+use serde_json::json;
+use uuid::Uuid;
+
+/// Handles one API Gateway request.
+pub async fn handle(gateway: &Gateway, request: Request) -> JsonResponse {
+    execute(gateway, request).await.into()
+}
+
+async fn execute(gateway: &Gateway, request: Request) -> Result<JsonResponse, ApiError> {
+    if request.method() != lambda_http::http::Method::POST {
+        return Err(ApiError::new(405, "METHOD_NOT_ALLOWED", format!("{} is not allowed here; use POST", request.method())));
+    }
+    let service_id = request
+        .path_parameters_ref()
+        .and_then(|params| params.first("id"))
+        .ok_or_else(|| ApiError::invalid_field("id", "path parameter is missing"))?;
+    let service_id = Uuid::parse_str(service_id).map_err(|_| ApiError::not_found("service", service_id))?;
+    let body: &[u8] = match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    };
+    let parsed = ExecuteRequest::parse(body, gateway.limits.max_input_bytes)?;
+    let job = submit(gateway, service_id, parsed).await?;
+    Ok(JsonResponse::new(
+        202,
+        json!({
+            "job_id": job.id,
+            "status": job.status,
+            "service_id": job.service_id,
+            "service_name": job.service_name,
+            "flavor_id": job.flavor_id,
+            "flavor_name": job.flavor_name,
+            "organization_id": job.organization_id,
+            "processing_mode": job.processing_mode,
+            "created_at": job.created_at,
+            "input_tokens": job.input_tokens,
+            "context_available": job.context_available,
+            "tokenizer": job.settings.tokenizer,
+            "total_turns": job.progress.total_turns,
+            "estimated_batches": job.progress.total_batches,
+        }),
+    ))
+}

@@ -1,1 +1,33 @@
-//! local
+//! Dev-only AWS glue for running the gateway's Lambda functions locally (never deployed).
+//!
+//! The functions run under `cargo lambda watch`; this crate fronts them the way AWS would,
+//! speaking only HTTP to the Lambda Invoke API and SQS through the AWS SDK, so it never
+//! imports handler code:
+//! - [`front_door`]: the API Gateway REST front door (HTTP → proxy event → Invoke → HTTP);
+//! - [`sqs`]: the SQS event source mapping (batches, partial batch failures; failed
+//!   invocations leave messages to the visibility timeout and the queue's redrive policy).
+
+pub mod config;
+pub mod front_door;
+pub mod invoke;
+pub mod proxy;
+pub mod routes;
+pub mod sqs;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+pub use config::{parse_args, Command, Config};
+pub use front_door::{router, FrontDoor};
+pub use invoke::{InvokeError, Invoker};
+pub use sqs::{sqs_event, SqsMapping, SqsPoller};
+
+/// Serves the REST front door on `listener` until `shutdown` completes.
+pub async fn serve_http<F>(listener: tokio::net::TcpListener, front_door: FrontDoor, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, router(front_door).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

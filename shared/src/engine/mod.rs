@@ -75,9 +75,12 @@ impl Gateway {
     /// The AWS-backed gateway configured from the environment.
     pub async fn from_env() -> Result<Self, String> {
         let env = GatewayEnv::from_env()?;
-        let clients = AwsClients::load().await;
-        let limits = Limits::from_env();
-        Ok(Gateway {
+        Ok(Self::with_clients(env, &AwsClients::load().await, Limits::from_env()))
+    }
+
+    /// The AWS-backed gateway over the given resources and clients.
+    pub fn with_clients(env: GatewayEnv, clients: &AwsClients, limits: Limits) -> Self {
+        Gateway {
             jobs: Arc::new(DynamoJobStore::new(
                 clients.dynamodb.clone(),
                 env.jobs_table,
@@ -91,6 +94,13 @@ impl Gateway {
             secrets: Arc::new(KmsSecrets::new(clients.kms.clone())),
             llm: Arc::new(OpenAiClient::new(limits.llm_timeout)),
             limits,
-        })
+        }
     }
+}
+
+/// Start-up shared by every function binary: JSON logs, then the gateway from the
+/// environment.
+pub async fn bootstrap() -> Result<Gateway, String> {
+    crate::logging::init();
+    Gateway::from_env().await
 }

@@ -1,0 +1,222 @@
+//! The batch worker against the emulator and the mock LLM, driven like the SQS event
+//! source: receive a batch, call the handler, delete what succeeded.
+
+use gateway_core::domain::{Job, JobStatus, StepMessage};
+use gateway_core::engine::execute::{submit, ExecuteRequest};
+use gateway_core::engine::views::job_detail;
+use gateway_core::ports::JobQueue;
+use gateway_test_support::{seeds, transcript, TestStack};
+use mock_llm::{FaultRule, Outcome};
+use uuid::Uuid;
+
+async fn submit_job(stack: &TestStack, flavor: &str, input: String) -> Uuid {
+    let request = ExecuteRequest {
+        input,
+        flavor_id: None,
+        flavor_name: Some(flavor.into()),
+        organization_id: Some("org-w".into()),
+        context: None,
+    };
+    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request).await.expect("submitted").id
+}
+
+async fn job(stack: &TestStack, id: Uuid) -> Job {
+    stack.gateway.jobs.get(id).await.unwrap().unwrap()
+}
+
+/// Runs the worker over the queue until the job is finished; returns the progress
+/// percentages seen after each batch.
+async fn run_until_finished(stack: &TestStack, id: Uuid) -> Vec<u32> {
+    let mut percentages = Vec::new();
+    for _ in 0..200 {
+        let current = job(stack, id).await;
+        if current.status.is_terminal() {
+            return percentages;
+        }
+        let Some(event) = stack.receive_event(&stack.env.job_queue_url).await else { continue };
+        let response =
+            batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
+        stack.acknowledge(&stack.env.job_queue_url, &event, &response).await;
+        percentages.push(job(stack, id).await.percentage());
+    }
+    panic!("job {id} did not finish");
+}
+
+#[tokio::test]
+async fn iterative_job_runs_one_llm_call_per_batch_and_joins_outputs_in_order() {
+    let stack = TestStack::start().await;
+    let id = submit_job(&stack, "iterative", transcript(100)).await;
+    let submitted = job(&stack, id).await;
+    assert_eq!(submitted.settings.max_new_turns, 12);
+
+    let percentages = run_until_finished(&stack, id).await;
+    let done = job(&stack, id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+
+    let answered: Vec<String> = stack.mock.answered_prompts();
+    let batches = done.progress.total_batches as usize;
+    assert_eq!(answered.len(), batches, "one LLM call per batch");
+    assert!(batches >= (done.progress.total_turns as usize).div_ceil(12), "max_new_turns 12 respected");
+    assert_eq!(stack.mock.requests().len(), batches, "no retries, no duplicates");
+
+    let expected: Vec<String> = answered
+        .iter()
+        .flat_map(|prompt| mock_llm::answer_for(prompt).lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let detail = job_detail(&stack.gateway, id, Some("org-w")).await.unwrap();
+    assert_eq!(detail["result"]["output"].as_str().unwrap(), expected.join("\n"));
+    // Every attributed input turn shows up once, in order.
+    let speakers: Vec<&str> = expected.iter().map(|line| line.split(" — ").next().unwrap()).collect();
+    assert_eq!(speakers[..3], ["• John", "• Marie", "• Ahmed"]);
+
+    assert!(percentages.windows(2).all(|w| w[0] <= w[1]), "progress never goes back: {percentages:?}");
+    assert_eq!(*percentages.last().unwrap(), 100);
+    assert_eq!(detail["progress"]["percentage"], 100);
+    assert_eq!(detail["progress"]["completed_turns"], detail["progress"]["total_turns"]);
+    let metrics = &detail["token_metrics"];
+    assert_eq!(metrics["passes"].as_array().unwrap().len(), batches);
+    assert_eq!(metrics["passes"][0]["pass_type"], "initial");
+    assert_eq!(metrics["passes"][1]["pass_type"], "continuation");
+    let prompt_sum: u64 = stack.mock.requests().iter().map(|r| u64::from(r.prompt_tokens.unwrap())).sum();
+    assert_eq!(metrics["total_prompt_tokens"].as_u64().unwrap(), prompt_sum, "usage from the provider");
+    assert!(metrics["total_estimated_cost"].as_f64().unwrap() > 0.0);
+    // The rolling context carries the previous batch's last output lines.
+    let second = &answered[1];
+    let last_of_first = mock_llm::answer_for(&answered[0]).lines().last().unwrap().to_string();
+    assert!(second.contains(&last_of_first), "rolling context in the second prompt");
+}
+
+#[tokio::test]
+async fn single_pass_job_completes_with_one_call() {
+    let stack = TestStack::start().await;
+    let input = transcript(10);
+    let id = submit_job(&stack, "single-pass", input.clone()).await;
+    run_until_finished(&stack, id).await;
+    let done = job(&stack, id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let answered = stack.mock.answered_prompts();
+    assert_eq!(answered.len(), 1);
+    assert!(answered[0].contains(&input), "the whole input in one prompt");
+    let detail = job_detail(&stack.gateway, id, Some("org-w")).await.unwrap();
+    assert_eq!(detail["result"]["output"].as_str().unwrap(), mock_llm::answer_for(&answered[0]));
+    assert_eq!(detail["token_metrics"]["passes"][0]["pass_type"], "single_pass");
+}
+
+#[tokio::test]
+async fn redelivered_step_does_not_call_the_llm_again() {
+    let stack = TestStack::start().await;
+    let id = submit_job(&stack, "iterative", transcript(30)).await;
+    let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    let first = batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
+    assert!(first.batch_item_failures.is_empty());
+    // Same message again (as if the delete was lost): skipped, no LLM call, no double step.
+    let again = batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(stack.mock.requests().len(), 1);
+    assert_eq!(job(&stack, id).await.progress.step, 1);
+
+    // The worker died after storing step 1's output but before its conditional write:
+    // put the job back at step 1 and redeliver; the stored output is reused.
+    stack.acknowledge(&stack.env.job_queue_url, &event, &first).await;
+    let step1 = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    let before = job(&stack, id).await;
+    assert_eq!(before.progress.step, 1);
+    let ok = batch_worker::handle(&stack.gateway, TestStack::lambda_event(step1.clone()), None).await;
+    assert!(ok.batch_item_failures.is_empty());
+    assert_eq!(stack.mock.requests().len(), 2);
+    assert!(stack.gateway.jobs.replace(&before, 2).await.unwrap(), "job rolled back to step 1");
+    let redelivered = batch_worker::handle(&stack.gateway, TestStack::lambda_event(step1.clone()), None).await;
+    assert!(redelivered.batch_item_failures.is_empty());
+    assert_eq!(stack.mock.requests().len(), 2, "stored output reused");
+    assert_eq!(job(&stack, id).await.progress.step, 2);
+    stack.acknowledge(&stack.env.job_queue_url, &step1, &ok).await;
+
+    run_until_finished(&stack, id).await;
+    let done = job(&stack, id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let answered = stack.mock.answered_prompts();
+    assert_eq!(answered.len(), done.progress.total_batches as usize);
+    let unique: std::collections::HashSet<_> = answered.iter().collect();
+    assert_eq!(unique.len(), answered.len(), "no prompt answered twice");
+}
+
+#[tokio::test]
+async fn transient_provider_errors_are_retried() {
+    let stack = TestStack::start().await;
+    stack.mock.push_fault(FaultRule::status(429).retry_after(1).times(1));
+    stack.mock.push_fault(FaultRule::status(503).times(1));
+    stack.mock.push_fault(FaultRule::malformed());
+    let id = submit_job(&stack, "single-pass", transcript(5)).await;
+    run_until_finished(&stack, id).await;
+    let done = job(&stack, id).await;
+    assert_eq!(done.status, JobStatus::Failed, "3 attempts, all faulted");
+    let message = done.error.unwrap().message;
+    assert!(message.contains("provider 'default'") && message.contains("3 attempt"), "{message}");
+
+    let stack = TestStack::start().await;
+    stack.mock.push_fault(FaultRule::status(429).retry_after(1).times(1));
+    stack.mock.push_fault(FaultRule::status(500).times(1));
+    let id = submit_job(&stack, "single-pass", transcript(5)).await;
+    run_until_finished(&stack, id).await;
+    let done = job(&stack, id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let outcomes: Vec<Outcome> = stack.mock.requests().iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, vec![Outcome::Fault, Outcome::Fault, Outcome::Answered]);
+    let log = stack.mock.requests();
+    assert!(log[1].received_at_ms - log[0].received_at_ms >= 1000, "Retry-After honoured");
+}
+
+#[tokio::test]
+async fn client_errors_fail_the_job_without_retry() {
+    let stack = TestStack::start().await;
+    stack.mock.push_fault(FaultRule::status(400).times(5));
+    let id = submit_job(&stack, "iterative", transcript(20)).await;
+    run_until_finished(&stack, id).await;
+    let done = job(&stack, id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let error = done.error.unwrap();
+    assert_eq!(error.code, "PROVIDER_ERROR");
+    assert!(error.message.contains("'default'") && error.message.contains("HTTP 400"), "{}", error.message);
+    assert_eq!(stack.mock.requests().len(), 1, "400 is not retried");
+}
+
+#[tokio::test]
+async fn dead_lettered_step_fails_the_job() {
+    let stack = TestStack::start().await;
+    let id = submit_job(&stack, "iterative", transcript(20)).await;
+    // Move the step message to the DLQ, as the redrive policy does after N receives.
+    let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    stack.acknowledge(&stack.env.job_queue_url, &event, &Default::default()).await;
+    let dlq = gateway_core::aws::SqsJobQueue::new(stack.clients.sqs.clone(), stack.dead_letter_queue_url.clone());
+    dlq.send(&StepMessage { job_id: id, step: 0, context: vec![] }).await.unwrap();
+    let dlq_name = stack.dead_letter_queue_url.rsplit('/').next().unwrap().to_string();
+    let dead = stack.receive_event(&stack.dead_letter_queue_url).await.unwrap();
+    let response = batch_worker::handle(&stack.gateway, TestStack::lambda_event(dead), Some(&dlq_name)).await;
+    assert!(response.batch_item_failures.is_empty());
+    let failed = job(&stack, id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.error.unwrap().code, "STEP_RETRIES_EXHAUSTED");
+    assert!(stack.mock.requests().is_empty(), "a dead-lettered step is not run");
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_messages_are_dropped() {
+    let stack = TestStack::start().await;
+    let queue = gateway_core::aws::SqsJobQueue::new(stack.clients.sqs.clone(), stack.env.job_queue_url.clone());
+    queue.send(&StepMessage { job_id: Uuid::new_v4(), step: 0, context: vec![] }).await.unwrap();
+    stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&stack.env.job_queue_url)
+        .message_body("not json")
+        .message_group_id("g")
+        .message_deduplication_id("bad")
+        .send()
+        .await
+        .unwrap();
+    let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    let response = batch_worker::handle(&stack.gateway, TestStack::lambda_event(event), None).await;
+    assert!(response.batch_item_failures.is_empty(), "nothing to retry");
+    assert!(stack.mock.requests().is_empty());
+}

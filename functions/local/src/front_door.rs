@@ -1,0 +1,216 @@
+//! The API Gateway REST front door: an axum server that turns HTTP requests into proxy
+//! events, invokes the function that owns the route and converts its proxy response back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::invoke::Invoker;
+use crate::proxy::{proxy_event, proxy_response_to_http, IncomingRequest};
+use crate::routes::{match_route, Route};
+
+/// Lambda's synchronous invocation payload limit (6 MB), the default body limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// Everything the front door needs to answer requests.
+#[derive(Clone, Debug)]
+pub struct FrontDoor {
+    /// Invoke API client.
+    pub invoker: Invoker,
+    /// Resource table.
+    pub routes: &'static [Route],
+    /// Larger request bodies are refused with 413 without invoking.
+    pub max_body_bytes: usize,
+}
+
+/// The axum router: `GET /healthcheck` answered locally, every other path proxied.
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so events carry
+/// the caller's IP.
+pub fn router(front_door: FrontDoor) -> Router {
+    Router::new()
+        .route("/healthcheck", get(healthcheck))
+        .fallback(proxy_request)
+        .with_state(Arc::new(front_door))
+}
+
+async fn healthcheck() -> Json<serde_json::Value> {
+    Json(json!({"status": "healthy"}))
+}
+
+async fn proxy_request(State(front_door): State<Arc<FrontDoor>>, request: Request) -> Response {
+    let source_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    handle(&front_door, request, &source_ip).await
+}
+
+/// Answers one proxied request: 404 for unknown paths, 413 for oversized bodies, 502
+/// when the invocation fails or returns a malformed proxy response, else the function's
+/// response.
+pub async fn handle(front_door: &FrontDoor, request: Request, source_ip: &str) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let Some(route) = match_route(front_door.routes, path) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no route for {} {}", parts.method, path),
+        );
+    };
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok())
+        .and_then(|length| length.parse::<u64>().ok());
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("request body exceeds {} bytes (the Lambda synchronous payload limit)", front_door.max_body_bytes),
+        )
+    };
+    if declared_length.is_some_and(|length| length > front_door.max_body_bytes as u64) {
+        return too_large();
+    }
+    let body = match read_body(body, front_door.max_body_bytes).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return too_large(),
+        Err(error) => {
+            return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", format!("could not read the body: {error}"))
+        }
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let incoming = IncomingRequest {
+        method: &parts.method,
+        path,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &body,
+        source_ip,
+        request_id: &request_id,
+    };
+    let event = proxy_event(&incoming, &route);
+    let function = route.route.function;
+    let result = front_door.invoker.invoke(function, &event).await;
+    let response = match result {
+        Err(error) => {
+            tracing::error!(function, %request_id, %error, "invocation failed");
+            error_response(StatusCode::BAD_GATEWAY, "FUNCTION_ERROR", format!("function {function} failed: {error}"))
+        }
+        Ok(result) => match proxy_response_to_http(&result) {
+            Ok(reply) => {
+                let mut response = Response::new(Body::from(reply.body));
+                *response.status_mut() = reply.status;
+                *response.headers_mut() = reply.headers;
+                response
+            }
+            Err(reason) => {
+                tracing::error!(function, %request_id, %reason, %result, "malformed proxy response");
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "FUNCTION_ERROR",
+                    format!("function {function} returned a malformed proxy response: {reason}"),
+                )
+            }
+        },
+    };
+    tracing::info!(
+        method = %parts.method,
+        path,
+        function,
+        %request_id,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// Reads the whole body, or `None` as soon as it exceeds `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+    let mut stream = body.into_data_stream();
+    let mut collected = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if collected.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(Some(Bytes::from(collected)))
+}
+
+/// A JSON error in the project's `{"detail", "error_code"}` shape.
+pub fn error_response(status: StatusCode, error_code: &str, detail: String) -> Response {
+    let mut response = (status, Json(json!({"detail": detail, "error_code": error_code}))).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::ROUTES;
+    use std::time::Duration;
+
+    fn front_door(max_body_bytes: usize) -> FrontDoor {
+        // Nothing listens on port 9: reaching the invoker would yield 502, not 404/413.
+        let invoker = Invoker::new("http://127.0.0.1:9", Duration::from_secs(2)).expect("client builds");
+        FrontDoor { invoker, routes: ROUTES, max_body_bytes }
+    }
+
+    async fn json_body(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body reads");
+        serde_json::from_slice(&bytes).expect("body is JSON")
+    }
+
+    fn request(method: &str, uri: &str, body: impl Into<Body>) -> Request {
+        Request::builder().method(method).uri(uri).body(body.into()).expect("valid request")
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404_json() {
+        let response = handle(&front_door(100), request("GET", "/x", Body::empty()), "127.0.0.1").await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(json_body(response).await, json!({"detail": "no route for GET /x", "error_code": "NOT_FOUND"}));
+    }
+
+    #[tokio::test]
+    async fn oversized_body_is_413_without_invoking() {
+        let body = vec![b'a'; 101];
+        let response =
+            handle(&front_door(100), request("POST", "/api/v1/services/s/execute", body), "127.0.0.1").await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(json_body(response).await["error_code"], "PAYLOAD_TOO_LARGE");
+
+        let declared = Request::builder()
+            .method("POST")
+            .uri("/api/v1/services/s/execute")
+            .header("content-length", "5000")
+            .body(Body::empty())
+            .expect("valid request");
+        let response = handle(&front_door(100), declared, "127.0.0.1").await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn unreachable_invoke_api_is_502_function_error() {
+        let body = vec![b'a'; 100];
+        let response =
+            handle(&front_door(100), request("POST", "/api/v1/services/s/execute", body), "127.0.0.1").await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(json_body(response).await["error_code"], "FUNCTION_ERROR");
+    }
+}

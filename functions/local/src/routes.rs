@@ -1,0 +1,162 @@
+//! The REST API's resource table and API Gateway style path matching.
+
+use std::collections::BTreeMap;
+
+/// One API Gateway resource: a path template and the function that serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Resource template as API Gateway writes it, e.g. `/api/v1/jobs/{id}/{proxy+}`.
+    pub resource: &'static str,
+    /// Lambda function (binary) name invoked for this resource.
+    pub function: &'static str,
+}
+
+/// The gateway's REST resources (method-agnostic: each handler checks the method itself).
+pub const ROUTES: &[Route] = &[
+    Route { resource: "/api/v1/services/{id}/execute", function: "execute" },
+    Route { resource: "/api/v1/services/{id}/validate-execution", function: "execute" },
+    Route { resource: "/api/v1/jobs", function: "jobs" },
+    Route { resource: "/api/v1/jobs/{id}", function: "jobs" },
+    Route { resource: "/api/v1/jobs/{id}/{proxy+}", function: "jobs" },
+];
+
+/// A request path matched to a route, with its path parameters (percent-decoded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteMatch {
+    /// The matched route.
+    pub route: Route,
+    /// Values of the template's `{name}` / `{name+}` segments.
+    pub path_parameters: BTreeMap<String, String>,
+}
+
+/// Finds the first route in `routes` whose template matches `path` (the raw URL path,
+/// without query string). A single trailing slash is ignored; empty segments never match
+/// a parameter.
+pub fn match_route(routes: &[Route], path: &str) -> Option<RouteMatch> {
+    let trimmed = path.strip_suffix('/').filter(|rest| !rest.is_empty()).unwrap_or(path);
+    let segments: Vec<&str> = trimmed.strip_prefix('/')?.split('/').collect();
+    routes.iter().find_map(|route| {
+        match_template(route.resource, &segments).map(|path_parameters| RouteMatch { route: *route, path_parameters })
+    })
+}
+
+fn match_template(template: &str, segments: &[&str]) -> Option<BTreeMap<String, String>> {
+    let template_segments: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+    let mut parameters = BTreeMap::new();
+    for (index, template_segment) in template_segments.iter().enumerate() {
+        let parameter = template_segment.strip_prefix('{').and_then(|rest| rest.strip_suffix('}'));
+        match parameter {
+            Some(greedy) if greedy.ends_with('+') => {
+                let rest = segments.get(index..).filter(|rest| !rest.is_empty())?;
+                if rest.iter().any(|segment| segment.is_empty()) {
+                    return None;
+                }
+                let name = greedy.trim_end_matches('+');
+                parameters.insert(name.to_string(), percent_decode(&rest.join("/")));
+                return Some(parameters);
+            }
+            Some(name) => {
+                let segment = segments.get(index).filter(|segment| !segment.is_empty())?;
+                parameters.insert(name.to_string(), percent_decode(segment));
+            }
+            None => {
+                if segments.get(index) != Some(template_segment) {
+                    return None;
+                }
+            }
+        }
+    }
+    (segments.len() == template_segments.len()).then_some(parameters)
+}
+
+/// Decodes `%XX` escapes (invalid escapes are kept as written; invalid UTF-8 is replaced).
+/// `+` stays `+`, as API Gateway leaves it.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matched(path: &str) -> Option<(&'static str, &'static str, Vec<(String, String)>)> {
+        match_route(ROUTES, path).map(|found| {
+            (found.route.resource, found.route.function, found.path_parameters.into_iter().collect())
+        })
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+    }
+
+    #[test]
+    fn execute_routes_carry_the_service_id() {
+        assert_eq!(
+            matched("/api/v1/services/abc/execute"),
+            Some(("/api/v1/services/{id}/execute", "execute", params(&[("id", "abc")])))
+        );
+        assert_eq!(
+            matched("/api/v1/services/abc/validate-execution"),
+            Some(("/api/v1/services/{id}/validate-execution", "execute", params(&[("id", "abc")])))
+        );
+    }
+
+    #[test]
+    fn job_routes_match_collection_item_and_greedy_proxy() {
+        assert_eq!(matched("/api/v1/jobs"), Some(("/api/v1/jobs", "jobs", vec![])));
+        assert_eq!(matched("/api/v1/jobs/"), Some(("/api/v1/jobs", "jobs", vec![])));
+        assert_eq!(matched("/api/v1/jobs/j1"), Some(("/api/v1/jobs/{id}", "jobs", params(&[("id", "j1")]))));
+        assert_eq!(
+            matched("/api/v1/jobs/j1/results/versions/2"),
+            Some(("/api/v1/jobs/{id}/{proxy+}", "jobs", params(&[("id", "j1"), ("proxy", "results/versions/2")])))
+        );
+    }
+
+    #[test]
+    fn path_parameters_are_percent_decoded() {
+        assert_eq!(
+            matched("/api/v1/services/a%20b%2Fc/execute"),
+            Some(("/api/v1/services/{id}/execute", "execute", params(&[("id", "a b/c")])))
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz+%41"), "%zz+A");
+    }
+
+    #[test]
+    fn unknown_or_malformed_paths_do_not_match() {
+        for path in [
+            "/",
+            "",
+            "/x",
+            "/api/v1",
+            "/api/v1/services/abc",
+            "/api/v1/services//execute",
+            "/api/v1/services/abc/execute/more",
+            "/api/v1/jobs//cancel",
+            "/api/v1/jobs/j1/a//b",
+            "api/v1/jobs",
+        ] {
+            assert_eq!(matched(path), None, "{path}");
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! SQS event source mapping: long-polls a queue, invokes a function with real SQS Lambda
+//! events and deletes the records the function did not report in `batchItemFailures`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use tokio::sync::watch;
+
+use crate::invoke::Invoker;
+
+/// Most messages SQS returns per ReceiveMessage (and accepts per DeleteMessageBatch).
+pub const MAX_BATCH_SIZE: i32 = 10;
+
+/// Builds the Lambda SQS event for `messages` received from the queue `queue_arn`,
+/// exactly as Lambda's event source mapping shapes it (`{"Records": [...]}` with
+/// `messageId`, `receiptHandle`, `body`, `attributes`, `messageAttributes`, `md5OfBody`,
+/// `eventSource`, `eventSourceARN`, `awsRegion`).
+pub fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
+    let records: Vec<Value> = messages.iter().map(|message| sqs_record(message, queue_arn, region)).collect();
+    json!({ "Records": records })
+}
+
+fn sqs_record(message: &Message, queue_arn: &str, region: &str) -> Value {
+    let attributes: BTreeMap<&str, &str> = message
+        .attributes()
+        .map(|attributes| attributes.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect())
+        .unwrap_or_default();
+    let mut message_attributes = Map::new();
+    for (name, attribute) in message.message_attributes().into_iter().flatten() {
+        let encode = |blob: &aws_sdk_sqs::primitives::Blob| Value::String(BASE64.encode(blob.as_ref()));
+        message_attributes.insert(
+            name.clone(),
+            json!({
+                "stringValue": attribute.string_value(),
+                "binaryValue": attribute.binary_value().map(encode),
+                "stringListValues": attribute.string_list_values(),
+                "binaryListValues": attribute.binary_list_values().iter().map(encode).collect::<Vec<_>>(),
+                "dataType": attribute.data_type(),
+            }),
+        );
+    }
+    let mut record = json!({
+        "messageId": message.message_id(),
+        "receiptHandle": message.receipt_handle(),
+        "body": message.body(),
+        "attributes": attributes,
+        "messageAttributes": message_attributes,
+        "md5OfBody": message.md5_of_body(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    });
+    if let (Some(digest), Some(fields)) = (message.md5_of_message_attributes(), record.as_object_mut()) {
+        fields.insert("md5OfMessageAttributes".to_string(), Value::String(digest.to_string()));
+    }
+    record
+}
+
+/// Which records of a batch to delete after a successful invocation, given the
+/// function's result. `None` means the whole batch failed (Lambda's rule when a
+/// `batchItemFailures` entry is malformed or names no record of the batch).
+pub fn records_to_delete<'a>(message_ids: &[&'a str], result: &Value) -> Option<Vec<&'a str>> {
+    let failures = match result.get("batchItemFailures") {
+        None | Some(Value::Null) => return Some(message_ids.to_vec()),
+        Some(Value::Array(failures)) => failures,
+        Some(_) => return None,
+    };
+    let mut failed = HashSet::new();
+    for failure in failures {
+        let identifier = failure.get("itemIdentifier").and_then(Value::as_str).filter(|id| !id.is_empty())?;
+        if !message_ids.contains(&identifier) {
+            return None;
+        }
+        failed.insert(identifier);
+    }
+    Some(message_ids.iter().copied().filter(|id| !failed.contains(id)).collect())
+}
+
+/// One queue → function mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqsMapping {
+    /// Queue URL.
+    pub queue_url: String,
+    /// Function name to invoke.
+    pub function: String,
+}
+
+/// What one poll cycle did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// Messages received.
+    pub received: usize,
+    /// Messages deleted after the invocation.
+    pub deleted: usize,
+    /// Whether the invocation failed as a whole (nothing deleted).
+    pub invoke_failed: bool,
+}
+
+/// Polls one queue for one function.
+#[derive(Clone, Debug)]
+pub struct SqsPoller {
+    sqs: aws_sdk_sqs::Client,
+    invoker: Invoker,
+    mapping: SqsMapping,
+    batch_size: i32,
+    wait_time_seconds: i32,
+    queue_arn: Option<String>,
+}
+
+impl SqsPoller {
+    /// Creates a poller receiving up to `batch_size` messages (clamped to 1..=10) per
+    /// invocation with 1 s long polls.
+    pub fn new(sqs: aws_sdk_sqs::Client, invoker: Invoker, mapping: SqsMapping, batch_size: i32) -> Self {
+        Self {
+            sqs,
+            invoker,
+            mapping,
+            batch_size: batch_size.clamp(1, MAX_BATCH_SIZE),
+            wait_time_seconds: 1,
+            queue_arn: None,
+        }
+    }
+
+    /// The mapping this poller serves.
+    pub fn mapping(&self) -> &SqsMapping {
+        &self.mapping
+    }
+
+    /// Runs poll cycles until `shutdown` turns true; errors are logged and retried after a
+    /// short pause. A cycle in progress finishes before the loop stops.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(queue = %self.mapping.queue_url, function = %self.mapping.function, "sqs poller started");
+        while !*shutdown.borrow() {
+            let pause = match self.poll_once().await {
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::warn!(queue = %self.mapping.queue_url, %error, "sqs poll failed");
+                    Some(Duration::from_secs(2))
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        tracing::info!(queue = %self.mapping.queue_url, "sqs poller stopped");
+    }
+
+    /// One cycle: receive a batch, invoke the function, delete the records it did not
+    /// report as failed. If the invocation fails nothing is deleted: the messages come
+    /// back after their visibility timeout (and the redrive policy moves poison ones to
+    /// the DLQ). Errors are SQS API errors only.
+    pub async fn poll_once(&mut self) -> Result<PollOutcome, String> {
+        let queue_arn = self.queue_arn().await?;
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.mapping.queue_url)
+            .max_number_of_messages(self.batch_size)
+            .wait_time_seconds(self.wait_time_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|error| format!("ReceiveMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(error)))?;
+        let messages = received.messages();
+        if messages.is_empty() {
+            return Ok(PollOutcome::default());
+        }
+        let region = self.sqs.config().region().map(|region| region.to_string()).unwrap_or_default();
+        let event = sqs_event(messages, &queue_arn, &region);
+        let message_ids: Vec<&str> = messages.iter().filter_map(Message::message_id).collect();
+        let function = &self.mapping.function;
+        let mut outcome = PollOutcome { received: messages.len(), ..PollOutcome::default() };
+        let to_delete = match self.invoker.invoke(function, &event).await {
+            Err(error) => {
+                tracing::error!(%function, queue = %self.mapping.queue_url, %error, "sqs batch invocation failed; messages will be retried");
+                None
+            }
+            Ok(result) => {
+                let to_delete = records_to_delete(&message_ids, &result);
+                if to_delete.is_none() {
+                    tracing::error!(%function, %result, "malformed batchItemFailures; the whole batch will be retried");
+                }
+                to_delete
+            }
+        };
+        let Some(to_delete) = to_delete else {
+            outcome.invoke_failed = true;
+            return Ok(outcome);
+        };
+        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .filter(|message| message.message_id().is_some_and(|id| to_delete.contains(&id)))
+            .filter_map(|message| message.receipt_handle())
+            .enumerate()
+            .filter_map(|(index, receipt_handle)| {
+                DeleteMessageBatchRequestEntry::builder().id(index.to_string()).receipt_handle(receipt_handle).build().ok()
+            })
+            .collect();
+        tracing::info!(
+            %function,
+            received = messages.len(),
+            deleting = entries.len(),
+            retrying = messages.len() - entries.len(),
+            "sqs batch processed"
+        );
+        if entries.is_empty() {
+            return Ok(outcome);
+        }
+        let requested = entries.len();
+        let deleted = self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.mapping.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|error| format!("DeleteMessageBatch: {}", aws_sdk_sqs::error::DisplayErrorContext(error)))?;
+        for failure in deleted.failed() {
+            tracing::warn!(entry = failure.id(), code = failure.code(), message = ?failure.message(), "message not deleted");
+        }
+        outcome.deleted = requested - deleted.failed().len();
+        Ok(outcome)
+    }
+
+    /// The queue's ARN, fetched once with GetQueueAttributes.
+    async fn queue_arn(&mut self) -> Result<String, String> {
+        if let Some(arn) = &self.queue_arn {
+            return Ok(arn.clone());
+        }
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.mapping.queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|error| format!("GetQueueAttributes: {}", aws_sdk_sqs::error::DisplayErrorContext(error)))?;
+        let arn = attributes
+            .attributes()
+            .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .ok_or_else(|| format!("queue {} has no QueueArn attribute", self.mapping.queue_url))?;
+        self.queue_arn = Some(arn.clone());
+        Ok(arn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::sqs::SqsEvent;
+    use aws_sdk_sqs::primitives::Blob;
+    use aws_sdk_sqs::types::MessageAttributeValue;
+
+    fn message(id: &str) -> Message {
+        Message::builder()
+            .message_id(id)
+            .receipt_handle(format!("handle-{id}"))
+            .body(format!("body-{id}"))
+            .md5_of_body("d41d8cd98f00b204e9800998ecf8427e")
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "2")
+            .attributes(MessageSystemAttributeName::MessageGroupId, "job-1")
+            .attributes(MessageSystemAttributeName::MessageDeduplicationId, "job-1:0")
+            .attributes(MessageSystemAttributeName::SentTimestamp, "1700000000000")
+            .attributes(MessageSystemAttributeName::SequenceNumber, "18849496460467696128")
+            .message_attributes(
+                "kind",
+                MessageAttributeValue::builder().data_type("String").string_value("step").build().expect("valid"),
+            )
+            .message_attributes(
+                "raw",
+                MessageAttributeValue::builder()
+                    .data_type("Binary")
+                    .binary_value(Blob::new(vec![1, 2, 3]))
+                    .build()
+                    .expect("valid"),
+            )
+            .build()
+    }
+
+    #[test]
+    fn event_has_lambda_shape_and_parses_as_sqs_event() {
+        let arn = "arn:aws:sqs:us-east-1:123456789012:llmgw-jobs.fifo";
+        let event = sqs_event(&[message("m1"), message("m2")], arn, "us-east-1");
+        let record = &event["Records"][0];
+        assert_eq!(record["messageId"], "m1");
+        assert_eq!(record["receiptHandle"], "handle-m1");
+        assert_eq!(record["body"], "body-m1");
+        assert_eq!(record["eventSource"], "aws:sqs");
+        assert_eq!(record["eventSourceARN"], arn);
+        assert_eq!(record["awsRegion"], "us-east-1");
+        assert_eq!(record["attributes"]["ApproximateReceiveCount"], "2");
+        assert_eq!(record["attributes"]["MessageGroupId"], "job-1");
+        assert_eq!(record["attributes"]["MessageDeduplicationId"], "job-1:0");
+        assert_eq!(record["attributes"]["SequenceNumber"], "18849496460467696128");
+        assert_eq!(record["messageAttributes"]["kind"]["stringValue"], "step");
+        assert_eq!(record["messageAttributes"]["kind"]["dataType"], "String");
+        assert_eq!(record["messageAttributes"]["raw"]["binaryValue"], "AQID");
+
+        let parsed: SqsEvent = serde_json::from_value(event).expect("the runtime can read the event");
+        assert_eq!(parsed.records.len(), 2);
+        assert_eq!(parsed.records[1].message_id.as_deref(), Some("m2"));
+        assert_eq!(parsed.records[0].attributes.get("MessageGroupId").map(String::as_str), Some("job-1"));
+        assert_eq!(parsed.records[0].event_source_arn.as_deref(), Some(arn));
+    }
+
+    #[test]
+    fn deletes_all_but_reported_failures() {
+        let ids = ["a", "b", "c"];
+        assert_eq!(records_to_delete(&ids, &Value::Null), Some(vec!["a", "b", "c"]));
+        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": []})), Some(vec!["a", "b", "c"]));
+        assert_eq!(
+            records_to_delete(&ids, &json!({"batchItemFailures": [{"itemIdentifier": "b"}]})),
+            Some(vec!["a", "c"])
+        );
+    }
+
+    #[test]
+    fn malformed_failures_fail_the_whole_batch() {
+        let ids = ["a", "b"];
+        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": [{"itemIdentifier": "zzz"}]})), None);
+        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": [{"itemIdentifier": ""}]})), None);
+        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": [{}]})), None);
+        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": "b"})), None);
+    }
+}

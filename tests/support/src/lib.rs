@@ -1,0 +1,256 @@
+//! Test harness shared by the handler and end-to-end tests: provisions a private set of
+//! emulator resources (unique prefix) with the project's own scripts, loads the seeds
+//! pointing at an in-process mock LLM, and drives SQS like the Lambda event source does.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use gateway_core::aws::{AwsClients, DynamoCatalog, GatewayEnv};
+use gateway_core::engine::{Gateway, Limits};
+use gateway_core::llm::RetryPolicy;
+use mock_llm::MockLlm;
+use uuid::Uuid;
+
+/// Ids of the seeded catalog (`seeds/`).
+pub mod seeds {
+    use uuid::{uuid, Uuid};
+    pub const PROVIDER_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000001");
+    pub const MODEL_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000101");
+    pub const SUMMARIZE_SERVICE_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000201");
+    pub const ITERATIVE_FLAVOR_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000301");
+    pub const SINGLE_PASS_FLAVOR_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000302");
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// The Python of the project venv (`GATEWAY_PYTHON` overrides).
+pub fn python() -> PathBuf {
+    std::env::var_os("GATEWAY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local/venv/bin/python"))
+}
+
+/// The emulator endpoint; tests need it (`tests/run.sh` starts the emulator and sets it).
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the tests with tests/run.sh, which starts the emulator")
+}
+
+/// A private, provisioned and seeded stack plus a mock LLM.
+pub struct TestStack {
+    pub prefix: String,
+    /// The environment a function process of this stack needs (`GATEWAY_*`, AWS_*).
+    pub vars: Vec<(String, String)>,
+    pub env: GatewayEnv,
+    pub clients: AwsClients,
+    pub catalog: DynamoCatalog,
+    pub gateway: Gateway,
+    pub mock: MockLlm,
+    pub dead_letter_queue_url: String,
+}
+
+/// LLM retry settings that keep tests fast.
+pub fn test_limits() -> Limits {
+    Limits {
+        max_input_bytes: 5_000_000,
+        retry: RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(200) },
+        llm_timeout: Duration::from_secs(5),
+    }
+}
+
+impl TestStack {
+    /// Provisions resources under a fresh prefix and seeds the catalog with the mock LLM as
+    /// the default provider.
+    pub async fn start() -> TestStack {
+        let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
+        let endpoint = endpoint();
+        let mock = MockLlm::start("127.0.0.1:0".parse().unwrap()).await.expect("mock LLM starts");
+        let root = repo_root();
+        let provision = run_python(&[
+            root.join("localstack/provision.py").to_str().unwrap(),
+            "--endpoint",
+            &endpoint,
+            "--prefix",
+            &prefix,
+        ], &[]);
+        let mut vars: Vec<(String, String)> = provision
+            .lines()
+            .filter_map(|line| line.strip_prefix("export "))
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(name, value)| (name.to_string(), value.trim_matches(|c| c == '\'' || c == '"').to_string()))
+            .collect();
+        for name in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"] {
+            if !vars.iter().any(|(n, _)| n == name) {
+                vars.push((name.to_string(), std::env::var(name).unwrap_or_default()));
+            }
+        }
+        run_python(
+            &[
+                root.join("localstack/load_seeds.py").to_str().unwrap(),
+                "--endpoint",
+                &endpoint,
+                "--prefix",
+                &prefix,
+                "--seeds",
+                root.join("seeds").to_str().unwrap(),
+            ],
+            &[("LLM_BASE_URL", &mock.base_url()), ("LLM_API_KEY", "test-key-not-secret")],
+        );
+        let var = |name: &str| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("provision.py printed no {name}"));
+        let env = GatewayEnv {
+            jobs_table: var("GATEWAY_JOBS_TABLE"),
+            catalog_table: var("GATEWAY_CATALOG_TABLE"),
+            bucket: var("GATEWAY_BUCKET"),
+            job_queue_url: var("GATEWAY_JOB_QUEUE_URL"),
+            kms_key_id: Some(var("GATEWAY_KMS_KEY_ID")),
+        };
+        let dead_letter_queue_url = var("GATEWAY_JOB_DLQ_URL");
+        let clients = AwsClients::load().await;
+        let catalog = DynamoCatalog::new(clients.dynamodb.clone(), env.catalog_table.clone());
+        let gateway = Gateway::with_clients(env.clone(), &clients, test_limits());
+        TestStack { prefix, vars, env, clients, catalog, gateway, mock, dead_letter_queue_url }
+    }
+
+    /// Receives up to 10 visible messages of `queue_url` as a Lambda SQS event (None when
+    /// the queue has nothing visible).
+    pub async fn receive_event(&self, queue_url: &str) -> Option<SqsEvent> {
+        let output = self
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        let messages = output.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return None;
+        }
+        let queue_name = queue_url.rsplit('/').next().unwrap_or_default();
+        let arn = format!("arn:aws:sqs:us-east-1:123456789012:{queue_name}");
+        Some(serde_json::from_value(local::sqs_event(&messages, &arn, "us-east-1")).expect("valid SQS event"))
+    }
+
+    /// Deletes the records of `event` not listed as failures (what the event source does).
+    pub async fn acknowledge(&self, queue_url: &str, event: &SqsEvent, response: &SqsBatchResponse) {
+        for record in &event.records {
+            let failed = response
+                .batch_item_failures
+                .iter()
+                .any(|failure| Some(&failure.item_identifier) == record.message_id.as_ref());
+            if !failed {
+                self.clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(record.receipt_handle.clone().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+
+    /// Wraps an SQS event as the Lambda runtime would.
+    pub fn lambda_event(event: SqsEvent) -> lambda_runtime::LambdaEvent<SqsEvent> {
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default())
+    }
+}
+
+fn run_python(args: &[&str], extra_env: &[(&str, &str)]) -> String {
+    let output = Command::new(python())
+        .args(args)
+        .envs(extra_env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run localstack/venv.sh first)", python().display()));
+    assert!(
+        output.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A deterministic transcript of `turns` lines, `Name : text`, with a long turn every 17
+/// lines (many sentences) and an unattributed line every 29.
+pub fn transcript(turns: usize) -> String {
+    const SPEAKERS: [&str; 5] = ["John", "Marie", "Ahmed", "Sofia", "Chen"];
+    const WORDS: [&str; 12] =
+        ["budget", "release", "client", "schedule", "risk", "review", "team", "data", "plan", "quarter", "report", "meeting"];
+    (0..turns)
+        .map(|i| {
+            let words: Vec<&str> = (0..(5 + i % 9)).map(|w| WORDS[(i * 7 + w * 3) % WORDS.len()]).collect();
+            let sentence = format!("Turn {i} is about the {}.", words.join(" "));
+            if i % 29 == 28 {
+                format!("[inaudible] {sentence}")
+            } else if i % 17 == 16 {
+                format!("{} : {}", SPEAKERS[i % 5], vec![sentence; 12].join(" "))
+            } else {
+                format!("{} : {sentence}", SPEAKERS[i % 5])
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An API Gateway REST proxy request as a `lambda_http` request (what the runtime hands
+/// a handler): `resource` is the route template, `path_parameters` its values.
+pub fn api_request(
+    method: &str,
+    resource: &str,
+    path: &str,
+    path_parameters: &[(&str, &str)],
+    query: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> lambda_http::Request {
+    use base64::Engine as _;
+    let (body, is_base64) = match body {
+        None => (serde_json::Value::Null, false),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => (serde_json::Value::String(text.to_string()), false),
+            Err(_) => (serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)), true),
+        },
+    };
+    let map = |pairs: &[(&str, &str)]| {
+        if pairs.is_empty() {
+            serde_json::Value::Null
+        } else {
+            pairs.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string()))).collect()
+        }
+    };
+    let multi = |pairs: &[(&str, &str)]| -> serde_json::Value {
+        pairs.iter().map(|(k, v)| (k.to_string(), serde_json::json!([v]))).collect()
+    };
+    let event = serde_json::json!({
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"content-type": "application/json", "host": "localhost"},
+        "multiValueHeaders": {"content-type": ["application/json"], "host": ["localhost"]},
+        "queryStringParameters": map(query),
+        "multiValueQueryStringParameters": if query.is_empty() { serde_json::Value::Null } else { multi(query) },
+        "pathParameters": map(path_parameters),
+        "stageVariables": null,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": path,
+            "stage": "test",
+            "requestId": Uuid::new_v4().to_string(),
+            "accountId": "123456789012",
+            "identity": {"sourceIp": "127.0.0.1"}
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway event")
+}
