@@ -62,7 +62,8 @@ where
     E: Fn(&str) -> Option<String>,
 {
     let non_empty_env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
-    let mut invoke_url = non_empty_env("LAMBDA_INVOKE_URL").unwrap_or_else(|| "http://127.0.0.1:9000".to_string());
+    let mut invoke_url =
+        non_empty_env("LAMBDA_INVOKE_URL").unwrap_or_else(|| "http://127.0.0.1:9000".to_string());
     let mut http_port: u16 = 8080;
     let mut sqs = Vec::new();
     let mut batch_size = MAX_BATCH_SIZE;
@@ -75,11 +76,16 @@ where
             return Ok(Command::Help);
         }
         let (name, inline_value) = match arg.split_once('=') {
-            Some((name, value)) if name.starts_with("--") => (name.to_string(), Some(value.to_string())),
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_string(), Some(value.to_string()))
+            }
             _ => (arg.clone(), None),
         };
         let mut value = || {
-            inline_value.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value (see --help)"))
+            inline_value
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value (see --help)"))
         };
         match name.as_str() {
             "--invoke-url" => invoke_url = value()?,
@@ -99,7 +105,10 @@ where
     if sqs.is_empty() {
         for variable in ["GATEWAY_JOB_QUEUE_URL", "GATEWAY_JOB_DLQ_URL"] {
             if let Some(queue_url) = non_empty_env(variable) {
-                sqs.push(SqsMapping { queue_url, function: DEFAULT_SQS_FUNCTION.to_string() });
+                sqs.push(SqsMapping {
+                    queue_url,
+                    function: DEFAULT_SQS_FUNCTION.to_string(),
+                });
             }
         }
     }
@@ -114,14 +123,20 @@ where
 }
 
 fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
-    value.trim().parse().map_err(|_| format!("{name}: {value:?} is not a valid number"))
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{name}: {value:?} is not a valid number"))
 }
 
 /// Parses `QUEUE_URL=FUNCTION` (split at the last `=`, since queue URLs may hold one).
 fn parse_mapping(value: &str) -> Result<SqsMapping, String> {
     match value.rsplit_once('=') {
         Some((queue_url, function)) if !queue_url.is_empty() && !function.is_empty() => {
-            Ok(SqsMapping { queue_url: queue_url.to_string(), function: function.to_string() })
+            Ok(SqsMapping {
+                queue_url: queue_url.to_string(),
+                function: function.to_string(),
+            })
         }
         _ => Err(format!("--sqs expects QUEUE_URL=FUNCTION, got {value:?}")),
     }
@@ -132,9 +147,14 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Command, String> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         parse_args(args.iter().map(|arg| arg.to_string()), |name| {
-            env.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone())
+            env.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
         })
     }
 
@@ -160,9 +180,18 @@ mod tests {
         assert_eq!(config.batch_size, 10);
         assert_eq!(config.invoke_timeout, Duration::from_secs(900));
         assert_eq!(config.max_body_bytes, 6 * 1024 * 1024);
-        let functions: Vec<(&str, &str)> =
-            config.sqs.iter().map(|m| (m.queue_url.as_str(), m.function.as_str())).collect();
-        assert_eq!(functions, vec![("http://q/jobs.fifo", "batch-worker"), ("http://q/dlq.fifo", "batch-worker")]);
+        let functions: Vec<(&str, &str)> = config
+            .sqs
+            .iter()
+            .map(|m| (m.queue_url.as_str(), m.function.as_str()))
+            .collect();
+        assert_eq!(
+            functions,
+            vec![
+                ("http://q/jobs.fifo", "batch-worker"),
+                ("http://q/dlq.fifo", "batch-worker")
+            ]
+        );
     }
 
     #[test]
@@ -184,7 +213,13 @@ mod tests {
         );
         assert_eq!(config.invoke_url, "http://x:1");
         assert_eq!(config.http_port, 0);
-        assert_eq!(config.sqs, vec![SqsMapping { queue_url: "http://q/a?x=1".into(), function: "worker".into() }]);
+        assert_eq!(
+            config.sqs,
+            vec![SqsMapping {
+                queue_url: "http://q/a?x=1".into(),
+                function: "worker".into()
+            }]
+        );
         assert_eq!(config.batch_size, 3);
         assert_eq!(config.invoke_timeout, Duration::from_secs(5));
         assert_eq!(config.max_body_bytes, 100);

@@ -78,7 +78,10 @@ pub async fn handle(front_door: &FrontDoor, request: Request, source_ip: &str) -
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
-            format!("request body exceeds {} bytes (the Lambda synchronous payload limit)", front_door.max_body_bytes),
+            format!(
+                "request body exceeds {} bytes (the Lambda synchronous payload limit)",
+                front_door.max_body_bytes
+            ),
         )
     };
     if declared_length.is_some_and(|length| length > front_door.max_body_bytes as u64) {
@@ -88,7 +91,11 @@ pub async fn handle(front_door: &FrontDoor, request: Request, source_ip: &str) -
         Ok(Some(body)) => body,
         Ok(None) => return too_large(),
         Err(error) => {
-            return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", format!("could not read the body: {error}"))
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                format!("could not read the body: {error}"),
+            )
         }
     };
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -107,7 +114,11 @@ pub async fn handle(front_door: &FrontDoor, request: Request, source_ip: &str) -
     let response = match result {
         Err(error) => {
             tracing::error!(function, %request_id, %error, "invocation failed");
-            error_response(StatusCode::BAD_GATEWAY, "FUNCTION_ERROR", format!("function {function} failed: {error}"))
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                "FUNCTION_ERROR",
+                format!("function {function} failed: {error}"),
+            )
         }
         Ok(result) => match proxy_response_to_http(&result) {
             Ok(reply) => {
@@ -154,8 +165,15 @@ async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Erro
 
 /// A JSON error in the project's `{"detail", "error_code"}` shape.
 pub fn error_response(status: StatusCode, error_code: &str, detail: String) -> Response {
-    let mut response = (status, Json(json!({"detail": detail, "error_code": error_code}))).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut response = (
+        status,
+        Json(json!({"detail": detail, "error_code": error_code})),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -167,31 +185,54 @@ mod tests {
 
     fn front_door(max_body_bytes: usize) -> FrontDoor {
         // Nothing listens on port 9: reaching the invoker would yield 502, not 404/413.
-        let invoker = Invoker::new("http://127.0.0.1:9", Duration::from_secs(2)).expect("client builds");
-        FrontDoor { invoker, routes: ROUTES, max_body_bytes }
+        let invoker =
+            Invoker::new("http://127.0.0.1:9", Duration::from_secs(2)).expect("client builds");
+        FrontDoor {
+            invoker,
+            routes: ROUTES,
+            max_body_bytes,
+        }
     }
 
     async fn json_body(response: Response) -> serde_json::Value {
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body reads");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body reads");
         serde_json::from_slice(&bytes).expect("body is JSON")
     }
 
     fn request(method: &str, uri: &str, body: impl Into<Body>) -> Request {
-        Request::builder().method(method).uri(uri).body(body.into()).expect("valid request")
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body.into())
+            .expect("valid request")
     }
 
     #[tokio::test]
     async fn unknown_path_is_404_json() {
-        let response = handle(&front_door(100), request("GET", "/x", Body::empty()), "127.0.0.1").await;
+        let response = handle(
+            &front_door(100),
+            request("GET", "/x", Body::empty()),
+            "127.0.0.1",
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        assert_eq!(json_body(response).await, json!({"detail": "no route for GET /x", "error_code": "NOT_FOUND"}));
+        assert_eq!(
+            json_body(response).await,
+            json!({"detail": "no route for GET /x", "error_code": "NOT_FOUND"})
+        );
     }
 
     #[tokio::test]
     async fn oversized_body_is_413_without_invoking() {
         let body = vec![b'a'; 101];
-        let response =
-            handle(&front_door(100), request("POST", "/api/v1/services/s/execute", body), "127.0.0.1").await;
+        let response = handle(
+            &front_door(100),
+            request("POST", "/api/v1/services/s/execute", body),
+            "127.0.0.1",
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(json_body(response).await["error_code"], "PAYLOAD_TOO_LARGE");
 
@@ -208,8 +249,12 @@ mod tests {
     #[tokio::test]
     async fn unreachable_invoke_api_is_502_function_error() {
         let body = vec![b'a'; 100];
-        let response =
-            handle(&front_door(100), request("POST", "/api/v1/services/s/execute", body), "127.0.0.1").await;
+        let response = handle(
+            &front_door(100),
+            request("POST", "/api/v1/services/s/execute", body),
+            "127.0.0.1",
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(json_body(response).await["error_code"], "FUNCTION_ERROR");
     }

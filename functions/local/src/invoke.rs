@@ -25,8 +25,12 @@ impl fmt::Display for InvokeError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Transport(reason) => write!(formatter, "invoke failed: {reason}"),
-            Self::Function { status, body } => write!(formatter, "function error (status {status}): {body}"),
-            Self::InvalidResult(reason) => write!(formatter, "function result is not JSON: {reason}"),
+            Self::Function { status, body } => {
+                write!(formatter, "function error (status {status}): {body}")
+            }
+            Self::InvalidResult(reason) => {
+                write!(formatter, "function result is not JSON: {reason}")
+            }
         }
     }
 }
@@ -48,7 +52,10 @@ impl Invoker {
             .timeout(timeout)
             .build()
             .map_err(|error| InvokeError::Transport(error.to_string()))?;
-        Ok(Self { base_url: base_url.trim_end_matches('/').to_string(), http })
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            http,
+        })
     }
 
     /// The Invoke API base URL.
@@ -59,20 +66,25 @@ impl Invoker {
     /// Invokes `function` synchronously with `event` and returns its result JSON
     /// (`null` for an empty result).
     pub async fn invoke(&self, function: &str, event: &Value) -> Result<Value, InvokeError> {
-        let url = format!("{}/2015-03-31/functions/{function}/invocations", self.base_url);
+        let url = format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            self.base_url
+        );
         let response = self
             .http
             .post(&url)
             .json(event)
             .send()
             .await
-            .map_err(|error| InvokeError::Transport(format!("{url}: {error}")))?;
+            .map_err(|error| InvokeError::Transport(format!("{url}: {}", with_causes(&error))))?;
         let status = response.status();
         let function_error = response.headers().contains_key("x-amz-function-error");
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| InvokeError::Transport(format!("{url}: reading the result: {error}")))?;
+        let body = response.bytes().await.map_err(|error| {
+            InvokeError::Transport(format!(
+                "{url}: reading the result: {}",
+                with_causes(&error)
+            ))
+        })?;
         if function_error || !status.is_success() {
             return Err(InvokeError::Function {
                 status: status.as_u16(),
@@ -84,4 +96,16 @@ impl Invoker {
         }
         serde_json::from_slice(&body).map_err(|error| InvokeError::InvalidResult(error.to_string()))
     }
+}
+
+/// `error` followed by its chain of causes (reqwest's own message omits "connection refused").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }

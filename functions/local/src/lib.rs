@@ -23,11 +23,18 @@ pub use invoke::{InvokeError, Invoker};
 pub use sqs::{sqs_event, SqsMapping, SqsPoller};
 
 /// Serves the REST front door on `listener` until `shutdown` completes.
-pub async fn serve_http<F>(listener: tokio::net::TcpListener, front_door: FrontDoor, shutdown: F) -> std::io::Result<()>
+pub async fn serve_http<F>(
+    listener: tokio::net::TcpListener,
+    front_door: FrontDoor,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router(front_door).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(front_door).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -32,7 +32,9 @@ async fn main() -> std::process::ExitCode {
 
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json")) {
         builder.json().init();
     } else {
@@ -41,11 +43,15 @@ fn init_logging() {
 }
 
 async fn run(config: local::Config) -> Result<(), String> {
-    let invoker = Invoker::new(&config.invoke_url, config.invoke_timeout).map_err(|error| error.to_string())?;
+    let invoker = Invoker::new(&config.invoke_url, config.invoke_timeout)
+        .map_err(|error| error.to_string())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.http_port))
         .await
         .map_err(|error| format!("cannot listen on 127.0.0.1:{}: {error}", config.http_port))?;
-    let port = listener.local_addr().map_err(|error| error.to_string())?.port();
+    let port = listener
+        .local_addr()
+        .map_err(|error| error.to_string())?
+        .port();
 
     let (stop_pollers, pollers_stopped) = watch::channel(false);
     let mut pollers = Vec::new();
@@ -53,12 +59,21 @@ async fn run(config: local::Config) -> Result<(), String> {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let sqs = aws_sdk_sqs::Client::new(&aws);
         for mapping in &config.sqs {
-            let poller = SqsPoller::new(sqs.clone(), invoker.clone(), mapping.clone(), config.batch_size);
+            let poller = SqsPoller::new(
+                sqs.clone(),
+                invoker.clone(),
+                mapping.clone(),
+                config.batch_size,
+            );
             pollers.push(tokio::spawn(poller.run(pollers_stopped.clone())));
         }
     }
 
-    let front_door = FrontDoor { invoker, routes: ROUTES, max_body_bytes: config.max_body_bytes };
+    let front_door = FrontDoor {
+        invoker,
+        routes: ROUTES,
+        max_body_bytes: config.max_body_bytes,
+    };
     tracing::info!(invoke_url = %config.invoke_url, port, queues = config.sqs.len(), "starting");
     println!("local listening on http://127.0.0.1:{port}");
     let _ = std::io::stdout().flush();
@@ -68,7 +83,10 @@ async fn run(config: local::Config) -> Result<(), String> {
     for poller in pollers {
         // A poll cycle may be mid-invocation; its messages simply become visible again.
         let abort = poller.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(3), poller).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), poller)
+            .await
+            .is_err()
+        {
             abort.abort();
         }
     }

@@ -52,7 +52,11 @@ pub fn proxy_event(request: &IncomingRequest<'_>, route: &RouteMatch) -> Value {
         json!(route.path_parameters)
     };
     let now = chrono::Utc::now();
-    let host = request.headers.get("host").and_then(|host| host.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = request
+        .headers
+        .get("host")
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("127.0.0.1");
     json!({
         "resource": route.route.resource,
         "path": request.path,
@@ -95,7 +99,10 @@ fn header_maps(headers: &HeaderMap) -> (Value, Value) {
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         single.insert(name.as_str().to_string(), Value::String(value.clone()));
-        multi.entry(name.as_str().to_string()).or_default().push(Value::String(value));
+        multi
+            .entry(name.as_str().to_string())
+            .or_default()
+            .push(Value::String(value));
     }
     (Value::Object(single), json!(multi))
 }
@@ -135,10 +142,15 @@ pub struct HttpReply {
 /// does (a name/value pair present in both appears once). Anything malformed is an error,
 /// which API Gateway answers with 502.
 pub fn proxy_response_to_http(response: &Value) -> Result<HttpReply, String> {
-    let object = response.as_object().ok_or("the proxy response is not a JSON object")?;
+    let object = response
+        .as_object()
+        .ok_or("the proxy response is not a JSON object")?;
     let status = object
         .get("statusCode")
-        .and_then(|code| code.as_u64().or_else(|| code.as_str().and_then(|text| text.parse().ok())))
+        .and_then(|code| {
+            code.as_u64()
+                .or_else(|| code.as_str().and_then(|text| text.parse().ok()))
+        })
         .and_then(|code| u16::try_from(code).ok())
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or("the proxy response has no valid statusCode")?;
@@ -149,9 +161,15 @@ pub fn proxy_response_to_http(response: &Value) -> Result<HttpReply, String> {
             Value::Null => return Ok(()),
             other => other.to_string(),
         };
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
-        let value = HeaderValue::from_str(&text).map_err(|_| format!("invalid value for header {name}"))?;
-        if !headers.get_all(&name).iter().any(|existing| *existing == value) {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        let value =
+            HeaderValue::from_str(&text).map_err(|_| format!("invalid value for header {name}"))?;
+        if !headers
+            .get_all(&name)
+            .iter()
+            .any(|existing| *existing == value)
+        {
             headers.append(name, value);
         }
         Ok(())
@@ -159,7 +177,9 @@ pub fn proxy_response_to_http(response: &Value) -> Result<HttpReply, String> {
     if let Some(multi) = object.get("multiValueHeaders").and_then(Value::as_object) {
         for (name, values) in multi {
             match values {
-                Value::Array(values) => values.iter().try_for_each(|value| add_header(name, value))?,
+                Value::Array(values) => values
+                    .iter()
+                    .try_for_each(|value| add_header(name, value))?,
                 single => add_header(name, single)?,
             }
         }
@@ -169,16 +189,23 @@ pub fn proxy_response_to_http(response: &Value) -> Result<HttpReply, String> {
             add_header(name, value)?;
         }
     }
-    let is_base64_encoded = object.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false);
+    let is_base64_encoded = object
+        .get("isBase64Encoded")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let body = match object.get("body") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(text)) if is_base64_encoded => {
-            BASE64.decode(text).map_err(|error| format!("the base64 body does not decode: {error}"))?
-        }
+        Some(Value::String(text)) if is_base64_encoded => BASE64
+            .decode(text)
+            .map_err(|error| format!("the base64 body does not decode: {error}"))?,
         Some(Value::String(text)) => text.clone().into_bytes(),
         Some(_) => return Err("the proxy response body is not a string".to_string()),
     };
-    Ok(HttpReply { status, headers, body })
+    Ok(HttpReply {
+        status,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -187,10 +214,23 @@ mod tests {
     use crate::routes::{match_route, ROUTES};
     use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 
-    fn event_for(method: Method, path: &str, query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Value {
+    fn event_for(
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Value {
         let route = match_route(ROUTES, path).expect("test path matches a route");
-        let request =
-            IncomingRequest { method: &method, path, query, headers, body, source_ip: "127.0.0.1", request_id: "req-1" };
+        let request = IncomingRequest {
+            method: &method,
+            path,
+            query,
+            headers,
+            body,
+            source_ip: "127.0.0.1",
+            request_id: "req-1",
+        };
         proxy_event(&request, &route)
     }
 
@@ -210,8 +250,14 @@ mod tests {
         assert_eq!(event["resource"], "/api/v1/jobs/{id}/{proxy+}");
         assert_eq!(event["path"], "/api/v1/jobs/j1/results/2");
         assert_eq!(event["httpMethod"], "POST");
-        assert_eq!(event["pathParameters"], json!({"id": "j1", "proxy": "results/2"}));
-        assert_eq!(event["queryStringParameters"], json!({"organization_id": "org 1", "tag": "b", "flag": ""}));
+        assert_eq!(
+            event["pathParameters"],
+            json!({"id": "j1", "proxy": "results/2"})
+        );
+        assert_eq!(
+            event["queryStringParameters"],
+            json!({"organization_id": "org 1", "tag": "b", "flag": ""})
+        );
         assert_eq!(
             event["multiValueQueryStringParameters"],
             json!({"organization_id": ["org 1"], "tag": ["a", "b"], "flag": [""]})
@@ -220,18 +266,69 @@ mod tests {
         assert_eq!(event["multiValueHeaders"]["x-tag"], json!(["a", "b"]));
         assert_eq!(event["requestContext"]["stage"], "local");
         assert_eq!(event["requestContext"]["requestId"], "req-1");
-        assert_eq!(event["requestContext"]["resourcePath"], "/api/v1/jobs/{id}/{proxy+}");
+        assert_eq!(
+            event["requestContext"]["resourcePath"],
+            "/api/v1/jobs/{id}/{proxy+}"
+        );
         assert_eq!(event["requestContext"]["httpMethod"], "POST");
         assert_eq!(event["requestContext"]["identity"]["sourceIp"], "127.0.0.1");
         assert_eq!(event["body"], r#"{"text":"hi"}"#);
         assert_eq!(event["isBase64Encoded"], false);
 
-        let parsed: ApiGatewayProxyRequest = serde_json::from_value(event).expect("lambda_http can read the event");
+        let parsed: ApiGatewayProxyRequest =
+            serde_json::from_value(event).expect("lambda_http can read the event");
         assert_eq!(parsed.http_method, Method::POST);
-        assert_eq!(parsed.path_parameters.get("id").map(String::as_str), Some("j1"));
-        assert_eq!(parsed.multi_value_query_string_parameters.all("tag"), Some(vec!["a", "b"]));
-        assert_eq!(parsed.query_string_parameters.first("organization_id"), Some("org 1"));
-        assert_eq!(parsed.request_context.identity.source_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            parsed.path_parameters.get("id").map(String::as_str),
+            Some("j1")
+        );
+        assert_eq!(
+            parsed.multi_value_query_string_parameters.all("tag"),
+            Some(vec!["a", "b"])
+        );
+        assert_eq!(
+            parsed.query_string_parameters.first("organization_id"),
+            Some("org 1")
+        );
+        assert_eq!(
+            parsed.request_context.identity.source_ip.as_deref(),
+            Some("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn lambda_http_reads_the_event_like_the_handlers_do() {
+        use lambda_http::{Body, RequestExt};
+        let event = event_for(
+            Method::GET,
+            "/api/v1/services/7d0c8a4e-1b2c-4d3e-8f90-123456789abc/validate-execution",
+            Some("organization_id=org-1&page_size=5"),
+            &HeaderMap::new(),
+            b"\xff\x00",
+        );
+        let request = lambda_http::request::from_str(&event.to_string())
+            .expect("lambda_http parses the event");
+        assert_eq!(request.method(), Method::GET);
+        // lambda_http puts the stage in front of the path, as it does on AWS.
+        assert_eq!(
+            request.uri().path(),
+            "/local/api/v1/services/7d0c8a4e-1b2c-4d3e-8f90-123456789abc/validate-execution"
+        );
+        assert_eq!(
+            request
+                .path_parameters_ref()
+                .and_then(|params| params.first("id")),
+            Some("7d0c8a4e-1b2c-4d3e-8f90-123456789abc")
+        );
+        assert_eq!(
+            request.query_string_parameters().first("organization_id"),
+            Some("org-1")
+        );
+        assert_eq!(
+            request.query_string_parameters().first("page_size"),
+            Some("5")
+        );
+        assert!(matches!(request.body(), Body::Binary(bytes) if bytes == &[0xff, 0x00]));
     }
 
     #[test]
@@ -242,7 +339,8 @@ mod tests {
         assert_eq!(event["multiValueQueryStringParameters"], Value::Null);
         assert_eq!(event["body"], Value::Null);
         assert_eq!(event["isBase64Encoded"], false);
-        let parsed: ApiGatewayProxyRequest = serde_json::from_value(event).expect("lambda_http can read the event");
+        let parsed: ApiGatewayProxyRequest =
+            serde_json::from_value(event).expect("lambda_http can read the event");
         assert!(parsed.path_parameters.is_empty());
         assert!(parsed.body.is_none());
     }
@@ -250,7 +348,13 @@ mod tests {
     #[test]
     fn non_utf8_body_is_sent_base64() {
         let bytes = [0xff, 0xfe, 0x00, 0x41];
-        let event = event_for(Method::POST, "/api/v1/services/s1/execute", None, &HeaderMap::new(), &bytes);
+        let event = event_for(
+            Method::POST,
+            "/api/v1/services/s1/execute",
+            None,
+            &HeaderMap::new(),
+            &bytes,
+        );
         assert_eq!(event["isBase64Encoded"], true);
         let sent = event["body"].as_str().expect("body is a string");
         assert_eq!(BASE64.decode(sent).expect("valid base64"), bytes);
@@ -269,11 +373,16 @@ mod tests {
         assert_eq!(reply.status, StatusCode::ACCEPTED);
         assert_eq!(reply.headers.get_all("content-type").iter().count(), 1);
         assert_eq!(reply.headers.get_all("set-cookie").iter().count(), 2);
-        assert_eq!(reply.headers.get("x-one").map(HeaderValue::as_bytes), Some(&b"1"[..]));
+        assert_eq!(
+            reply.headers.get("x-one").map(HeaderValue::as_bytes),
+            Some(&b"1"[..])
+        );
         assert_eq!(reply.body, br#"{"ok":true}"#);
 
-        let binary = proxy_response_to_http(&json!({"statusCode": 200, "body": "AAEC", "isBase64Encoded": true}))
-            .expect("valid response");
+        let binary = proxy_response_to_http(
+            &json!({"statusCode": 200, "body": "AAEC", "isBase64Encoded": true}),
+        )
+        .expect("valid response");
         assert_eq!(binary.body, vec![0, 1, 2]);
         let empty = proxy_response_to_http(&json!({"statusCode": 204})).expect("valid response");
         assert!(empty.body.is_empty() && empty.headers.is_empty());

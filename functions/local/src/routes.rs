@@ -13,11 +13,26 @@ pub struct Route {
 
 /// The gateway's REST resources (method-agnostic: each handler checks the method itself).
 pub const ROUTES: &[Route] = &[
-    Route { resource: "/api/v1/services/{id}/execute", function: "execute" },
-    Route { resource: "/api/v1/services/{id}/validate-execution", function: "execute" },
-    Route { resource: "/api/v1/jobs", function: "jobs" },
-    Route { resource: "/api/v1/jobs/{id}", function: "jobs" },
-    Route { resource: "/api/v1/jobs/{id}/{proxy+}", function: "jobs" },
+    Route {
+        resource: "/api/v1/services/{id}/execute",
+        function: "execute",
+    },
+    Route {
+        resource: "/api/v1/services/{id}/validate-execution",
+        function: "execute",
+    },
+    Route {
+        resource: "/api/v1/jobs",
+        function: "jobs",
+    },
+    Route {
+        resource: "/api/v1/jobs/{id}",
+        function: "jobs",
+    },
+    Route {
+        resource: "/api/v1/jobs/{id}/{proxy+}",
+        function: "jobs",
+    },
 ];
 
 /// A request path matched to a route, with its path parameters (percent-decoded).
@@ -33,10 +48,16 @@ pub struct RouteMatch {
 /// without query string). A single trailing slash is ignored; empty segments never match
 /// a parameter.
 pub fn match_route(routes: &[Route], path: &str) -> Option<RouteMatch> {
-    let trimmed = path.strip_suffix('/').filter(|rest| !rest.is_empty()).unwrap_or(path);
+    let trimmed = path
+        .strip_suffix('/')
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(path);
     let segments: Vec<&str> = trimmed.strip_prefix('/')?.split('/').collect();
     routes.iter().find_map(|route| {
-        match_template(route.resource, &segments).map(|path_parameters| RouteMatch { route: *route, path_parameters })
+        match_template(route.resource, &segments).map(|path_parameters| RouteMatch {
+            route: *route,
+            path_parameters,
+        })
     })
 }
 
@@ -44,7 +65,9 @@ fn match_template(template: &str, segments: &[&str]) -> Option<BTreeMap<String, 
     let template_segments: Vec<&str> = template.trim_start_matches('/').split('/').collect();
     let mut parameters = BTreeMap::new();
     for (index, template_segment) in template_segments.iter().enumerate() {
-        let parameter = template_segment.strip_prefix('{').and_then(|rest| rest.strip_suffix('}'));
+        let parameter = template_segment
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_suffix('}'));
         match parameter {
             Some(greedy) if greedy.ends_with('+') => {
                 let rest = segments.get(index..).filter(|rest| !rest.is_empty())?;
@@ -99,36 +122,67 @@ pub fn percent_decode(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn matched(path: &str) -> Option<(&'static str, &'static str, Vec<(String, String)>)> {
+    /// (resource, function, path parameters) of the route matching `path`.
+    type Matched = (&'static str, &'static str, Vec<(String, String)>);
+
+    fn matched(path: &str) -> Option<Matched> {
         match_route(ROUTES, path).map(|found| {
-            (found.route.resource, found.route.function, found.path_parameters.into_iter().collect())
+            (
+                found.route.resource,
+                found.route.function,
+                found.path_parameters.into_iter().collect(),
+            )
         })
     }
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
     }
 
     #[test]
     fn execute_routes_carry_the_service_id() {
         assert_eq!(
             matched("/api/v1/services/abc/execute"),
-            Some(("/api/v1/services/{id}/execute", "execute", params(&[("id", "abc")])))
+            Some((
+                "/api/v1/services/{id}/execute",
+                "execute",
+                params(&[("id", "abc")])
+            ))
         );
         assert_eq!(
             matched("/api/v1/services/abc/validate-execution"),
-            Some(("/api/v1/services/{id}/validate-execution", "execute", params(&[("id", "abc")])))
+            Some((
+                "/api/v1/services/{id}/validate-execution",
+                "execute",
+                params(&[("id", "abc")])
+            ))
         );
     }
 
     #[test]
     fn job_routes_match_collection_item_and_greedy_proxy() {
-        assert_eq!(matched("/api/v1/jobs"), Some(("/api/v1/jobs", "jobs", vec![])));
-        assert_eq!(matched("/api/v1/jobs/"), Some(("/api/v1/jobs", "jobs", vec![])));
-        assert_eq!(matched("/api/v1/jobs/j1"), Some(("/api/v1/jobs/{id}", "jobs", params(&[("id", "j1")]))));
+        assert_eq!(
+            matched("/api/v1/jobs"),
+            Some(("/api/v1/jobs", "jobs", vec![]))
+        );
+        assert_eq!(
+            matched("/api/v1/jobs/"),
+            Some(("/api/v1/jobs", "jobs", vec![]))
+        );
+        assert_eq!(
+            matched("/api/v1/jobs/j1"),
+            Some(("/api/v1/jobs/{id}", "jobs", params(&[("id", "j1")])))
+        );
         assert_eq!(
             matched("/api/v1/jobs/j1/results/versions/2"),
-            Some(("/api/v1/jobs/{id}/{proxy+}", "jobs", params(&[("id", "j1"), ("proxy", "results/versions/2")])))
+            Some((
+                "/api/v1/jobs/{id}/{proxy+}",
+                "jobs",
+                params(&[("id", "j1"), ("proxy", "results/versions/2")])
+            ))
         );
     }
 
@@ -136,7 +190,11 @@ mod tests {
     fn path_parameters_are_percent_decoded() {
         assert_eq!(
             matched("/api/v1/services/a%20b%2Fc/execute"),
-            Some(("/api/v1/services/{id}/execute", "execute", params(&[("id", "a b/c")])))
+            Some((
+                "/api/v1/services/{id}/execute",
+                "execute",
+                params(&[("id", "a b/c")])
+            ))
         );
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz+%41"), "%zz+A");

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -20,18 +22,27 @@ pub const MAX_BATCH_SIZE: i32 = 10;
 /// `messageId`, `receiptHandle`, `body`, `attributes`, `messageAttributes`, `md5OfBody`,
 /// `eventSource`, `eventSourceARN`, `awsRegion`).
 pub fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
-    let records: Vec<Value> = messages.iter().map(|message| sqs_record(message, queue_arn, region)).collect();
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|message| sqs_record(message, queue_arn, region))
+        .collect();
     json!({ "Records": records })
 }
 
 fn sqs_record(message: &Message, queue_arn: &str, region: &str) -> Value {
     let attributes: BTreeMap<&str, &str> = message
         .attributes()
-        .map(|attributes| attributes.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect())
+        .map(|attributes| {
+            attributes
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect()
+        })
         .unwrap_or_default();
     let mut message_attributes = Map::new();
     for (name, attribute) in message.message_attributes().into_iter().flatten() {
-        let encode = |blob: &aws_sdk_sqs::primitives::Blob| Value::String(BASE64.encode(blob.as_ref()));
+        let encode =
+            |blob: &aws_sdk_sqs::primitives::Blob| Value::String(BASE64.encode(blob.as_ref()));
         message_attributes.insert(
             name.clone(),
             json!({
@@ -54,8 +65,13 @@ fn sqs_record(message: &Message, queue_arn: &str, region: &str) -> Value {
         "eventSourceARN": queue_arn,
         "awsRegion": region,
     });
-    if let (Some(digest), Some(fields)) = (message.md5_of_message_attributes(), record.as_object_mut()) {
-        fields.insert("md5OfMessageAttributes".to_string(), Value::String(digest.to_string()));
+    if let (Some(digest), Some(fields)) =
+        (message.md5_of_message_attributes(), record.as_object_mut())
+    {
+        fields.insert(
+            "md5OfMessageAttributes".to_string(),
+            Value::String(digest.to_string()),
+        );
     }
     record
 }
@@ -71,13 +87,22 @@ pub fn records_to_delete<'a>(message_ids: &[&'a str], result: &Value) -> Option<
     };
     let mut failed = HashSet::new();
     for failure in failures {
-        let identifier = failure.get("itemIdentifier").and_then(Value::as_str).filter(|id| !id.is_empty())?;
+        let identifier = failure
+            .get("itemIdentifier")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())?;
         if !message_ids.contains(&identifier) {
             return None;
         }
         failed.insert(identifier);
     }
-    Some(message_ids.iter().copied().filter(|id| !failed.contains(id)).collect())
+    Some(
+        message_ids
+            .iter()
+            .copied()
+            .filter(|id| !failed.contains(id))
+            .collect(),
+    )
 }
 
 /// One queue → function mapping.
@@ -114,7 +139,12 @@ pub struct SqsPoller {
 impl SqsPoller {
     /// Creates a poller receiving up to `batch_size` messages (clamped to 1..=10) per
     /// invocation with 1 s long polls.
-    pub fn new(sqs: aws_sdk_sqs::Client, invoker: Invoker, mapping: SqsMapping, batch_size: i32) -> Self {
+    pub fn new(
+        sqs: aws_sdk_sqs::Client,
+        invoker: Invoker,
+        mapping: SqsMapping,
+        batch_size: i32,
+    ) -> Self {
         Self {
             sqs,
             invoker,
@@ -168,16 +198,29 @@ impl SqsPoller {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|error| format!("ReceiveMessage: {}", aws_sdk_sqs::error::DisplayErrorContext(error)))?;
+            .map_err(|error| {
+                format!(
+                    "ReceiveMessage: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(error)
+                )
+            })?;
         let messages = received.messages();
         if messages.is_empty() {
             return Ok(PollOutcome::default());
         }
-        let region = self.sqs.config().region().map(|region| region.to_string()).unwrap_or_default();
+        let region = self
+            .sqs
+            .config()
+            .region()
+            .map(|region| region.to_string())
+            .unwrap_or_default();
         let event = sqs_event(messages, &queue_arn, &region);
         let message_ids: Vec<&str> = messages.iter().filter_map(Message::message_id).collect();
         let function = &self.mapping.function;
-        let mut outcome = PollOutcome { received: messages.len(), ..PollOutcome::default() };
+        let mut outcome = PollOutcome {
+            received: messages.len(),
+            ..PollOutcome::default()
+        };
         let to_delete = match self.invoker.invoke(function, &event).await {
             Err(error) => {
                 tracing::error!(%function, queue = %self.mapping.queue_url, %error, "sqs batch invocation failed; messages will be retried");
@@ -197,11 +240,19 @@ impl SqsPoller {
         };
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
             .iter()
-            .filter(|message| message.message_id().is_some_and(|id| to_delete.contains(&id)))
+            .filter(|message| {
+                message
+                    .message_id()
+                    .is_some_and(|id| to_delete.contains(&id))
+            })
             .filter_map(|message| message.receipt_handle())
             .enumerate()
             .filter_map(|(index, receipt_handle)| {
-                DeleteMessageBatchRequestEntry::builder().id(index.to_string()).receipt_handle(receipt_handle).build().ok()
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(receipt_handle)
+                    .build()
+                    .ok()
             })
             .collect();
         tracing::info!(
@@ -222,7 +273,12 @@ impl SqsPoller {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|error| format!("DeleteMessageBatch: {}", aws_sdk_sqs::error::DisplayErrorContext(error)))?;
+            .map_err(|error| {
+                format!(
+                    "DeleteMessageBatch: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(error)
+                )
+            })?;
         for failure in deleted.failed() {
             tracing::warn!(entry = failure.id(), code = failure.code(), message = ?failure.message(), "message not deleted");
         }
@@ -242,7 +298,12 @@ impl SqsPoller {
             .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|error| format!("GetQueueAttributes: {}", aws_sdk_sqs::error::DisplayErrorContext(error)))?;
+            .map_err(|error| {
+                format!(
+                    "GetQueueAttributes: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(error)
+                )
+            })?;
         let arn = attributes
             .attributes()
             .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn))
@@ -268,12 +329,22 @@ mod tests {
             .md5_of_body("d41d8cd98f00b204e9800998ecf8427e")
             .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "2")
             .attributes(MessageSystemAttributeName::MessageGroupId, "job-1")
-            .attributes(MessageSystemAttributeName::MessageDeduplicationId, "job-1:0")
+            .attributes(
+                MessageSystemAttributeName::MessageDeduplicationId,
+                "job-1:0",
+            )
             .attributes(MessageSystemAttributeName::SentTimestamp, "1700000000000")
-            .attributes(MessageSystemAttributeName::SequenceNumber, "18849496460467696128")
+            .attributes(
+                MessageSystemAttributeName::SequenceNumber,
+                "18849496460467696128",
+            )
             .message_attributes(
                 "kind",
-                MessageAttributeValue::builder().data_type("String").string_value("step").build().expect("valid"),
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("step")
+                    .build()
+                    .expect("valid"),
             )
             .message_attributes(
                 "raw",
@@ -300,25 +371,44 @@ mod tests {
         assert_eq!(record["attributes"]["ApproximateReceiveCount"], "2");
         assert_eq!(record["attributes"]["MessageGroupId"], "job-1");
         assert_eq!(record["attributes"]["MessageDeduplicationId"], "job-1:0");
-        assert_eq!(record["attributes"]["SequenceNumber"], "18849496460467696128");
+        assert_eq!(
+            record["attributes"]["SequenceNumber"],
+            "18849496460467696128"
+        );
         assert_eq!(record["messageAttributes"]["kind"]["stringValue"], "step");
         assert_eq!(record["messageAttributes"]["kind"]["dataType"], "String");
         assert_eq!(record["messageAttributes"]["raw"]["binaryValue"], "AQID");
 
-        let parsed: SqsEvent = serde_json::from_value(event).expect("the runtime can read the event");
+        let parsed: SqsEvent =
+            serde_json::from_value(event).expect("the runtime can read the event");
         assert_eq!(parsed.records.len(), 2);
         assert_eq!(parsed.records[1].message_id.as_deref(), Some("m2"));
-        assert_eq!(parsed.records[0].attributes.get("MessageGroupId").map(String::as_str), Some("job-1"));
+        assert_eq!(
+            parsed.records[0]
+                .attributes
+                .get("MessageGroupId")
+                .map(String::as_str),
+            Some("job-1")
+        );
         assert_eq!(parsed.records[0].event_source_arn.as_deref(), Some(arn));
     }
 
     #[test]
     fn deletes_all_but_reported_failures() {
         let ids = ["a", "b", "c"];
-        assert_eq!(records_to_delete(&ids, &Value::Null), Some(vec!["a", "b", "c"]));
-        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": []})), Some(vec!["a", "b", "c"]));
         assert_eq!(
-            records_to_delete(&ids, &json!({"batchItemFailures": [{"itemIdentifier": "b"}]})),
+            records_to_delete(&ids, &Value::Null),
+            Some(vec!["a", "b", "c"])
+        );
+        assert_eq!(
+            records_to_delete(&ids, &json!({"batchItemFailures": []})),
+            Some(vec!["a", "b", "c"])
+        );
+        assert_eq!(
+            records_to_delete(
+                &ids,
+                &json!({"batchItemFailures": [{"itemIdentifier": "b"}]})
+            ),
             Some(vec!["a", "c"])
         );
     }
@@ -326,9 +416,27 @@ mod tests {
     #[test]
     fn malformed_failures_fail_the_whole_batch() {
         let ids = ["a", "b"];
-        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": [{"itemIdentifier": "zzz"}]})), None);
-        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": [{"itemIdentifier": ""}]})), None);
-        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": [{}]})), None);
-        assert_eq!(records_to_delete(&ids, &json!({"batchItemFailures": "b"})), None);
+        assert_eq!(
+            records_to_delete(
+                &ids,
+                &json!({"batchItemFailures": [{"itemIdentifier": "zzz"}]})
+            ),
+            None
+        );
+        assert_eq!(
+            records_to_delete(
+                &ids,
+                &json!({"batchItemFailures": [{"itemIdentifier": ""}]})
+            ),
+            None
+        );
+        assert_eq!(
+            records_to_delete(&ids, &json!({"batchItemFailures": [{}]})),
+            None
+        );
+        assert_eq!(
+            records_to_delete(&ids, &json!({"batchItemFailures": "b"})),
+            None
+        );
     }
 }

@@ -1,0 +1,473 @@
+//! `local` against a fake Lambda Invoke API (and, when `AWS_ENDPOINT_URL` is set, the
+//! AWS emulator's SQS).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command as Process, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use local::routes::ROUTES;
+use local::{FrontDoor, Invoker, SqsMapping, SqsPoller};
+use serde_json::{json, Value};
+
+/// Invocations the fake Invoke API received: (function name, event).
+type Recorded = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// Answers like the real functions would: proxy responses for HTTP events (a function
+/// error for path `/api/v1/jobs/boom`, a 500 for `/api/v1/jobs/broken`), and for SQS
+/// events a batch response failing every record whose body is `fail-me` (function
+/// `worker`) or a function error (function `broken`).
+async fn fake_invoke(
+    State(recorded): State<Recorded>,
+    Path(function): Path<String>,
+    Json(event): Json<Value>,
+) -> Response {
+    if let Ok(mut recorded) = recorded.lock() {
+        recorded.push((function.clone(), event.clone()));
+    }
+    let function_error = |status: StatusCode| {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+        (
+            status,
+            headers,
+            Json(json!({"errorType": "Panic", "errorMessage": "boom"})),
+        )
+            .into_response()
+    };
+    if let Some(records) = event.get("Records").and_then(Value::as_array) {
+        if function == "broken" {
+            return function_error(StatusCode::OK);
+        }
+        let failures: Vec<Value> = records
+            .iter()
+            .filter(|record| record["body"] == "fail-me")
+            .map(|record| json!({"itemIdentifier": record["messageId"]}))
+            .collect();
+        return Json(json!({"batchItemFailures": failures})).into_response();
+    }
+    match event["path"].as_str() {
+        Some("/api/v1/jobs/boom") => function_error(StatusCode::OK),
+        Some("/api/v1/jobs/broken") => (StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+        _ => Json(json!({
+            "statusCode": 202,
+            "headers": {"content-type": "application/json"},
+            "multiValueHeaders": {"content-type": ["application/json"], "x-seen": ["1", "2"]},
+            "body": "{\"ok\":true}",
+            "isBase64Encoded": false,
+        }))
+        .into_response(),
+    }
+}
+
+/// Starts the fake Invoke API; returns its base URL and the recorded invocations.
+async fn start_fake_invoke_api() -> (String, Recorded) {
+    let recorded: Recorded = Arc::default();
+    let app = Router::new()
+        .route(
+            "/2015-03-31/functions/{function}/invocations",
+            post(fake_invoke),
+        )
+        .with_state(recorded.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind fake invoke api");
+    let address = listener.local_addr().expect("local address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), recorded)
+}
+
+fn invocations(recorded: &Recorded) -> Vec<(String, Value)> {
+    recorded
+        .lock()
+        .map(|recorded| recorded.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn front_door_proxies_through_the_invoke_api() {
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(10)).expect("invoker");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind front door");
+    let base = format!("http://{}", listener.local_addr().expect("local address"));
+    let front_door = FrontDoor {
+        invoker,
+        routes: ROUTES,
+        max_body_bytes: 1024,
+    };
+    tokio::spawn(local::serve_http(
+        listener,
+        front_door,
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+
+    let response = http
+        .post(format!(
+            "{base}/api/v1/services/svc-1/execute?tag=a&tag=b&organization_id=org-1"
+        ))
+        .header("content-type", "application/json")
+        .body(r#"{"text":"hello"}"#)
+        .send()
+        .await
+        .expect("execute request");
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers().get_all("x-seen").iter().count(), 2);
+    assert_eq!(response.text().await.expect("body"), r#"{"ok":true}"#);
+
+    let calls = invocations(&recorded);
+    assert_eq!(calls.len(), 1);
+    let (function, event) = &calls[0];
+    assert_eq!(function, "execute");
+    assert_eq!(event["resource"], "/api/v1/services/{id}/execute");
+    assert_eq!(event["path"], "/api/v1/services/svc-1/execute");
+    assert_eq!(event["httpMethod"], "POST");
+    assert_eq!(event["pathParameters"], json!({"id": "svc-1"}));
+    assert_eq!(
+        event["multiValueQueryStringParameters"]["tag"],
+        json!(["a", "b"])
+    );
+    assert_eq!(event["queryStringParameters"]["organization_id"], "org-1");
+    assert_eq!(event["headers"]["content-type"], "application/json");
+    assert_eq!(event["body"], r#"{"text":"hello"}"#);
+    assert_eq!(event["isBase64Encoded"], false);
+    assert_eq!(event["requestContext"]["stage"], "local");
+    assert_eq!(event["requestContext"]["identity"]["sourceIp"], "127.0.0.1");
+    assert!(event["requestContext"]["requestId"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
+
+    let response = http
+        .get(format!("{base}/api/v1/jobs/j1/results/2"))
+        .send()
+        .await
+        .expect("jobs request");
+    assert_eq!(response.status(), 202);
+    let binary = http
+        .put(format!("{base}/api/v1/jobs"))
+        .body(vec![0xffu8, 0x00, 0xfe])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(binary.status(), 202);
+    let calls = invocations(&recorded);
+    assert_eq!(calls[1].0, "jobs");
+    assert_eq!(calls[1].1["resource"], "/api/v1/jobs/{id}/{proxy+}");
+    assert_eq!(
+        calls[1].1["pathParameters"],
+        json!({"id": "j1", "proxy": "results/2"})
+    );
+    assert_eq!(calls[2].1["httpMethod"], "PUT");
+    assert_eq!(calls[2].1["isBase64Encoded"], true);
+    assert_eq!(calls[2].1["body"], "/wD+");
+
+    for failing in ["boom", "broken"] {
+        let response = http
+            .get(format!("{base}/api/v1/jobs/{failing}"))
+            .send()
+            .await
+            .expect("failing request");
+        assert_eq!(response.status(), 502, "{failing}");
+        let body: Value = response.json().await.expect("json error");
+        assert_eq!(body["error_code"], "FUNCTION_ERROR");
+    }
+
+    let invocations_before = invocations(&recorded).len();
+    let health = http
+        .get(format!("{base}/healthcheck"))
+        .send()
+        .await
+        .expect("healthcheck");
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<Value>().await.expect("json"),
+        json!({"status": "healthy"})
+    );
+    let missing = http
+        .get(format!("{base}/x"))
+        .send()
+        .await
+        .expect("unknown path");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.expect("json"),
+        json!({"detail": "no route for GET /x", "error_code": "NOT_FOUND"})
+    );
+    let too_large = http
+        .post(format!("{base}/api/v1/services/s/execute"))
+        .body(vec![b'x'; 1025])
+        .send()
+        .await
+        .expect("big");
+    assert_eq!(too_large.status(), 413);
+    assert_eq!(
+        too_large.json::<Value>().await.expect("json")["error_code"],
+        "PAYLOAD_TOO_LARGE"
+    );
+    assert_eq!(
+        invocations(&recorded).len(),
+        invocations_before,
+        "answered without invoking"
+    );
+}
+
+#[tokio::test]
+async fn binary_prints_its_address_and_stops_on_sigterm() {
+    let mut child = Process::new(env!("CARGO_BIN_EXE_local"))
+        .args(["--http-port", "0", "--invoke-url", "http://127.0.0.1:9"])
+        .env_remove("GATEWAY_JOB_QUEUE_URL")
+        .env_remove("GATEWAY_JOB_DLQ_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start local");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let base = line
+        .trim()
+        .strip_prefix("local listening on ")
+        .expect("announce line")
+        .to_string();
+    assert!(
+        base.starts_with("http://127.0.0.1:") && !base.ends_with(":0"),
+        "{line}"
+    );
+
+    let health = reqwest::get(format!("{base}/healthcheck"))
+        .await
+        .expect("healthcheck");
+    assert_eq!(health.status(), 200);
+
+    let terminated = Process::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(terminated.success());
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            waited < Duration::from_secs(10),
+            "local did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+/// An SQS client for the emulator, or `None` (with a skip message) without one.
+async fn emulator_sqs(test: &str) -> Option<aws_sdk_sqs::Client> {
+    if std::env::var("AWS_ENDPOINT_URL").map_or(true, |url| url.is_empty()) {
+        eprintln!(
+            "skipping {test}: AWS_ENDPOINT_URL is not set (start localstack/start.sh to run it)"
+        );
+        return None;
+    }
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Some(aws_sdk_sqs::Client::new(&aws))
+}
+
+/// Creates a FIFO queue with a unique name and a 2 s visibility timeout; returns its URL.
+async fn create_fifo_queue(sqs: &aws_sdk_sqs::Client) -> String {
+    let name = format!("local-it-{}.fifo", uuid::Uuid::new_v4().simple());
+    sqs.create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::VisibilityTimeout, "2")
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string()
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, queue_url: &str, body: &str, group: &str) {
+    sqs.send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .message_group_id(group)
+        .message_deduplication_id(format!("{group}:{body}"))
+        .message_attributes(
+            "kind",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("step")
+                .build()
+                .expect("attribute"),
+        )
+        .send()
+        .await
+        .expect("send message");
+}
+
+/// Receives directly (not through the poller) what is visible now: (body, receive count).
+async fn visible_messages(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<(String, String)> {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .expect("receive");
+    received
+        .messages()
+        .iter()
+        .map(|message| {
+            let count = message
+                .attributes()
+                .and_then(|attributes| {
+                    attributes.get(&MessageSystemAttributeName::ApproximateReceiveCount)
+                })
+                .cloned()
+                .unwrap_or_default();
+            (message.body().unwrap_or_default().to_string(), count)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sqs_poller_deletes_all_but_reported_failures() {
+    let Some(sqs) = emulator_sqs("sqs_poller_deletes_all_but_reported_failures").await else {
+        return;
+    };
+    let queue_url = create_fifo_queue(&sqs).await;
+    for (body, group) in [("ok-1", "job-a"), ("fail-me", "job-b"), ("ok-2", "job-c")] {
+        send(&sqs, &queue_url, body, group).await;
+    }
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(10)).expect("invoker");
+    let mapping = SqsMapping {
+        queue_url: queue_url.clone(),
+        function: "worker".to_string(),
+    };
+    let mut poller = SqsPoller::new(sqs.clone(), invoker, mapping, 10);
+
+    let (mut received, mut deleted) = (0, 0);
+    for _ in 0..5 {
+        let outcome = poller.poll_once().await.expect("poll");
+        assert!(!outcome.invoke_failed);
+        received += outcome.received;
+        deleted += outcome.deleted;
+        if received >= 3 {
+            break;
+        }
+    }
+    assert_eq!((received, deleted), (3, 2));
+
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    let calls = invocations(&recorded);
+    let records: Vec<&Value> = calls
+        .iter()
+        .flat_map(|(_, event)| event["Records"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(records.len(), 3);
+    assert!(calls.iter().all(|(function, _)| function == "worker"));
+    for record in &records {
+        assert_eq!(record["eventSource"], "aws:sqs");
+        assert_eq!(record["eventSourceARN"], queue_arn.as_str());
+        assert_eq!(record["awsRegion"], "us-east-1");
+        assert_eq!(record["attributes"]["ApproximateReceiveCount"], "1");
+        assert!(record["attributes"]["MessageGroupId"]
+            .as_str()
+            .is_some_and(|group| group.starts_with("job-")));
+        assert!(record["attributes"]["MessageDeduplicationId"].is_string());
+        assert!(record["attributes"]["SentTimestamp"].is_string());
+        assert_eq!(record["messageAttributes"]["kind"]["stringValue"], "step");
+        assert!(record["receiptHandle"].is_string() && record["md5OfBody"].is_string());
+    }
+
+    // After the visibility timeout only the reported failure is back, received twice now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        visible_messages(&sqs, &queue_url).await,
+        vec![("fail-me".to_string(), "2".to_string())]
+    );
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+}
+
+#[tokio::test]
+async fn sqs_poller_deletes_nothing_when_the_invocation_fails() {
+    let Some(sqs) = emulator_sqs("sqs_poller_deletes_nothing_when_the_invocation_fails").await
+    else {
+        return;
+    };
+    let queue_url = create_fifo_queue(&sqs).await;
+    send(&sqs, &queue_url, "step-1", "job-a").await;
+    send(&sqs, &queue_url, "step-1", "job-b").await;
+    let (invoke_url, _recorded) = start_fake_invoke_api().await;
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(10)).expect("invoker");
+    let mapping = SqsMapping {
+        queue_url: queue_url.clone(),
+        function: "broken".to_string(),
+    };
+    let mut poller = SqsPoller::new(sqs.clone(), invoker, mapping, 10);
+
+    let mut received = 0;
+    for _ in 0..5 {
+        let outcome = poller.poll_once().await.expect("poll");
+        assert_eq!(outcome.deleted, 0);
+        assert!(outcome.received == 0 || outcome.invoke_failed);
+        received += outcome.received;
+        if received >= 2 {
+            break;
+        }
+    }
+    assert_eq!(received, 2);
+
+    // Nothing was deleted: both messages come back after the visibility timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut back = visible_messages(&sqs, &queue_url).await;
+    back.sort();
+    assert_eq!(
+        back,
+        vec![
+            ("step-1".to_string(), "2".to_string()),
+            ("step-1".to_string(), "2".to_string())
+        ]
+    );
+
+    // Unreachable Invoke API: same outcome.
+    let unreachable = Invoker::new("http://127.0.0.1:9", Duration::from_secs(2)).expect("invoker");
+    let mapping = SqsMapping {
+        queue_url: queue_url.clone(),
+        function: "worker".to_string(),
+    };
+    let mut poller = SqsPoller::new(sqs.clone(), unreachable, mapping, 10);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let outcome = poller.poll_once().await.expect("poll");
+    assert!(
+        outcome.received > 0 && outcome.invoke_failed && outcome.deleted == 0,
+        "{outcome:?}"
+    );
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+}
