@@ -28,7 +28,11 @@ fn input_path() -> PathBuf {
             .args(["--mb", "10", "--seed", "1"])
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", generator.display()));
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         std::fs::write(&path, output.stdout).unwrap();
     }
     path
@@ -51,13 +55,24 @@ fn main() {
     let text = std::fs::read_to_string(input_path()).expect("bench input");
     let mb = text.len() as f64 / 1e6;
     let counter = TokenCounter::load("cl100k_base").unwrap();
-    let budget = BatchBudget { context_length: 8192, max_generation: 2048, prompt_tokens: 60, max_new_turns: 12 };
-    let limits = NormalizeLimits { create_new_turn_after: 150, max_turn_tokens: budget.max_turn_tokens() };
+    let budget = BatchBudget {
+        context_length: 8192,
+        max_generation: 2048,
+        prompt_tokens: 60,
+        max_new_turns: 12,
+    };
+    let limits = NormalizeLimits {
+        create_new_turn_after: 150,
+        max_turn_tokens: budget.max_turn_tokens(),
+    };
 
     let (count_time, total_tokens) = measure(|| counter.count(&text));
     let reference = tiktoken_rs::cl100k_base().unwrap();
     let (reference_time, reference_tokens) = measure(|| reference.encode_ordinary(&text).len());
-    assert_eq!(total_tokens, reference_tokens, "tiktoken and tiktoken-rs agree");
+    assert_eq!(
+        total_tokens, reference_tokens,
+        "tiktoken and tiktoken-rs agree"
+    );
     let (pipeline_time, (turns, batches)) = measure(|| {
         let turns = normalize_transcript(&text, &counter, limits);
         let tokens: Vec<u32> = turns.iter().map(|t| t.tokens).collect();
@@ -65,11 +80,30 @@ fn main() {
         (turns.len(), batches)
     });
 
+    let turns_made = normalize_transcript(&text, &counter, limits);
+    let under = turns_made
+        .iter()
+        .filter(|t| (t.tokens as usize) < counter.count(&t.text))
+        .count();
+    let over: usize = turns_made
+        .iter()
+        .map(|t| t.tokens as usize - counter.count(&t.text).min(t.tokens as usize))
+        .sum();
+    println!("counts: {under} of {} turns underestimated; estimates exceed exact counts by {over} tokens in all", turns_made.len());
     let rate = |d: Duration| mb / d.as_secs_f64();
     println!("input: {mb:.2} MB, {total_tokens} cl100k tokens; pipeline made {turns} turns in {batches} batches");
-    println!("baseline  tiktoken-rs count only        {:>8.1} MB/s", rate(reference_time));
-    println!("baseline  tiktoken count only           {:>8.1} MB/s", rate(count_time));
-    println!("pipeline  normalise+count+batch         {:>8.1} MB/s", rate(pipeline_time));
+    println!(
+        "baseline  tiktoken-rs count only        {:>8.1} MB/s",
+        rate(reference_time)
+    );
+    println!(
+        "baseline  tiktoken count only           {:>8.1} MB/s",
+        rate(count_time)
+    );
+    println!(
+        "pipeline  normalise+count+batch         {:>8.1} MB/s",
+        rate(pipeline_time)
+    );
     println!(
         "ratios: pipeline = {:.2}x tiktoken-rs counting, {:.2}x plain tiktoken counting; {:.1}x the reference's ~2 MB/s",
         rate(pipeline_time) / rate(reference_time),

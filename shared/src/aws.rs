@@ -307,28 +307,49 @@ impl DynamoCatalog {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| IoError::new("write catalog", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                IoError::new(
+                    "write catalog",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
         Ok(())
     }
 
     /// Writes a service (without its flavors).
     pub async fn put_service(&self, service: &Service) -> IoResult<()> {
-        self.put(format!("SERVICE#{}", service.id), "#SERVICE".into(), service).await
+        self.put(
+            format!("SERVICE#{}", service.id),
+            "#SERVICE".into(),
+            service,
+        )
+        .await
     }
 
     /// Writes a flavor under its service.
     pub async fn put_flavor(&self, flavor: &Flavor) -> IoResult<()> {
-        self.put(format!("SERVICE#{}", flavor.service_id), format!("FLAVOR#{}", flavor.id), flavor).await
+        self.put(
+            format!("SERVICE#{}", flavor.service_id),
+            format!("FLAVOR#{}", flavor.id),
+            flavor,
+        )
+        .await
     }
 
     /// Writes a model.
     pub async fn put_model(&self, model: &Model) -> IoResult<()> {
-        self.put(format!("MODEL#{}", model.id), "#MODEL".into(), model).await
+        self.put(format!("MODEL#{}", model.id), "#MODEL".into(), model)
+            .await
     }
 
     /// Writes a provider.
     pub async fn put_provider(&self, provider: &Provider) -> IoResult<()> {
-        self.put(format!("PROVIDER#{}", provider.id), "#PROVIDER".into(), provider).await
+        self.put(
+            format!("PROVIDER#{}", provider.id),
+            "#PROVIDER".into(),
+            provider,
+        )
+        .await
     }
 }
 

@@ -126,7 +126,10 @@ impl JsonResponse {
 
 impl From<ApiError> for JsonResponse {
     fn from(error: ApiError) -> Self {
-        JsonResponse { status: error.status, body: error.body() }
+        JsonResponse {
+            status: error.status,
+            body: error.body(),
+        }
     }
 }
 

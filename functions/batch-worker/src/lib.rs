@@ -14,17 +14,27 @@ use tracing::Instrument;
 
 /// Handles one SQS batch. `dead_letter_queue` is the name of the DLQ (last path segment of
 /// its URL); records from it fail their job instead of running.
-pub async fn handle(gateway: &Gateway, event: LambdaEvent<SqsEvent>, dead_letter_queue: Option<&str>) -> SqsBatchResponse {
+pub async fn handle(
+    gateway: &Gateway,
+    event: LambdaEvent<SqsEvent>,
+    dead_letter_queue: Option<&str>,
+) -> SqsBatchResponse {
     let mut groups: Vec<(String, Vec<SqsMessage>)> = Vec::new();
     for record in event.payload.records {
-        let group = record.attributes.get("MessageGroupId").cloned().unwrap_or_default();
+        let group = record
+            .attributes
+            .get("MessageGroupId")
+            .cloned()
+            .unwrap_or_default();
         match groups.iter_mut().find(|(name, _)| *name == group) {
             Some((_, records)) => records.push(record),
             None => groups.push((group, vec![record])),
         }
     }
     let failures = futures_util::future::join_all(
-        groups.into_iter().map(|(_, records)| process_group(gateway, records, dead_letter_queue)),
+        groups
+            .into_iter()
+            .map(|(_, records)| process_group(gateway, records, dead_letter_queue)),
     )
     .await;
     let mut response = SqsBatchResponse::default();
@@ -42,7 +52,11 @@ pub async fn handle(gateway: &Gateway, event: LambdaEvent<SqsEvent>, dead_letter
 
 /// Runs one group's records in order; returns the ids to retry (the failed record and
 /// every later one of the group).
-async fn process_group(gateway: &Gateway, records: Vec<SqsMessage>, dead_letter_queue: Option<&str>) -> Vec<String> {
+async fn process_group(
+    gateway: &Gateway,
+    records: Vec<SqsMessage>,
+    dead_letter_queue: Option<&str>,
+) -> Vec<String> {
     let mut failed = Vec::new();
     for record in records {
         let id = record.message_id.clone().unwrap_or_default();
@@ -58,7 +72,11 @@ async fn process_group(gateway: &Gateway, records: Vec<SqsMessage>, dead_letter_
     failed
 }
 
-async fn process_record(gateway: &Gateway, record: &SqsMessage, dead_letter_queue: Option<&str>) -> Result<(), IoError> {
+async fn process_record(
+    gateway: &Gateway,
+    record: &SqsMessage,
+    dead_letter_queue: Option<&str>,
+) -> Result<(), IoError> {
     let body = record.body.as_deref().unwrap_or_default();
     let message: StepMessage = match serde_json::from_str(body) {
         Ok(message) => message,
@@ -69,7 +87,11 @@ async fn process_record(gateway: &Gateway, record: &SqsMessage, dead_letter_queu
         }
     };
     let from_dead_letter_queue = dead_letter_queue.is_some_and(|dlq| {
-        record.event_source_arn.as_deref().and_then(|arn| arn.rsplit(':').next()) == Some(dlq)
+        record
+            .event_source_arn
+            .as_deref()
+            .and_then(|arn| arn.rsplit(':').next())
+            == Some(dlq)
     });
     let span = job_span(&message.job_id, None);
     async {
@@ -84,7 +106,9 @@ async fn process_record(gateway: &Gateway, record: &SqsMessage, dead_letter_queu
             process_step(gateway, &message).await?
         };
         match outcome {
-            StepOutcome::Skipped(reason) => tracing::info!(step = message.step, reason, "step message skipped"),
+            StepOutcome::Skipped(reason) => {
+                tracing::info!(step = message.step, reason, "step message skipped")
+            }
             outcome => tracing::info!(step = message.step, ?outcome, "step message processed"),
         }
         Ok(())
@@ -96,5 +120,8 @@ async fn process_record(gateway: &Gateway, record: &SqsMessage, dead_letter_queu
 /// The dead-letter queue's name from `GATEWAY_JOB_DLQ_URL`, if set.
 pub fn dead_letter_queue_from_env() -> Option<String> {
     let url = std::env::var("GATEWAY_JOB_DLQ_URL").ok()?;
-    url.trim_end_matches('/').rsplit('/').next().map(str::to_string)
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .map(str::to_string)
 }

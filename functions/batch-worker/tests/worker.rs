@@ -17,7 +17,10 @@ async fn submit_job(stack: &TestStack, flavor: &str, input: String) -> Uuid {
         organization_id: Some("org-w".into()),
         context: None,
     };
-    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request).await.expect("submitted").id
+    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
+        .await
+        .expect("submitted")
+        .id
 }
 
 async fn job(stack: &TestStack, id: Uuid) -> Job {
@@ -33,10 +36,15 @@ async fn run_until_finished(stack: &TestStack, id: Uuid) -> Vec<u32> {
         if current.status.is_terminal() {
             return percentages;
         }
-        let Some(event) = stack.receive_event(&stack.env.job_queue_url).await else { continue };
+        let Some(event) = stack.receive_event(&stack.env.job_queue_url).await else {
+            continue;
+        };
         let response =
-            batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
-        stack.acknowledge(&stack.env.job_queue_url, &event, &response).await;
+            batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None)
+                .await;
+        stack
+            .acknowledge(&stack.env.job_queue_url, &event, &response)
+            .await;
         percentages.push(job(stack, id).await.percentage());
     }
     panic!("job {id} did not finish");
@@ -56,34 +64,74 @@ async fn iterative_job_runs_one_llm_call_per_batch_and_joins_outputs_in_order() 
     let answered: Vec<String> = stack.mock.answered_prompts();
     let batches = done.progress.total_batches as usize;
     assert_eq!(answered.len(), batches, "one LLM call per batch");
-    assert!(batches >= (done.progress.total_turns as usize).div_ceil(12), "max_new_turns 12 respected");
-    assert_eq!(stack.mock.requests().len(), batches, "no retries, no duplicates");
+    assert!(
+        batches >= (done.progress.total_turns as usize).div_ceil(12),
+        "max_new_turns 12 respected"
+    );
+    assert_eq!(
+        stack.mock.requests().len(),
+        batches,
+        "no retries, no duplicates"
+    );
 
     let expected: Vec<String> = answered
         .iter()
-        .flat_map(|prompt| mock_llm::answer_for(prompt).lines().map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|prompt| {
+            mock_llm::answer_for(prompt)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let detail = job_detail(&stack.gateway, id, Some("org-w")).await.unwrap();
-    assert_eq!(detail["result"]["output"].as_str().unwrap(), expected.join("\n"));
+    assert_eq!(
+        detail["result"]["output"].as_str().unwrap(),
+        expected.join("\n")
+    );
     // Every attributed input turn shows up once, in order.
-    let speakers: Vec<&str> = expected.iter().map(|line| line.split(" — ").next().unwrap()).collect();
+    let speakers: Vec<&str> = expected
+        .iter()
+        .map(|line| line.split(" — ").next().unwrap())
+        .collect();
     assert_eq!(speakers[..3], ["• John", "• Marie", "• Ahmed"]);
 
-    assert!(percentages.windows(2).all(|w| w[0] <= w[1]), "progress never goes back: {percentages:?}");
+    assert!(
+        percentages.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back: {percentages:?}"
+    );
     assert_eq!(*percentages.last().unwrap(), 100);
     assert_eq!(detail["progress"]["percentage"], 100);
-    assert_eq!(detail["progress"]["completed_turns"], detail["progress"]["total_turns"]);
+    assert_eq!(
+        detail["progress"]["completed_turns"],
+        detail["progress"]["total_turns"]
+    );
     let metrics = &detail["token_metrics"];
     assert_eq!(metrics["passes"].as_array().unwrap().len(), batches);
     assert_eq!(metrics["passes"][0]["pass_type"], "initial");
     assert_eq!(metrics["passes"][1]["pass_type"], "continuation");
-    let prompt_sum: u64 = stack.mock.requests().iter().map(|r| u64::from(r.prompt_tokens.unwrap())).sum();
-    assert_eq!(metrics["total_prompt_tokens"].as_u64().unwrap(), prompt_sum, "usage from the provider");
+    let prompt_sum: u64 = stack
+        .mock
+        .requests()
+        .iter()
+        .map(|r| u64::from(r.prompt_tokens.unwrap()))
+        .sum();
+    assert_eq!(
+        metrics["total_prompt_tokens"].as_u64().unwrap(),
+        prompt_sum,
+        "usage from the provider"
+    );
     assert!(metrics["total_estimated_cost"].as_f64().unwrap() > 0.0);
     // The rolling context carries the previous batch's last output lines.
     let second = &answered[1];
-    let last_of_first = mock_llm::answer_for(&answered[0]).lines().last().unwrap().to_string();
-    assert!(second.contains(&last_of_first), "rolling context in the second prompt");
+    let last_of_first = mock_llm::answer_for(&answered[0])
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(
+        second.contains(&last_of_first),
+        "rolling context in the second prompt"
+    );
 }
 
 #[tokio::test]
@@ -96,10 +144,19 @@ async fn single_pass_job_completes_with_one_call() {
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
     let answered = stack.mock.answered_prompts();
     assert_eq!(answered.len(), 1);
-    assert!(answered[0].contains(&input), "the whole input in one prompt");
+    assert!(
+        answered[0].contains(&input),
+        "the whole input in one prompt"
+    );
     let detail = job_detail(&stack.gateway, id, Some("org-w")).await.unwrap();
-    assert_eq!(detail["result"]["output"].as_str().unwrap(), mock_llm::answer_for(&answered[0]));
-    assert_eq!(detail["token_metrics"]["passes"][0]["pass_type"], "single_pass");
+    assert_eq!(
+        detail["result"]["output"].as_str().unwrap(),
+        mock_llm::answer_for(&answered[0])
+    );
+    assert_eq!(
+        detail["token_metrics"]["passes"][0]["pass_type"],
+        "single_pass"
+    );
 }
 
 #[tokio::test]
@@ -107,29 +164,40 @@ async fn redelivered_step_does_not_call_the_llm_again() {
     let stack = TestStack::start().await;
     let id = submit_job(&stack, "iterative", transcript(30)).await;
     let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
-    let first = batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
+    let first =
+        batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
     assert!(first.batch_item_failures.is_empty());
     // Same message again (as if the delete was lost): skipped, no LLM call, no double step.
-    let again = batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
+    let again =
+        batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
     assert!(again.batch_item_failures.is_empty());
     assert_eq!(stack.mock.requests().len(), 1);
     assert_eq!(job(&stack, id).await.progress.step, 1);
 
     // The worker died after storing step 1's output but before its conditional write:
     // put the job back at step 1 and redeliver; the stored output is reused.
-    stack.acknowledge(&stack.env.job_queue_url, &event, &first).await;
+    stack
+        .acknowledge(&stack.env.job_queue_url, &event, &first)
+        .await;
     let step1 = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
     let before = job(&stack, id).await;
     assert_eq!(before.progress.step, 1);
-    let ok = batch_worker::handle(&stack.gateway, TestStack::lambda_event(step1.clone()), None).await;
+    let ok =
+        batch_worker::handle(&stack.gateway, TestStack::lambda_event(step1.clone()), None).await;
     assert!(ok.batch_item_failures.is_empty());
     assert_eq!(stack.mock.requests().len(), 2);
-    assert!(stack.gateway.jobs.replace(&before, 2).await.unwrap(), "job rolled back to step 1");
-    let redelivered = batch_worker::handle(&stack.gateway, TestStack::lambda_event(step1.clone()), None).await;
+    assert!(
+        stack.gateway.jobs.replace(&before, 2).await.unwrap(),
+        "job rolled back to step 1"
+    );
+    let redelivered =
+        batch_worker::handle(&stack.gateway, TestStack::lambda_event(step1.clone()), None).await;
     assert!(redelivered.batch_item_failures.is_empty());
     assert_eq!(stack.mock.requests().len(), 2, "stored output reused");
     assert_eq!(job(&stack, id).await.progress.step, 2);
-    stack.acknowledge(&stack.env.job_queue_url, &step1, &ok).await;
+    stack
+        .acknowledge(&stack.env.job_queue_url, &step1, &ok)
+        .await;
 
     run_until_finished(&stack, id).await;
     let done = job(&stack, id).await;
@@ -143,7 +211,9 @@ async fn redelivered_step_does_not_call_the_llm_again() {
 #[tokio::test]
 async fn transient_provider_errors_are_retried() {
     let stack = TestStack::start().await;
-    stack.mock.push_fault(FaultRule::status(429).retry_after(1).times(1));
+    stack
+        .mock
+        .push_fault(FaultRule::status(429).retry_after(1).times(1));
     stack.mock.push_fault(FaultRule::status(503).times(1));
     stack.mock.push_fault(FaultRule::malformed());
     let id = submit_job(&stack, "single-pass", transcript(5)).await;
@@ -151,19 +221,30 @@ async fn transient_provider_errors_are_retried() {
     let done = job(&stack, id).await;
     assert_eq!(done.status, JobStatus::Failed, "3 attempts, all faulted");
     let message = done.error.unwrap().message;
-    assert!(message.contains("provider 'default'") && message.contains("3 attempt"), "{message}");
+    assert!(
+        message.contains("provider 'default'") && message.contains("3 attempt"),
+        "{message}"
+    );
 
     let stack = TestStack::start().await;
-    stack.mock.push_fault(FaultRule::status(429).retry_after(1).times(1));
+    stack
+        .mock
+        .push_fault(FaultRule::status(429).retry_after(1).times(1));
     stack.mock.push_fault(FaultRule::status(500).times(1));
     let id = submit_job(&stack, "single-pass", transcript(5)).await;
     run_until_finished(&stack, id).await;
     let done = job(&stack, id).await;
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
     let outcomes: Vec<Outcome> = stack.mock.requests().iter().map(|r| r.outcome).collect();
-    assert_eq!(outcomes, vec![Outcome::Fault, Outcome::Fault, Outcome::Answered]);
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Fault, Outcome::Fault, Outcome::Answered]
+    );
     let log = stack.mock.requests();
-    assert!(log[1].received_at_ms - log[0].received_at_ms >= 1000, "Retry-After honoured");
+    assert!(
+        log[1].received_at_ms - log[0].received_at_ms >= 1000,
+        "Retry-After honoured"
+    );
 }
 
 #[tokio::test]
@@ -176,7 +257,11 @@ async fn client_errors_fail_the_job_without_retry() {
     assert_eq!(done.status, JobStatus::Failed);
     let error = done.error.unwrap();
     assert_eq!(error.code, "PROVIDER_ERROR");
-    assert!(error.message.contains("'default'") && error.message.contains("HTTP 400"), "{}", error.message);
+    assert!(
+        error.message.contains("'default'") && error.message.contains("HTTP 400"),
+        "{}",
+        error.message
+    );
     assert_eq!(stack.mock.requests().len(), 1, "400 is not retried");
 }
 
@@ -186,24 +271,61 @@ async fn dead_lettered_step_fails_the_job() {
     let id = submit_job(&stack, "iterative", transcript(20)).await;
     // Move the step message to the DLQ, as the redrive policy does after N receives.
     let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
-    stack.acknowledge(&stack.env.job_queue_url, &event, &Default::default()).await;
-    let dlq = gateway_core::aws::SqsJobQueue::new(stack.clients.sqs.clone(), stack.dead_letter_queue_url.clone());
-    dlq.send(&StepMessage { job_id: id, step: 0, context: vec![] }).await.unwrap();
-    let dlq_name = stack.dead_letter_queue_url.rsplit('/').next().unwrap().to_string();
-    let dead = stack.receive_event(&stack.dead_letter_queue_url).await.unwrap();
-    let response = batch_worker::handle(&stack.gateway, TestStack::lambda_event(dead), Some(&dlq_name)).await;
+    stack
+        .acknowledge(&stack.env.job_queue_url, &event, &Default::default())
+        .await;
+    let dlq = gateway_core::aws::SqsJobQueue::new(
+        stack.clients.sqs.clone(),
+        stack.dead_letter_queue_url.clone(),
+    );
+    dlq.send(&StepMessage {
+        job_id: id,
+        step: 0,
+        context: vec![],
+    })
+    .await
+    .unwrap();
+    let dlq_name = stack
+        .dead_letter_queue_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let dead = stack
+        .receive_event(&stack.dead_letter_queue_url)
+        .await
+        .unwrap();
+    let response = batch_worker::handle(
+        &stack.gateway,
+        TestStack::lambda_event(dead),
+        Some(&dlq_name),
+    )
+    .await;
     assert!(response.batch_item_failures.is_empty());
     let failed = job(&stack, id).await;
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.error.unwrap().code, "STEP_RETRIES_EXHAUSTED");
-    assert!(stack.mock.requests().is_empty(), "a dead-lettered step is not run");
+    assert!(
+        stack.mock.requests().is_empty(),
+        "a dead-lettered step is not run"
+    );
 }
 
 #[tokio::test]
 async fn malformed_and_unknown_messages_are_dropped() {
     let stack = TestStack::start().await;
-    let queue = gateway_core::aws::SqsJobQueue::new(stack.clients.sqs.clone(), stack.env.job_queue_url.clone());
-    queue.send(&StepMessage { job_id: Uuid::new_v4(), step: 0, context: vec![] }).await.unwrap();
+    let queue = gateway_core::aws::SqsJobQueue::new(
+        stack.clients.sqs.clone(),
+        stack.env.job_queue_url.clone(),
+    );
+    queue
+        .send(&StepMessage {
+            job_id: Uuid::new_v4(),
+            step: 0,
+            context: vec![],
+        })
+        .await
+        .unwrap();
     stack
         .clients
         .sqs

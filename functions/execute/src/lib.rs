@@ -15,13 +15,18 @@ pub async fn handle(gateway: &Gateway, request: Request) -> JsonResponse {
 
 async fn execute(gateway: &Gateway, request: Request) -> Result<JsonResponse, ApiError> {
     if request.method() != lambda_http::http::Method::POST {
-        return Err(ApiError::new(405, "METHOD_NOT_ALLOWED", format!("{} is not allowed here; use POST", request.method())));
+        return Err(ApiError::new(
+            405,
+            "METHOD_NOT_ALLOWED",
+            format!("{} is not allowed here; use POST", request.method()),
+        ));
     }
     let service_id = request
         .path_parameters_ref()
         .and_then(|params| params.first("id"))
         .ok_or_else(|| ApiError::invalid_field("id", "path parameter is missing"))?;
-    let service_id = Uuid::parse_str(service_id).map_err(|_| ApiError::not_found("service", service_id))?;
+    let service_id =
+        Uuid::parse_str(service_id).map_err(|_| ApiError::not_found("service", service_id))?;
     let body: &[u8] = match request.body() {
         Body::Empty => &[],
         Body::Text(text) => text.as_bytes(),

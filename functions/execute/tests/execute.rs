@@ -11,7 +11,14 @@ const RESOURCE: &str = "/api/v1/services/{id}/execute";
 
 async fn execute(stack: &TestStack, service_id: &str, body: &[u8]) -> JsonResponse {
     let path = format!("/api/v1/services/{service_id}/execute");
-    let request = api_request("POST", RESOURCE, &path, &[("id", service_id)], &[], Some(body));
+    let request = api_request(
+        "POST",
+        RESOURCE,
+        &path,
+        &[("id", service_id)],
+        &[],
+        Some(body),
+    );
     execute::handle(&stack.gateway, request).await
 }
 
@@ -23,7 +30,11 @@ async fn queued_messages(stack: &TestStack) -> usize {
 }
 
 async fn job_count(stack: &TestStack, organization_id: Option<&str>) -> usize {
-    let query = JobQuery { organization_id: organization_id.map(str::to_string), page_size: 100, ..Default::default() };
+    let query = JobQuery {
+        organization_id: organization_id.map(str::to_string),
+        page_size: 100,
+        ..Default::default()
+    };
     stack.gateway.jobs.list(&query).await.unwrap().jobs.len()
 }
 
@@ -36,40 +47,73 @@ async fn accepted_job_is_stored_and_enqueued() {
     assert_eq!(response.status, 202, "{}", response.body);
     let job_id: Uuid = response.body["job_id"].as_str().unwrap().parse().unwrap();
     assert_eq!(response.body["status"], "queued");
-    assert_eq!(response.body["flavor_name"], "iterative", "the default flavor");
+    assert_eq!(
+        response.body["flavor_name"], "iterative",
+        "the default flavor"
+    );
     assert_eq!(response.body["processing_mode"], "iterative");
     assert!(response.body["input_tokens"].as_u64().unwrap() > 100);
     assert_eq!(response.body["total_turns"].as_u64().unwrap() >= 40, true);
     assert!(response.body["estimated_batches"].as_u64().unwrap() >= 4);
 
-    let job = stack.gateway.jobs.get(job_id).await.unwrap().expect("job stored");
+    let job = stack
+        .gateway
+        .jobs
+        .get(job_id)
+        .await
+        .unwrap()
+        .expect("job stored");
     assert_eq!(job.status, JobStatus::Queued);
     assert_eq!(job.organization_id.as_deref(), Some("org-a"));
     assert_eq!(job.settings.tokenizer, "cl100k_base");
-    let input = stack.gateway.blobs.get(&keys::input(job_id)).await.unwrap().expect("input stored");
+    let input = stack
+        .gateway
+        .blobs
+        .get(&keys::input(job_id))
+        .await
+        .unwrap()
+        .expect("input stored");
     assert_eq!(String::from_utf8(input).unwrap(), transcript(40));
-    assert!(stack.gateway.blobs.get(&keys::turns(job_id)).await.unwrap().is_some());
+    assert!(stack
+        .gateway
+        .blobs
+        .get(&keys::turns(job_id))
+        .await
+        .unwrap()
+        .is_some());
 
-    let event = stack.receive_event(&stack.env.job_queue_url).await.expect("first step enqueued");
+    let event = stack
+        .receive_event(&stack.env.job_queue_url)
+        .await
+        .expect("first step enqueued");
     assert_eq!(event.records.len(), 1);
-    let message: serde_json::Value = serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
+    let message: serde_json::Value =
+        serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
     assert_eq!(message["job_id"], job_id.to_string());
     assert_eq!(message["step"], 0);
-    assert_eq!(event.records[0].attributes.get("MessageGroupId"), Some(&job_id.to_string()));
+    assert_eq!(
+        event.records[0].attributes.get("MessageGroupId"),
+        Some(&job_id.to_string())
+    );
 }
 
 #[tokio::test]
 async fn flavor_by_name_and_by_id() {
     let stack = TestStack::start().await;
     let service = seeds::SUMMARIZE_SERVICE_ID.to_string();
-    let by_name = serde_json::json!({"input": "A : hello", "flavor_name": "single-pass"}).to_string();
+    let by_name =
+        serde_json::json!({"input": "A : hello", "flavor_name": "single-pass"}).to_string();
     let response = execute(&stack, &service, by_name.as_bytes()).await;
     assert_eq!(response.status, 202, "{}", response.body);
     assert_eq!(response.body["processing_mode"], "single_pass");
-    let by_id = serde_json::json!({"input": "A : hello", "flavor_id": seeds::ITERATIVE_FLAVOR_ID}).to_string();
+    let by_id = serde_json::json!({"input": "A : hello", "flavor_id": seeds::ITERATIVE_FLAVOR_ID})
+        .to_string();
     let response = execute(&stack, &service, by_id.as_bytes()).await;
     assert_eq!(response.status, 202, "{}", response.body);
-    assert_eq!(response.body["flavor_id"], seeds::ITERATIVE_FLAVOR_ID.to_string());
+    assert_eq!(
+        response.body["flavor_id"],
+        seeds::ITERATIVE_FLAVOR_ID.to_string()
+    );
 }
 
 #[tokio::test]
@@ -110,16 +154,70 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
     let summarize = seeds::SUMMARIZE_SERVICE_ID.to_string();
     let huge = format!(r#"{{"input":"{}"}}"#, "a ".repeat(3_000_000));
     let cases: Vec<(String, Vec<u8>, u16, &str, Option<&str>)> = vec![
-        (summarize.clone(), b"{not json".to_vec(), 400, "INVALID_JSON", None),
+        (
+            summarize.clone(),
+            b"{not json".to_vec(),
+            400,
+            "INVALID_JSON",
+            None,
+        ),
         (summarize.clone(), b"".to_vec(), 400, "INVALID_JSON", None),
-        (summarize.clone(), b"{}".to_vec(), 400, "INVALID_REQUEST", Some("input")),
-        (summarize.clone(), br#"{"input": ""}"#.to_vec(), 400, "INVALID_REQUEST", Some("input")),
-        (summarize.clone(), br#"{"input": ["x"]}"#.to_vec(), 400, "INVALID_REQUEST", Some("input")),
-        (summarize.clone(), b"{\"input\": \"caf\xe9\"}".to_vec(), 400, "INVALID_ENCODING", None),
-        (summarize.clone(), huge.into_bytes(), 413, "INPUT_TOO_LARGE", Some("input")),
-        (Uuid::new_v4().to_string(), br#"{"input": "x"}"#.to_vec(), 404, "SERVICE_NOT_FOUND", None),
-        ("not-a-uuid".into(), br#"{"input": "x"}"#.to_vec(), 404, "SERVICE_NOT_FOUND", None),
-        (summarize.clone(), br#"{"input": "x", "flavor_name": "nope"}"#.to_vec(), 404, "FLAVOR_NOT_FOUND", Some("flavor_name")),
+        (
+            summarize.clone(),
+            b"{}".to_vec(),
+            400,
+            "INVALID_REQUEST",
+            Some("input"),
+        ),
+        (
+            summarize.clone(),
+            br#"{"input": ""}"#.to_vec(),
+            400,
+            "INVALID_REQUEST",
+            Some("input"),
+        ),
+        (
+            summarize.clone(),
+            br#"{"input": ["x"]}"#.to_vec(),
+            400,
+            "INVALID_REQUEST",
+            Some("input"),
+        ),
+        (
+            summarize.clone(),
+            b"{\"input\": \"caf\xe9\"}".to_vec(),
+            400,
+            "INVALID_ENCODING",
+            None,
+        ),
+        (
+            summarize.clone(),
+            huge.into_bytes(),
+            413,
+            "INPUT_TOO_LARGE",
+            Some("input"),
+        ),
+        (
+            Uuid::new_v4().to_string(),
+            br#"{"input": "x"}"#.to_vec(),
+            404,
+            "SERVICE_NOT_FOUND",
+            None,
+        ),
+        (
+            "not-a-uuid".into(),
+            br#"{"input": "x"}"#.to_vec(),
+            404,
+            "SERVICE_NOT_FOUND",
+            None,
+        ),
+        (
+            summarize.clone(),
+            br#"{"input": "x", "flavor_name": "nope"}"#.to_vec(),
+            404,
+            "FLAVOR_NOT_FOUND",
+            Some("flavor_name"),
+        ),
         (
             summarize.clone(),
             format!(r#"{{"input": "x", "flavor_id": "{}"}}"#, Uuid::new_v4()).into_bytes(),
@@ -140,22 +238,47 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
         let label = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
         assert_eq!(response.status, status, "{label}: {}", response.body);
         assert_eq!(response.body["error_code"], code, "{label}");
-        assert!(response.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{label}");
-        assert_eq!(response.body.get("field").and_then(|f| f.as_str()), field, "{label}");
+        assert!(
+            response.body["detail"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{label}"
+        );
+        assert_eq!(
+            response.body.get("field").and_then(|f| f.as_str()),
+            field,
+            "{label}"
+        );
     }
 
     let wrong_method = api_request("GET", RESOURCE, "/x", &[("id", &summarize)], &[], None);
-    assert_eq!(execute::handle(&stack.gateway, wrong_method).await.status, 405);
+    assert_eq!(
+        execute::handle(&stack.gateway, wrong_method).await.status,
+        405
+    );
 
-    assert_eq!(job_count(&stack, None).await, 0, "no job written for rejected requests");
-    assert_eq!(queued_messages(&stack).await, 0, "no message sent for rejected requests");
+    assert_eq!(
+        job_count(&stack, None).await,
+        0,
+        "no job written for rejected requests"
+    );
+    assert_eq!(
+        queued_messages(&stack).await,
+        0,
+        "no message sent for rejected requests"
+    );
 }
 
 #[tokio::test]
 async fn single_pass_input_over_the_context_is_context_exceeded() {
     let stack = TestStack::start().await;
     let body = serde_json::json!({"input": transcript(1200), "flavor_name": "single-pass", "organization_id": "org-x"}).to_string();
-    let response = execute(&stack, &seeds::SUMMARIZE_SERVICE_ID.to_string(), body.as_bytes()).await;
+    let response = execute(
+        &stack,
+        &seeds::SUMMARIZE_SERVICE_ID.to_string(),
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(response.status, 400, "{}", response.body);
     assert_eq!(response.body["error_code"], "CONTEXT_EXCEEDED");
     let input_tokens = response.body["input_tokens"].as_u64().unwrap();
@@ -163,7 +286,10 @@ async fn single_pass_input_over_the_context_is_context_exceeded() {
     assert!(input_tokens > available, "{}", response.body);
     assert_eq!(response.body["context_length"], 8192);
     assert_eq!(response.body["max_generation_length"], 2048);
-    assert!(response.body["suggestion"].as_str().unwrap().contains("iterative"));
+    assert!(response.body["suggestion"]
+        .as_str()
+        .unwrap()
+        .contains("iterative"));
     assert_eq!(job_count(&stack, Some("org-x")).await, 0);
 }
 

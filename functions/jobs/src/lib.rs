@@ -17,28 +17,44 @@ pub async fn handle(gateway: &Gateway, request: Request) -> JsonResponse {
 
 async fn route(gateway: &Gateway, request: Request) -> Result<JsonResponse, ApiError> {
     if request.method() != lambda_http::http::Method::GET {
-        return Err(ApiError::new(405, "METHOD_NOT_ALLOWED", format!("{} is not allowed here; use GET", request.method())));
+        return Err(ApiError::new(
+            405,
+            "METHOD_NOT_ALLOWED",
+            format!("{} is not allowed here; use GET", request.method()),
+        ));
     }
     let query = request.query_string_parameters();
     let organization_id = query.first("organization_id");
     if let Some(org) = organization_id {
         validate_organization_id(org)?;
     }
-    match request.path_parameters_ref().and_then(|params| params.first("id")) {
+    match request
+        .path_parameters_ref()
+        .and_then(|params| params.first("id"))
+    {
         Some(id) => {
             let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("job", id))?;
-            Ok(JsonResponse::new(200, job_detail(gateway, id, organization_id).await?))
+            Ok(JsonResponse::new(
+                200,
+                job_detail(gateway, id, organization_id).await?,
+            ))
         }
         None => {
             let service_id = query
                 .first("service_id")
-                .map(|id| Uuid::parse_str(id).map_err(|_| ApiError::invalid_field("service_id", "must be a UUID")))
+                .map(|id| {
+                    Uuid::parse_str(id)
+                        .map_err(|_| ApiError::invalid_field("service_id", "must be a UUID"))
+                })
                 .transpose()?;
             let status = query
                 .first("status")
                 .map(|s| {
                     JobStatus::parse(s).ok_or_else(|| {
-                        ApiError::invalid_field("status", "must be one of queued, processing, completed, failed")
+                        ApiError::invalid_field(
+                            "status",
+                            "must be one of queued, processing, completed, failed",
+                        )
                     })
                 })
                 .transpose()?;
@@ -48,7 +64,12 @@ async fn route(gateway: &Gateway, request: Request) -> Result<JsonResponse, ApiE
                     .parse::<usize>()
                     .ok()
                     .filter(|size| (1..=MAX_PAGE_SIZE).contains(size))
-                    .ok_or_else(|| ApiError::invalid_field("page_size", format!("must be an integer from 1 to {MAX_PAGE_SIZE}")))?,
+                    .ok_or_else(|| {
+                        ApiError::invalid_field(
+                            "page_size",
+                            format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
+                        )
+                    })?,
             };
             let job_query = JobQuery {
                 organization_id: organization_id.map(str::to_string),

@@ -7,7 +7,14 @@ use gateway_test_support::{api_request, seeds, TestStack};
 use uuid::Uuid;
 
 async fn get(stack: &TestStack, id: &str, query: &[(&str, &str)]) -> JsonResponse {
-    let request = api_request("GET", "/api/v1/jobs/{id}", &format!("/api/v1/jobs/{id}"), &[("id", id)], query, None);
+    let request = api_request(
+        "GET",
+        "/api/v1/jobs/{id}",
+        &format!("/api/v1/jobs/{id}"),
+        &[("id", id)],
+        query,
+        None,
+    );
     jobs::handle(&stack.gateway, request).await
 }
 
@@ -24,13 +31,18 @@ async fn submit_for(stack: &TestStack, organization_id: Option<&str>, flavor: &s
         organization_id: organization_id.map(str::to_string),
         context: None,
     };
-    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request).await.unwrap().id
+    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
+        .await
+        .unwrap()
+        .id
 }
 
 #[tokio::test]
 async fn job_detail_is_isolated_by_organization() {
     let stack = TestStack::start().await;
-    let id = submit_for(&stack, Some("org-a"), "iterative").await.to_string();
+    let id = submit_for(&stack, Some("org-a"), "iterative")
+        .await
+        .to_string();
 
     let response = get(&stack, &id, &[("organization_id", "org-a")]).await;
     assert_eq!(response.status, 200, "{}", response.body);
@@ -47,10 +59,16 @@ async fn job_detail_is_isolated_by_organization() {
         assert_eq!(response.status, 404, "{query:?}");
         assert_eq!(response.body["error_code"], "JOB_NOT_FOUND");
     }
-    assert_eq!(get(&stack, &Uuid::new_v4().to_string(), &[]).await.status, 404);
+    assert_eq!(
+        get(&stack, &Uuid::new_v4().to_string(), &[]).await.status,
+        404
+    );
     assert_eq!(get(&stack, "not-a-uuid", &[]).await.status, 404);
     let bad_org = get(&stack, &id, &[("organization_id", "")]).await;
-    assert_eq!((bad_org.status, bad_org.body["field"].as_str()), (400, Some("organization_id")));
+    assert_eq!(
+        (bad_org.status, bad_org.body["field"].as_str()),
+        (400, Some("organization_id"))
+    );
 }
 
 #[tokio::test]
@@ -58,14 +76,27 @@ async fn listing_is_newest_first_filtered_and_paginated() {
     let stack = TestStack::start().await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let flavor = if i % 2 == 0 { "iterative" } else { "single-pass" };
-        ids.push(submit_for(&stack, Some("org-list"), flavor).await.to_string());
+        let flavor = if i % 2 == 0 {
+            "iterative"
+        } else {
+            "single-pass"
+        };
+        ids.push(
+            submit_for(&stack, Some("org-list"), flavor)
+                .await
+                .to_string(),
+        );
     }
     submit_for(&stack, Some("org-other"), "iterative").await;
 
     let response = list(&stack, &[("organization_id", "org-list")]).await;
     assert_eq!(response.status, 200, "{}", response.body);
-    let listed: Vec<&str> = response.body["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = response.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
     let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
     assert_eq!(listed, newest_first);
     assert!(response.body["next_cursor"].is_null());
@@ -89,11 +120,30 @@ async fn listing_is_newest_first_filtered_and_paginated() {
     }
     assert_eq!(seen, ids.iter().rev().cloned().collect::<Vec<_>>());
 
-    let queued = list(&stack, &[("organization_id", "org-list"), ("status", "queued"), ("service_id", &seeds::SUMMARIZE_SERVICE_ID.to_string())]).await;
+    let queued = list(
+        &stack,
+        &[
+            ("organization_id", "org-list"),
+            ("status", "queued"),
+            ("service_id", &seeds::SUMMARIZE_SERVICE_ID.to_string()),
+        ],
+    )
+    .await;
     assert_eq!(queued.body["items"].as_array().unwrap().len(), 5);
-    let completed = list(&stack, &[("organization_id", "org-list"), ("status", "completed")]).await;
+    let completed = list(
+        &stack,
+        &[("organization_id", "org-list"), ("status", "completed")],
+    )
+    .await;
     assert_eq!(completed.body["items"].as_array().unwrap().len(), 0);
-    let other_service = list(&stack, &[("organization_id", "org-list"), ("service_id", &Uuid::new_v4().to_string())]).await;
+    let other_service = list(
+        &stack,
+        &[
+            ("organization_id", "org-list"),
+            ("service_id", &Uuid::new_v4().to_string()),
+        ],
+    )
+    .await;
     assert_eq!(other_service.body["items"].as_array().unwrap().len(), 0);
 
     for (query, field) in [

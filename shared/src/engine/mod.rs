@@ -75,7 +75,11 @@ impl Gateway {
     /// The AWS-backed gateway configured from the environment.
     pub async fn from_env() -> Result<Self, String> {
         let env = GatewayEnv::from_env()?;
-        Ok(Self::with_clients(env, &AwsClients::load().await, Limits::from_env()))
+        Ok(Self::with_clients(
+            env,
+            &AwsClients::load().await,
+            Limits::from_env(),
+        ))
     }
 
     /// The AWS-backed gateway over the given resources and clients.

@@ -39,7 +39,10 @@ pub async fn process_step(gateway: &Gateway, message: &StepMessage) -> IoResult<
     let Some(job) = gateway.jobs.get(message.job_id).await? else {
         return Ok(StepOutcome::Skipped("job not found"));
     };
-    tracing::Span::current().record("organization_id", job.organization_id.as_deref().unwrap_or(""));
+    tracing::Span::current().record(
+        "organization_id",
+        job.organization_id.as_deref().unwrap_or(""),
+    );
     if job.status.is_terminal() {
         return Ok(StepOutcome::Skipped("job already finished"));
     }

@@ -1,8 +1,9 @@
-//! Sentence segmentation for any language: Unicode sentence boundaries (UAX #29), which
-//! handle CJK full stops and decimal numbers, plus a merge step for abbreviations such as
-//! "M. Dupont" or "Dr. Smith" that UAX #29 alone would split.
-
-use unicode_segmentation::UnicodeSegmentation;
+//! Sentence segmentation for any language, following the core of the Unicode sentence
+//! boundary rules (UAX #29): a terminator (`.` `!` `?`, CJK `。！？．`, and `।` `؟` `۔` `።`),
+//! then closing quotes/brackets, then spaces, ends a sentence; CJK terminators need no
+//! space; a `.` followed by a lowercase letter or a digit ("e.g. early", "3.50") does not
+//! end one. Abbreviations ("M. Dupont", "Dr. Smith") and initials are kept with the next
+//! word. A single pass over the text, no allocation but the output vector.
 
 /// Words that end with a period without ending a sentence (compared case-insensitively).
 const ABBREVIATIONS: &[&str] = &[
@@ -15,35 +16,77 @@ const ABBREVIATIONS: &[&str] = &[
 /// Splits text into sentences. Each sentence is trimmed; no text other than the
 /// whitespace between sentences is lost, and the order is kept.
 pub fn split_sentences(text: &str) -> Vec<&str> {
-    let mut sentences: Vec<&str> = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut offset = 0;
-    for segment in text.split_sentence_bounds() {
-        let segment_start = offset;
-        offset += segment.len();
-        let begin = *start.get_or_insert(segment_start);
-        let candidate = text[begin..offset].trim_end();
-        if candidate.is_empty() {
-            start = None;
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((index, ch)) = chars.next() {
+        let (needs_space, is_period) = match ch {
+            '.' => (true, true),
+            '!' | '?' | '।' | '॥' | '؟' | '۔' | '።' | '፧' | '…' => (true, false),
+            '。' | '！' | '？' | '．' => (false, false),
+            _ => continue,
+        };
+        // Further terminators and closing punctuation belong to this sentence.
+        let mut end = index + ch.len_utf8();
+        while let Some(&(next_index, next)) = chars.peek() {
+            if matches!(
+                next,
+                '.' | '!'
+                    | '?'
+                    | '。'
+                    | '！'
+                    | '？'
+                    | '"'
+                    | '\''
+                    | '»'
+                    | '”'
+                    | '’'
+                    | ')'
+                    | ']'
+                    | '」'
+                    | '』'
+                    | '）'
+            ) {
+                end = next_index + next.len_utf8();
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let rest = &text[end..];
+        let after_space = rest.trim_start();
+        let has_space = after_space.len() < rest.len();
+        if after_space.is_empty() {
+            continue; // the end of the text closes the last sentence below
+        }
+        if needs_space && !has_space {
             continue;
         }
-        if ends_with_abbreviation(candidate) && offset < text.len() {
-            continue;
+        if is_period {
+            let next = after_space.chars().next().unwrap_or(' ');
+            if next.is_lowercase()
+                || next.is_ascii_digit()
+                || ends_with_abbreviation(&text[start..end])
+            {
+                continue;
+            }
         }
-        sentences.push(text[begin..offset].trim());
-        start = None;
+        let sentence = text[start..end].trim();
+        if !sentence.is_empty() {
+            sentences.push(sentence);
+        }
+        start = end;
     }
-    if let Some(begin) = start {
-        let rest = text[begin..].trim();
-        if !rest.is_empty() {
-            sentences.push(rest);
-        }
+    let last = text[start..].trim();
+    if !last.is_empty() {
+        sentences.push(last);
     }
     sentences
 }
 
 /// True when the text ends with "<abbreviation>." or a single-letter initial ("J.").
 fn ends_with_abbreviation(text: &str) -> bool {
+    let text = text.trim_end_matches(['"', '\'', '»', '”', '’', ')', ']']);
     let Some(without_dot) = text.strip_suffix('.') else {
         return false;
     };
@@ -121,6 +164,23 @@ mod tests {
                 "On est d'accord !",
                 "了解しました。"
             ]
+        );
+    }
+
+    #[test]
+    fn quotes_ellipses_and_other_scripts() {
+        assert_eq!(
+            split_sentences("He said \"stop.\" Then he left... Really? Yes."),
+            vec!["He said \"stop.\"", "Then he left...", "Really?", "Yes."]
+        );
+        assert_eq!(
+            split_sentences("यह पहला है। यह दूसरा है।"),
+            vec!["यह पहला है।", "यह दूसरा है।"]
+        );
+        assert_eq!(split_sentences("هل انتهى؟ نعم."), vec!["هل انتهى؟", "نعم."]);
+        assert_eq!(
+            split_sentences("Version 2.5 is out. See www.example.com now."),
+            vec!["Version 2.5 is out.", "See www.example.com now."]
         );
     }
 

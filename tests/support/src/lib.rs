@@ -25,7 +25,10 @@ pub mod seeds {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// The Python of the project venv (`GATEWAY_PYTHON` overrides).
@@ -37,8 +40,9 @@ pub fn python() -> PathBuf {
 
 /// The emulator endpoint; tests need it (`tests/run.sh` starts the emulator and sets it).
 pub fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL is not set: run the tests with tests/run.sh, which starts the emulator")
+    std::env::var("AWS_ENDPOINT_URL").expect(
+        "AWS_ENDPOINT_URL is not set: run the tests with tests/run.sh, which starts the emulator",
+    )
 }
 
 /// A private, provisioned and seeded stack plus a mock LLM.
@@ -58,7 +62,11 @@ pub struct TestStack {
 pub fn test_limits() -> Limits {
     Limits {
         max_input_bytes: 5_000_000,
-        retry: RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(200) },
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        },
         llm_timeout: Duration::from_secs(5),
     }
 }
@@ -69,22 +77,37 @@ impl TestStack {
     pub async fn start() -> TestStack {
         let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
         let endpoint = endpoint();
-        let mock = MockLlm::start("127.0.0.1:0".parse().unwrap()).await.expect("mock LLM starts");
+        let mock = MockLlm::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("mock LLM starts");
         let root = repo_root();
-        let provision = run_python(&[
-            root.join("localstack/provision.py").to_str().unwrap(),
-            "--endpoint",
-            &endpoint,
-            "--prefix",
-            &prefix,
-        ], &[]);
+        let provision = run_python(
+            &[
+                root.join("localstack/provision.py").to_str().unwrap(),
+                "--endpoint",
+                &endpoint,
+                "--prefix",
+                &prefix,
+            ],
+            &[],
+        );
         let mut vars: Vec<(String, String)> = provision
             .lines()
             .filter_map(|line| line.strip_prefix("export "))
             .filter_map(|pair| pair.split_once('='))
-            .map(|(name, value)| (name.to_string(), value.trim_matches(|c| c == '\'' || c == '"').to_string()))
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    value.trim_matches(|c| c == '\'' || c == '"').to_string(),
+                )
+            })
             .collect();
-        for name in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"] {
+        for name in [
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ENDPOINT_URL",
+        ] {
             if !vars.iter().any(|(n, _)| n == name) {
                 vars.push((name.to_string(), std::env::var(name).unwrap_or_default()));
             }
@@ -99,9 +122,17 @@ impl TestStack {
                 "--seeds",
                 root.join("seeds").to_str().unwrap(),
             ],
-            &[("LLM_BASE_URL", &mock.base_url()), ("LLM_API_KEY", "test-key-not-secret")],
+            &[
+                ("LLM_BASE_URL", &mock.base_url()),
+                ("LLM_API_KEY", "test-key-not-secret"),
+            ],
         );
-        let var = |name: &str| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("provision.py printed no {name}"));
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("provision.py printed no {name}"))
+        };
         let env = GatewayEnv {
             jobs_table: var("GATEWAY_JOBS_TABLE"),
             catalog_table: var("GATEWAY_CATALOG_TABLE"),
@@ -113,7 +144,16 @@ impl TestStack {
         let clients = AwsClients::load().await;
         let catalog = DynamoCatalog::new(clients.dynamodb.clone(), env.catalog_table.clone());
         let gateway = Gateway::with_clients(env.clone(), &clients, test_limits());
-        TestStack { prefix, vars, env, clients, catalog, gateway, mock, dead_letter_queue_url }
+        TestStack {
+            prefix,
+            vars,
+            env,
+            clients,
+            catalog,
+            gateway,
+            mock,
+            dead_letter_queue_url,
+        }
     }
 
     /// Receives up to 10 visible messages of `queue_url` as a Lambda SQS event (None when
@@ -136,11 +176,19 @@ impl TestStack {
         }
         let queue_name = queue_url.rsplit('/').next().unwrap_or_default();
         let arn = format!("arn:aws:sqs:us-east-1:123456789012:{queue_name}");
-        Some(serde_json::from_value(local::sqs_event(&messages, &arn, "us-east-1")).expect("valid SQS event"))
+        Some(
+            serde_json::from_value(local::sqs_event(&messages, &arn, "us-east-1"))
+                .expect("valid SQS event"),
+        )
     }
 
     /// Deletes the records of `event` not listed as failures (what the event source does).
-    pub async fn acknowledge(&self, queue_url: &str, event: &SqsEvent, response: &SqsBatchResponse) {
+    pub async fn acknowledge(
+        &self,
+        queue_url: &str,
+        event: &SqsEvent,
+        response: &SqsBatchResponse,
+    ) {
         for record in &event.records {
             let failed = response
                 .batch_item_failures
@@ -170,7 +218,12 @@ fn run_python(args: &[&str], extra_env: &[(&str, &str)]) -> String {
         .args(args)
         .envs(extra_env.iter().copied())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run localstack/venv.sh first)", python().display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (run localstack/venv.sh first)",
+                python().display()
+            )
+        });
     assert!(
         output.status.success(),
         "{args:?} failed:\n{}\n{}",
@@ -184,11 +237,15 @@ fn run_python(args: &[&str], extra_env: &[(&str, &str)]) -> String {
 /// lines (many sentences) and an unattributed line every 29.
 pub fn transcript(turns: usize) -> String {
     const SPEAKERS: [&str; 5] = ["John", "Marie", "Ahmed", "Sofia", "Chen"];
-    const WORDS: [&str; 12] =
-        ["budget", "release", "client", "schedule", "risk", "review", "team", "data", "plan", "quarter", "report", "meeting"];
+    const WORDS: [&str; 12] = [
+        "budget", "release", "client", "schedule", "risk", "review", "team", "data", "plan",
+        "quarter", "report", "meeting",
+    ];
     (0..turns)
         .map(|i| {
-            let words: Vec<&str> = (0..(5 + i % 9)).map(|w| WORDS[(i * 7 + w * 3) % WORDS.len()]).collect();
+            let words: Vec<&str> = (0..(5 + i % 9))
+                .map(|w| WORDS[(i * 7 + w * 3) % WORDS.len()])
+                .collect();
             let sentence = format!("Turn {i} is about the {}.", words.join(" "));
             if i % 29 == 28 {
                 format!("[inaudible] {sentence}")
@@ -217,18 +274,27 @@ pub fn api_request(
         None => (serde_json::Value::Null, false),
         Some(bytes) => match std::str::from_utf8(bytes) {
             Ok(text) => (serde_json::Value::String(text.to_string()), false),
-            Err(_) => (serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)), true),
+            Err(_) => (
+                serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                true,
+            ),
         },
     };
     let map = |pairs: &[(&str, &str)]| {
         if pairs.is_empty() {
             serde_json::Value::Null
         } else {
-            pairs.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string()))).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                .collect()
         }
     };
     let multi = |pairs: &[(&str, &str)]| -> serde_json::Value {
-        pairs.iter().map(|(k, v)| (k.to_string(), serde_json::json!([v]))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!([v])))
+            .collect()
     };
     let event = serde_json::json!({
         "resource": resource,
