@@ -6,13 +6,13 @@
 # script started and that still answers is reused. Stop with localstack/stop.sh.
 #   default: moto server from the project venv (pid/log in $REPO/.local/moto.{pid,log})
 #   GATEWAY_EMULATOR=localstack and a Docker daemon that answers: docker compose up -d
-# Env: MOTO_PORT, GATEWAY_PREFIX, GATEWAY_SEEDS_DIR (default $REPO/seeds), GATEWAY_EMULATOR,
+# Env: MOTO_PORT, GATEWAY_STATE_DIR (pid/log/env folder, default $REPO/.local), GATEWAY_PREFIX, GATEWAY_SEEDS_DIR (default $REPO/seeds), GATEWAY_EMULATOR,
 #      GATEWAY_VISIBILITY_TIMEOUT, GATEWAY_MAX_RECEIVES, GATEWAY_VENV.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
-LOCAL="$REPO/.local"
+LOCAL="${GATEWAY_STATE_DIR:-$REPO/.local}"
 PORT="${MOTO_PORT:-4566}"
 PREFIX="${GATEWAY_PREFIX:-llmgw}"
 SEEDS="${GATEWAY_SEEDS_DIR:-$REPO/seeds}"

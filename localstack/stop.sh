@@ -7,7 +7,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
-LOCAL="$REPO/.local"
+LOCAL="${GATEWAY_STATE_DIR:-$REPO/.local}"
 PIDFILE="$LOCAL/moto.pid"
 COMPOSE_MARK="$LOCAL/compose.started"
 

@@ -1,1 +1,198 @@
-//! gateway-e2e
+//! Runs the local stack the way a developer does: `cargo lambda watch --only-lambda-apis`
+//! provides the Lambda Runtime and Invoke APIs, the real function binaries poll it, and
+//! `functions/local` fronts them (REST front door, SQS event source mapping). Everything
+//! is stopped when the [`LocalRun`] is dropped.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gateway_test_support::{python, repo_root, TestStack};
+
+/// The function binaries of the gateway.
+pub const FUNCTIONS: [&str; 3] = ["execute", "jobs", "batch-worker"];
+
+/// A running local stack.
+pub struct LocalRun {
+    /// Base URL of the REST front door, e.g. `http://127.0.0.1:PORT`.
+    pub api: String,
+    runtime_port: u16,
+    env: Vec<(String, String)>,
+    logs: PathBuf,
+    watch: Child,
+    local: Child,
+    functions: HashMap<String, Child>,
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("debug")
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build with `cargo build --workspace --bins` (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn log_file(dir: &std::path::Path, name: &str) -> std::fs::File {
+    std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file")
+}
+
+impl LocalRun {
+    /// Starts cargo lambda watch, the three functions and functions/local for `stack`.
+    /// `invoke_timeout_secs` bounds each invoke (a killed function never answers).
+    pub fn start(stack: &TestStack, invoke_timeout_secs: u64) -> LocalRun {
+        let logs = target_dir().join("e2e-logs").join(&stack.prefix);
+        std::fs::create_dir_all(&logs).unwrap();
+        let runtime_port = free_port();
+        let cargo_lambda = python().with_file_name("cargo-lambda");
+        let watch = Command::new(&cargo_lambda)
+            .args([
+                "lambda",
+                "watch",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &runtime_port.to_string(),
+                "--only-lambda-apis",
+                "--ignore-changes",
+            ])
+            .current_dir(repo_root())
+            .stdout(log_file(&logs, "watch"))
+            .stderr(log_file(&logs, "watch.err"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (run localstack/venv.sh)",
+                    cargo_lambda.display()
+                )
+            });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while TcpStream::connect(("127.0.0.1", runtime_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "cargo lambda watch did not listen; see {}",
+                logs.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        let mut env = stack.vars.clone();
+        for (name, value) in [
+            ("GATEWAY_LLM_MAX_ATTEMPTS", "3"),
+            ("GATEWAY_LLM_BACKOFF_MS", "20"),
+            ("GATEWAY_LLM_MAX_BACKOFF_MS", "200"),
+            ("GATEWAY_LLM_TIMEOUT_SECS", "5"),
+            ("RUST_LOG", "info"),
+        ] {
+            env.push((name.to_string(), value.to_string()));
+        }
+
+        let local_url = format!("http://127.0.0.1:{runtime_port}");
+        let mut local = Command::new(binary("local"))
+            .args([
+                "--invoke-url",
+                &local_url,
+                "--http-port",
+                "0",
+                "--invoke-timeout-secs",
+                &invoke_timeout_secs.to_string(),
+            ])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(log_file(&logs, "local"))
+            .spawn()
+            .expect("start functions/local");
+        let mut first_line = String::new();
+        BufReader::new(local.stdout.take().unwrap())
+            .read_line(&mut first_line)
+            .unwrap();
+        let api = first_line
+            .trim()
+            .strip_prefix("local listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from local: {first_line:?}"))
+            .to_string();
+
+        let mut run = LocalRun {
+            api,
+            runtime_port,
+            env,
+            logs,
+            watch,
+            local,
+            functions: HashMap::new(),
+        };
+        for name in FUNCTIONS {
+            run.start_function(name);
+        }
+        run
+    }
+
+    /// Starts (or restarts) one function process polling the Runtime API.
+    pub fn start_function(&mut self, name: &str) {
+        let child = Command::new(binary(name))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{}/.rt/{name}", self.runtime_port),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.logs.join(format!("{name}.log")))
+                    .unwrap(),
+            )
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        self.functions.insert(name.to_string(), child);
+    }
+
+    /// Kills one function process with SIGKILL, as a crash would.
+    pub fn kill_function(&mut self, name: &str) {
+        if let Some(mut child) = self.functions.remove(name) {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+    }
+
+    /// Where the processes' logs are.
+    pub fn logs(&self) -> &std::path::Path {
+        &self.logs
+    }
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        for (_, mut child) in self.functions.drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for child in [&mut self.local, &mut self.watch] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -75,6 +75,11 @@ impl TestStack {
     /// Provisions resources under a fresh prefix and seeds the catalog with the mock LLM as
     /// the default provider.
     pub async fn start() -> TestStack {
+        Self::start_with_visibility_timeout(30).await
+    }
+
+    /// Like [`TestStack::start`], with the job queue's visibility timeout in seconds.
+    pub async fn start_with_visibility_timeout(visibility_timeout_secs: u32) -> TestStack {
         let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
         let endpoint = endpoint();
         let mock = MockLlm::start("127.0.0.1:0".parse().unwrap())

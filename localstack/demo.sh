@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Usage: localstack/demo.sh [--serve] [TRANSCRIPT_FILE]
+# Starts the whole gateway locally and runs one real summary job end to end:
+#   1. the mock LLM (skipped when LLM_BASE_URL points at a real OpenAI-compatible server;
+#      then also set LLM_MODEL and, if needed, LLM_API_KEY — it is stored KMS-encrypted),
+#   2. the AWS emulator with every resource and the seeds (localstack/start.sh),
+#   3. `cargo lambda watch` (Lambda Runtime + Invoke APIs) and the real function binaries,
+#   4. functions/local: the REST front door on 127.0.0.1:${GATEWAY_HTTP_PORT:-8080} and the
+#      SQS event source mapping,
+# then submits the transcript (default seeds/samples/meeting-transcript.txt) to the
+# `summarize` service, prints progress and the result. Without --serve everything it
+# started is stopped at the end; with --serve it keeps running until Ctrl-C.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+SERVE=0
+if [ "${1:-}" = "--serve" ]; then SERVE=1; shift; fi
+TRANSCRIPT="${1:-$REPO/seeds/samples/meeting-transcript.txt}"
+STATE="$REPO/.local/demo"
+HTTP_PORT="${GATEWAY_HTTP_PORT:-8080}"
+RUNTIME_PORT="${LAMBDA_RUNTIME_PORT:-9000}"
+mkdir -p "$STATE"
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+VENV="$(bash localstack/venv.sh)"
+export PATH="$VENV/bin:$PATH"
+PY="$VENV/bin/python"
+
+say "building the function binaries, functions/local and the mock LLM"
+cargo build --bins -p execute -p jobs -p batch-worker -p local -p mock-llm
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug"
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    bash localstack/stop.sh >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$HTTP_PORT" "$RUNTIME_PORT"; do
+    port_free "$port" || { echo "port $port is in use; set GATEWAY_HTTP_PORT / LAMBDA_RUNTIME_PORT" >&2; exit 1; }
+done
+
+if [ -z "${LLM_BASE_URL:-}" ]; then
+    say "starting the mock LLM (set LLM_BASE_URL to use a real OpenAI-compatible server)"
+    "$BIN/mock-llm" --port 0 --latency-ms "${MOCK_LATENCY_MS:-200}" >"$STATE/mock-llm.out" 2>"$STATE/mock-llm.log" &
+    PIDS+=($!)
+    for _ in $(seq 50); do grep -q listening "$STATE/mock-llm.out" 2>/dev/null && break; sleep 0.1; done
+    export LLM_BASE_URL="$(sed -n 's/^mock-llm listening on //p' "$STATE/mock-llm.out")"
+fi
+say "LLM: $LLM_BASE_URL"
+
+say "starting the AWS emulator and loading the seeds"
+bash localstack/start.sh >/dev/null
+set -a; . "$REPO/.local/stack.env"; set +a
+
+say "starting cargo lambda watch and the functions"
+cargo lambda watch -A 127.0.0.1 -P "$RUNTIME_PORT" --only-lambda-apis --ignore-changes >"$STATE/watch.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 300); do port_free "$RUNTIME_PORT" || break; sleep 0.2; done
+for fn in execute jobs batch-worker; do
+    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$RUNTIME_PORT/.rt/$fn" AWS_LAMBDA_FUNCTION_NAME="$fn" \
+    AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
+        "$BIN/$fn" >"$STATE/$fn.log" 2>&1 &
+    PIDS+=($!)
+done
+"$BIN/local" --invoke-url "http://127.0.0.1:$RUNTIME_PORT" --http-port "$HTTP_PORT" >"$STATE/local.out" 2>"$STATE/local.log" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q listening "$STATE/local.out" 2>/dev/null && break; sleep 0.1; done
+API="http://127.0.0.1:$HTTP_PORT"
+say "gateway API on $API (logs in $STATE)"
+
+say "submitting $(basename "$TRANSCRIPT") ($(wc -c <"$TRANSCRIPT") bytes) to the summarize service"
+"$PY" - "$API" "$TRANSCRIPT" <<'PYEOF'
+import json, sys, time, urllib.request, urllib.error
+api, path = sys.argv[1], sys.argv[2]
+service = "0b0d3f3e-0000-4000-8000-000000000201"
+body = json.dumps({"input": open(path, encoding="utf-8").read(), "organization_id": "demo"}).encode()
+req = urllib.request.Request(f"{api}/api/v1/services/{service}/execute", body, {"content-type": "application/json"})
+try:
+    job = json.load(urllib.request.urlopen(req))
+except urllib.error.HTTPError as e:
+    sys.exit(f"execute failed: {e.code} {e.read().decode()}")
+print(f"job {job['job_id']}: {job['status']}, {job['input_tokens']} input tokens, "
+      f"{job['total_turns']} turns, about {job['estimated_batches']} batches ({job['flavor_name']})")
+last = None
+deadline = time.time() + 600
+while time.time() < deadline:
+    job = json.load(urllib.request.urlopen(f"{api}/api/v1/jobs/{job['job_id']}?organization_id=demo"))
+    p = job["progress"]
+    line = f"  {job['status']:<10} batch {p['current_batch']}/{p['total_batches']}  turns {p['completed_turns']}/{p['total_turns']}  {p['percentage']}%  tokens {job['token_metrics']['total_tokens']}"
+    if line != last:
+        print(line, flush=True)
+        last = line
+    if job["status"] in ("completed", "failed"):
+        break
+    time.sleep(0.3)
+if job["status"] != "completed":
+    sys.exit(f"job did not complete: {job.get('error_code')}: {job.get('error')}")
+m = job["token_metrics"]
+print("\n--- result ---")
+print(job["result"]["output"])
+print(f"--- {m['pass_count']} LLM passes, {m['total_prompt_tokens']} prompt + {m['total_completion_tokens']} completion tokens, "
+      f"{m['total_duration_ms']} ms in LLM calls, estimated cost {m['total_estimated_cost']} ---")
+PYEOF
+
+if [ "$SERVE" = 1 ]; then
+    say "still serving on $API; Ctrl-C stops everything"
+    wait
+fi

@@ -1,0 +1,248 @@
+//! End to end: HTTP → functions/local → cargo lambda watch → the real function binaries →
+//! moto (DynamoDB, S3, SQS FIFO) → the mock LLM, and back.
+
+use std::time::{Duration, Instant};
+
+use gateway_e2e::LocalRun;
+use gateway_test_support::{seeds, transcript, TestStack};
+use mock_llm::Outcome;
+use serde_json::{json, Value};
+
+const ORG: &str = "org-e2e";
+
+async fn submit(client: &reqwest::Client, run: &LocalRun, body: Value) -> Value {
+    let url = format!(
+        "{}/api/v1/services/{}/execute",
+        run.api,
+        seeds::SUMMARIZE_SERVICE_ID
+    );
+    let response = client.post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
+/// Polls the job until it is finished; returns it and the percentages seen on the way.
+async fn wait_finished(
+    client: &reqwest::Client,
+    run: &LocalRun,
+    job_id: &str,
+) -> (Value, Vec<u64>) {
+    let url = format!("{}/api/v1/jobs/{job_id}?organization_id={ORG}", run.api);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    loop {
+        let job: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let percentage = job["progress"]["percentage"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{job}"));
+        if seen.last() != Some(&percentage) {
+            seen.push(percentage);
+        }
+        if matches!(job["status"].as_str(), Some("completed" | "failed")) {
+            return (job, seen);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job_id} did not finish: {job}; logs in {}",
+            run.logs().display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn expected_output(answered: &[String]) -> String {
+    answered
+        .iter()
+        .map(|prompt| mock_llm::answer_for(prompt))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn summary_jobs_run_end_to_end() {
+    let stack = TestStack::start().await;
+    let run = LocalRun::start(&stack, 30);
+    let client = reqwest::Client::new();
+    stack.mock.set_latency(Duration::from_millis(150));
+
+    // Iterative: 100 turns, max_new_turns 12.
+    let accepted = submit(
+        &client,
+        &run,
+        json!({"input": transcript(100), "organization_id": ORG}),
+    )
+    .await;
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let (job, percentages) = wait_finished(&client, &run, &job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let answered = stack.mock.answered_prompts();
+    let total_turns = job["progress"]["total_turns"].as_u64().unwrap() as usize;
+    let batches = job["progress"]["total_batches"].as_u64().unwrap() as usize;
+    assert_eq!(batches, total_turns.div_ceil(12), "batches of 12 turns");
+    assert_eq!(answered.len(), batches, "one LLM call per batch");
+    assert_eq!(stack.mock.requests().len(), batches, "no other call");
+    assert_eq!(
+        job["result"]["output"].as_str().unwrap(),
+        expected_output(&answered),
+        "batch outputs in order"
+    );
+    assert_eq!(
+        job["token_metrics"]["passes"].as_array().unwrap().len(),
+        batches
+    );
+    assert!(
+        percentages.windows(2).all(|w| w[0] < w[1]),
+        "progress only rises: {percentages:?}"
+    );
+    assert_eq!(percentages.last(), Some(&100));
+    assert!(
+        percentages.iter().any(|p| (1..100).contains(p)),
+        "intermediate progress seen: {percentages:?}"
+    );
+    assert_eq!(
+        job["progress"]["completed_turns"].as_u64().unwrap() as usize,
+        total_turns
+    );
+
+    // Single pass: one call.
+    stack.mock.clear();
+    let accepted = submit(
+        &client,
+        &run,
+        json!({"input": transcript(8), "flavor_name": "single-pass", "organization_id": ORG}),
+    )
+    .await;
+    let (job, _) = wait_finished(&client, &run, accepted["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let answered = stack.mock.answered_prompts();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(
+        job["result"]["output"].as_str().unwrap(),
+        expected_output(&answered)
+    );
+
+    // Listing and tenant isolation through the front door.
+    let list: Value = client
+        .get(format!("{}/api/v1/jobs?organization_id={ORG}", run.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let foreign = client
+        .get(format!(
+            "{}/api/v1/jobs/{job_id}?organization_id=other",
+            run.api
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 404);
+
+    // Bad input through the front door: clear JSON errors, nothing written.
+    let url = format!(
+        "{}/api/v1/services/{}/execute",
+        run.api,
+        seeds::SUMMARIZE_SERVICE_ID
+    );
+    let malformed = client.post(&url).body("{oops").send().await.unwrap();
+    assert_eq!(malformed.status(), 400);
+    let body: Value = malformed.json().await.unwrap();
+    assert_eq!(body["error_code"], "INVALID_JSON");
+    let oversized = client
+        .post(&url)
+        .body(vec![b'a'; 7_000_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 413);
+    let after: Value = client
+        .get(format!("{}/api/v1/jobs?organization_id={ORG}", run.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        after["items"].as_array().unwrap().len(),
+        2,
+        "rejected requests wrote no job"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
+    // Short visibility timeout so the interrupted step comes back quickly.
+    let stack = TestStack::start_with_visibility_timeout(4).await;
+    let mut run = LocalRun::start(&stack, 3);
+    let client = reqwest::Client::new();
+    stack.mock.set_latency(Duration::from_millis(400));
+    let input = transcript(100);
+
+    let undisturbed = submit(
+        &client,
+        &run,
+        json!({"input": input, "organization_id": ORG}),
+    )
+    .await;
+    let (reference, _) =
+        wait_finished(&client, &run, undisturbed["job_id"].as_str().unwrap()).await;
+    assert_eq!(reference["status"], "completed", "{reference}");
+    let batches = stack.mock.answered_prompts().len();
+    stack.mock.clear();
+    stack.mock.set_latency(Duration::from_millis(400));
+
+    let accepted = submit(
+        &client,
+        &run,
+        json!({"input": input, "organization_id": ORG}),
+    )
+    .await;
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    // Wait until three steps are answered and the fourth is in flight, then SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = stack.mock.requests();
+        let answered = log
+            .iter()
+            .filter(|r| r.outcome == Outcome::Answered)
+            .count();
+        if answered >= 3 && log.last().is_some_and(|r| r.outcome == Outcome::Pending) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job never reached step 4");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run.kill_function("batch-worker");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.start_function("batch-worker");
+
+    let (job, _) = wait_finished(&client, &run, &job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        job["result"]["output"], reference["result"]["output"],
+        "same result as an undisturbed run"
+    );
+    let log = stack.mock.requests();
+    assert!(
+        log.iter().any(|r| r.outcome == Outcome::Aborted),
+        "the kill interrupted a call in flight"
+    );
+    let answered = stack.mock.answered_prompts();
+    assert_eq!(answered.len(), batches, "every step answered exactly once");
+    let unique: std::collections::HashSet<&String> = answered.iter().collect();
+    assert_eq!(
+        unique.len(),
+        answered.len(),
+        "no step was sent to the LLM twice and answered"
+    );
+    assert_eq!(
+        job["token_metrics"]["passes"].as_array().unwrap().len(),
+        batches
+    );
+}
