@@ -7,6 +7,9 @@ use gateway_core::ports::{keys, JobQuery};
 use gateway_test_support::{api_request, seeds, transcript, TestStack};
 use uuid::Uuid;
 
+/// Service id, body, expected status, error code and named field.
+type RejectedCase = (String, Vec<u8>, u16, &'static str, Option<&'static str>);
+
 const RESOURCE: &str = "/api/v1/services/{id}/execute";
 
 async fn execute(stack: &TestStack, service_id: &str, body: &[u8]) -> JsonResponse {
@@ -53,7 +56,7 @@ async fn accepted_job_is_stored_and_enqueued() {
     );
     assert_eq!(response.body["processing_mode"], "iterative");
     assert!(response.body["input_tokens"].as_u64().unwrap() > 100);
-    assert_eq!(response.body["total_turns"].as_u64().unwrap() >= 40, true);
+    assert!(response.body["total_turns"].as_u64().unwrap() >= 40);
     assert!(response.body["estimated_batches"].as_u64().unwrap() >= 4);
 
     let job = stack
@@ -153,7 +156,7 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
 
     let summarize = seeds::SUMMARIZE_SERVICE_ID.to_string();
     let huge = format!(r#"{{"input":"{}"}}"#, "a ".repeat(3_000_000));
-    let cases: Vec<(String, Vec<u8>, u16, &str, Option<&str>)> = vec![
+    let cases: Vec<RejectedCase> = vec![
         (
             summarize.clone(),
             b"{not json".to_vec(),

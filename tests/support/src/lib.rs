@@ -94,7 +94,10 @@ impl TestStack {
                 "--prefix",
                 &prefix,
             ],
-            &[],
+            &[(
+                "GATEWAY_VISIBILITY_TIMEOUT",
+                &visibility_timeout_secs.to_string(),
+            )],
         );
         let mut vars: Vec<(String, String)> = provision
             .lines()
