@@ -342,3 +342,17 @@ async fn malformed_and_unknown_messages_are_dropped() {
     assert!(response.batch_item_failures.is_empty(), "nothing to retry");
     assert!(stack.mock.requests().is_empty());
 }
+
+#[tokio::test]
+async fn sample_event_decodes_and_is_skipped_for_an_unknown_job() {
+    let stack = TestStack::start().await;
+    let event = std::fs::read_to_string(
+        gateway_test_support::repo_root().join("events/batch-worker-sqs.json"),
+    )
+    .unwrap();
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&event).expect("a Lambda SQS event");
+    let response = batch_worker::handle(&stack.gateway, TestStack::lambda_event(event), None).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(stack.mock.requests().is_empty());
+}

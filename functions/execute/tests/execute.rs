@@ -3,7 +3,7 @@
 
 use gateway_core::domain::{Flavor, JobStatus, ProcessingMode, Service};
 use gateway_core::error::JsonResponse;
-use gateway_core::ports::{keys, JobQuery};
+use gateway_core::ports::{keys, Catalog, JobQuery};
 use gateway_test_support::{api_request, seeds, transcript, TestStack};
 use uuid::Uuid;
 
@@ -313,4 +313,32 @@ async fn service_of_another_organization_is_not_found() {
     let response = execute(&stack, &private.id.to_string(), body).await;
     assert_eq!(response.status, 404);
     assert_eq!(response.body["error_code"], "SERVICE_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn sample_event_is_accepted_and_provider_key_is_encrypted_at_rest() {
+    let stack = TestStack::start().await;
+    let event =
+        std::fs::read_to_string(gateway_test_support::repo_root().join("events/execute.json"))
+            .unwrap();
+    let request = lambda_http::request::from_str(&event)
+        .expect("events/execute.json is an API Gateway event");
+    let response = execute::handle(&stack.gateway, request).await;
+    assert_eq!(response.status, 202, "{}", response.body);
+    assert_eq!(response.body["organization_id"], "demo");
+
+    let provider = stack
+        .catalog
+        .provider(seeds::PROVIDER_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    let ciphertext = provider
+        .api_key_ciphertext
+        .expect("the seeded key is stored encrypted");
+    assert!(!ciphertext.contains("test-key-not-secret"));
+    assert_eq!(
+        stack.gateway.secrets.decrypt(&ciphertext).await.unwrap(),
+        "test-key-not-secret"
+    );
 }

@@ -158,3 +158,30 @@ async fn listing_is_newest_first_filtered_and_paginated() {
         assert_eq!(response.body["field"], field);
     }
 }
+
+#[tokio::test]
+async fn sample_events_are_routed() {
+    let stack = TestStack::start().await;
+    let read = |name: &str| {
+        std::fs::read_to_string(gateway_test_support::repo_root().join("events").join(name))
+            .unwrap()
+    };
+    let get = jobs::handle(
+        &stack.gateway,
+        lambda_http::request::from_str(&read("jobs-get.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (get.status, get.body["error_code"].as_str()),
+        (404, Some("JOB_NOT_FOUND")),
+        "{}",
+        get.body
+    );
+    let list = jobs::handle(
+        &stack.gateway,
+        lambda_http::request::from_str(&read("jobs-list.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.body["page_size"], 20);
+}

@@ -65,53 +65,60 @@ fn split_long_turn(
 ) {
     let prefix_tokens = counter.count(prefix);
     let soft_body = soft.saturating_sub(prefix_tokens).max(1);
-    // Upper estimate of a piece: prefix + sentences + one token per join + one at the
-    // prefix boundary (BPE merges across a join change a count by at most about one).
-    let piece_estimate = |body_tokens: usize| Some(prefix_tokens + body_tokens + 1);
     let hard_body = hard.saturating_sub(prefix_tokens).max(1);
-    let mut piece: Vec<&str> = Vec::new();
-    let mut piece_tokens = 0;
+    let mut piece = Piece {
+        prefix,
+        prefix_tokens,
+        sentences: Vec::new(),
+        tokens: 0,
+    };
     for sentence in split_sentences(body) {
         let sentence_tokens = counter.count(sentence);
         if sentence_tokens > hard_body {
-            push_piece(
-                prefix,
-                &piece.join(" "),
-                piece_estimate(piece_tokens),
-                counter,
-                hard,
-                out,
-            );
-            piece.clear();
-            piece_tokens = 0;
+            piece.flush(counter, hard, out);
             for part in split_by_tokens(sentence, hard_body, counter) {
                 push_piece(prefix, part, None, counter, hard, out);
             }
             continue;
         }
-        if !piece.is_empty() && piece_tokens + 1 + sentence_tokens > soft_body {
-            push_piece(
-                prefix,
-                &piece.join(" "),
-                piece_estimate(piece_tokens),
-                counter,
-                hard,
-                out,
-            );
-            piece.clear();
-            piece_tokens = 0;
+        if !piece.sentences.is_empty() && piece.tokens + 1 + sentence_tokens > soft_body {
+            piece.flush(counter, hard, out);
         }
-        piece_tokens += sentence_tokens + usize::from(!piece.is_empty());
-        piece.push(sentence);
+        piece.tokens += sentence_tokens + usize::from(!piece.sentences.is_empty());
+        piece.sentences.push(sentence);
     }
-    push_piece(
-        prefix,
-        &piece.join(" "),
-        piece_estimate(piece_tokens),
-        counter,
-        hard,
-        out,
-    );
+    piece.flush(counter, hard, out);
+}
+
+/// Sentences gathered for the next piece of a long turn, with their token sum.
+struct Piece<'a> {
+    prefix: &'a str,
+    prefix_tokens: usize,
+    sentences: Vec<&'a str>,
+    /// Tokens of the sentences plus one per join.
+    tokens: usize,
+}
+
+impl Piece<'_> {
+    /// Emits the gathered sentences as one turn. Its count is an upper estimate: prefix +
+    /// sentences + joins + one at the prefix boundary (a merge across a join changes a
+    /// count by about one token at most), which spares counting the piece again.
+    fn flush(&mut self, counter: &TokenCounter, hard: usize, out: &mut Vec<NormalizedTurn>) {
+        if self.sentences.is_empty() {
+            return;
+        }
+        let estimate = self.prefix_tokens + self.tokens + 1;
+        push_piece(
+            self.prefix,
+            &self.sentences.join(" "),
+            Some(estimate),
+            counter,
+            hard,
+            out,
+        );
+        self.sentences.clear();
+        self.tokens = 0;
+    }
 }
 
 /// Pushes `prefix + body` as a turn, with `estimate` as its count when given and not over
@@ -296,6 +303,45 @@ mod tests {
             .join(" ");
         let squash = |s: &str| s.split_whitespace().collect::<String>();
         assert_eq!(squash(&joined), squash(line.trim_start_matches("A : ")));
+    }
+
+    #[test]
+    fn whole_transcript_keeps_every_word_in_order() {
+        let transcript = [
+            "Jean : Bonjour à tous. M. Dupont ne viendra pas ! On commence ?",
+            "[rires]",
+            "Marie: Okay. Dr. Smith sent the report, e.g. the Q3 figures. Any questions? None.",
+            "张伟：我们开始吧。今天讨论预算！有问题吗？好的。",
+            "田中 : 会議を始めます。予算について話しましょう！",
+            "Ahmed : We agree. 我们同意。 On est d'accord ! 了解しました。",
+        ]
+        .iter()
+        .map(|line| line.repeat(7))
+        .collect::<Vec<_>>()
+        .join("\n");
+        let c = counter();
+        for soft in [8, 20, 150] {
+            let turns = normalize_transcript(
+                &transcript,
+                &c,
+                NormalizeLimits {
+                    create_new_turn_after: soft,
+                    max_turn_tokens: 40,
+                },
+            );
+            assert!(turns.iter().all(|t| t.tokens <= 40));
+            let mut got = Vec::new();
+            for turn in &turns {
+                let parsed = crate::text::turns::Turn::parse(&turn.text);
+                got.extend(words(parsed.body));
+            }
+            let mut want = Vec::new();
+            for turn in crate::text::turns::split_turns(&transcript) {
+                want.extend(words(turn.body));
+            }
+            let squash = |w: Vec<String>| w.concat();
+            assert_eq!(squash(got), squash(want), "soft limit {soft}");
+        }
     }
 
     #[test]

@@ -52,6 +52,13 @@ async fn wait_finished(
     }
 }
 
+/// Number of jobs of the test organization, through the front door.
+async fn listed_jobs(client: &reqwest::Client, run: &LocalRun) -> usize {
+    let url = format!("{}/api/v1/jobs?organization_id={ORG}", run.api);
+    let list: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+    list["items"].as_array().unwrap().len()
+}
+
 fn expected_output(answered: &[String]) -> String {
     answered
         .iter()
@@ -124,15 +131,7 @@ async fn summary_jobs_run_end_to_end() {
     );
 
     // Listing and tenant isolation through the front door.
-    let list: Value = client
-        .get(format!("{}/api/v1/jobs?organization_id={ORG}", run.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert_eq!(listed_jobs(&client, &run).await, 2);
     let foreign = client
         .get(format!(
             "{}/api/v1/jobs/{job_id}?organization_id=other",
@@ -160,16 +159,8 @@ async fn summary_jobs_run_end_to_end() {
         .await
         .unwrap();
     assert_eq!(oversized.status(), 413);
-    let after: Value = client
-        .get(format!("{}/api/v1/jobs?organization_id={ORG}", run.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        after["items"].as_array().unwrap().len(),
+        listed_jobs(&client, &run).await,
         2,
         "rejected requests wrote no job"
     );
