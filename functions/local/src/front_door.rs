@@ -84,12 +84,14 @@ pub async fn handle(front_door: &FrontDoor, request: Request, source_ip: &str) -
             ),
         )
     };
-    if declared_length.is_some_and(|length| length > front_door.max_body_bytes as u64) {
+    if declared_length.is_some_and(|length| length > MAX_DRAIN_BYTES as u64) {
         return too_large();
     }
+    let declared_too_large =
+        declared_length.is_some_and(|length| length > front_door.max_body_bytes as u64);
     let body = match read_body(body, front_door.max_body_bytes).await {
-        Ok(Some(body)) => body,
-        Ok(None) => return too_large(),
+        Ok(Some(body)) if !declared_too_large => body,
+        Ok(_) => return too_large(),
         Err(error) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
@@ -150,17 +152,29 @@ pub async fn handle(front_door: &FrontDoor, request: Request, source_ip: &str) -
 }
 
 /// Reads the whole body, or `None` as soon as it exceeds `limit` bytes.
+/// Bodies up to this size are read to the end even when over the limit, so that the
+/// client finishes sending and reads the 413 instead of a broken pipe.
+const MAX_DRAIN_BYTES: usize = 64 << 20;
+
+/// Reads the body; `None` when it exceeds `limit` (the rest is drained and discarded, up to
+/// [`MAX_DRAIN_BYTES`]).
 async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
     let mut stream = body.into_data_stream();
     let mut collected = Vec::new();
+    let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
-        if collected.len() + chunk.len() > limit {
-            return Ok(None);
+        seen += chunk.len();
+        if seen > limit {
+            collected = Vec::new();
+            if seen > MAX_DRAIN_BYTES {
+                break;
+            }
+            continue;
         }
         collected.extend_from_slice(&chunk);
     }
-    Ok(Some(Bytes::from(collected)))
+    Ok((seen <= limit).then(|| Bytes::from(collected)))
 }
 
 /// A JSON error in the project's `{"detail", "error_code"}` shape.
