@@ -228,6 +228,35 @@ impl JobStore for DynamoJobStore {
         let next_cursor = start_key.map(|key| encode_cursor(&key)).transpose()?;
         Ok(JobPage { jobs, next_cursor })
     }
+
+    async fn delete_terminal(&self, id: Uuid) -> IoResult<bool> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_string()))
+            .condition_expression("#status IN (:completed, :failed, :cancelled)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", AttributeValue::S("completed".into()))
+            .expression_attribute_values(":failed", AttributeValue::S("failed".into()))
+            .expression_attribute_values(":cancelled", AttributeValue::S("cancelled".into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(IoError::new(
+                "delete job",
+                aws_sdk_dynamodb::error::DisplayErrorContext(error),
+            )),
+        }
+    }
 }
 
 fn encode_cursor(key: &HashMap<String, AttributeValue>) -> IoResult<String> {
@@ -465,6 +494,48 @@ impl BlobStore for S3Blobs {
             .await
             .map_err(|e| IoError::new("read blob", e))?;
         Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> IoResult<usize> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let mut deleted = 0;
+        loop {
+            // Deleting what was listed makes the next listing start over with what is left.
+            let listing = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .map_err(|e| {
+                    IoError::new("list blobs", aws_sdk_s3::error::DisplayErrorContext(e))
+                })?;
+            let objects: Vec<ObjectIdentifier> = listing
+                .contents()
+                .iter()
+                .filter_map(|object| object.key())
+                .filter_map(|key| ObjectIdentifier::builder().key(key).build().ok())
+                .collect();
+            if objects.is_empty() {
+                return Ok(deleted);
+            }
+            deleted += objects.len();
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| IoError::new("delete blobs", e))?;
+            self.client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| {
+                    IoError::new("delete blobs", aws_sdk_s3::error::DisplayErrorContext(e))
+                })?;
+        }
     }
 }
 

@@ -129,12 +129,16 @@ pub enum JobStatus {
     Processing,
     Completed,
     Failed,
+    Cancelled,
 }
 
 impl JobStatus {
-    /// Completed and failed jobs never change again.
+    /// Completed, failed and cancelled jobs never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 
     /// The status as stored and returned (`"queued"`, ...).
@@ -144,6 +148,7 @@ impl JobStatus {
             JobStatus::Processing => "processing",
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
@@ -331,7 +336,8 @@ mod tests {
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
         assert!(JobStatus::Failed.is_terminal() && !JobStatus::Processing.is_terminal());
-        assert_eq!(JobStatus::parse("cancelled"), None);
+        assert!(JobStatus::Cancelled.is_terminal());
+        assert_eq!(JobStatus::parse("canceled"), None);
     }
 
     #[test]

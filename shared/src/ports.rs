@@ -57,6 +57,8 @@ pub trait JobStore: Send + Sync {
     async fn replace(&self, job: &Job, expected_step: u32) -> IoResult<bool>;
     /// Lists jobs newest first.
     async fn list(&self, query: &JobQuery) -> IoResult<JobPage>;
+    /// Deletes a job record if it is terminal; returns false when it is not (or is gone).
+    async fn delete_terminal(&self, id: Uuid) -> IoResult<bool>;
 }
 
 /// Catalog reads (services, flavors, models, providers).
@@ -76,6 +78,8 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> IoResult<()>;
     /// None when the key does not exist.
     async fn get(&self, key: &str) -> IoResult<Option<Vec<u8>>>;
+    /// Deletes every object whose key starts with `prefix`; returns how many.
+    async fn delete_prefix(&self, prefix: &str) -> IoResult<usize>;
 }
 
 /// The job step queue (FIFO per job).
@@ -95,6 +99,10 @@ pub trait Secrets: Send + Sync {
 pub mod keys {
     use uuid::Uuid;
 
+    /// Prefix of every object of a job.
+    pub fn job_prefix(job: Uuid) -> String {
+        format!("jobs/{job}/")
+    }
     /// The raw input text.
     pub fn input(job: Uuid) -> String {
         format!("jobs/{job}/input.txt")

@@ -147,7 +147,7 @@ async fn listing_is_newest_first_filtered_and_paginated() {
     assert_eq!(other_service.body["items"].as_array().unwrap().len(), 0);
 
     for (query, field) in [
-        (vec![("status", "cancelled")], "status"),
+        (vec![("status", "canceled")], "status"),
         (vec![("service_id", "x")], "service_id"),
         (vec![("page_size", "0")], "page_size"),
         (vec![("page_size", "101")], "page_size"),
@@ -184,4 +184,175 @@ async fn sample_events_are_routed() {
     .await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert_eq!(list.body["page_size"], 20);
+}
+
+async fn action(
+    stack: &TestStack,
+    method: &str,
+    id: &str,
+    proxy: Option<&str>,
+    org: &str,
+) -> JsonResponse {
+    let (resource, path, params) = match proxy {
+        Some(action) => (
+            "/api/v1/jobs/{id}/{proxy+}",
+            format!("/api/v1/jobs/{id}/{action}"),
+            vec![("id", id), ("proxy", action)],
+        ),
+        None => (
+            "/api/v1/jobs/{id}",
+            format!("/api/v1/jobs/{id}"),
+            vec![("id", id)],
+        ),
+    };
+    let request = api_request(
+        method,
+        resource,
+        &path,
+        &params,
+        &[("organization_id", org)],
+        None,
+    );
+    jobs::handle(&stack.gateway, request).await
+}
+
+async fn submit_transcript(stack: &TestStack, org: &str, turns: usize) -> Uuid {
+    let request = ExecuteRequest {
+        input: gateway_test_support::transcript(turns),
+        flavor_id: None,
+        flavor_name: Some("iterative".into()),
+        organization_id: Some(org.into()),
+        context: None,
+    };
+    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
+        .await
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn cancel_mid_job_stops_llm_calls_and_delete_removes_everything() {
+    let stack = TestStack::start().await;
+    let id = submit_transcript(&stack, "org-c", 60).await;
+    let id_text = id.to_string();
+    assert_eq!(stack.run_worker_steps(2).await, 2);
+    assert_eq!(stack.mock.requests().len(), 2);
+
+    let still_running = action(&stack, "DELETE", &id_text, None, "org-c").await;
+    assert_eq!(
+        (
+            still_running.status,
+            still_running.body["error_code"].as_str()
+        ),
+        (400, Some("JOB_NOT_FINISHED"))
+    );
+
+    let foreign = action(&stack, "POST", &id_text, Some("cancel"), "org-other").await;
+    assert_eq!(foreign.status, 404);
+    let cancelled = action(&stack, "POST", &id_text, Some("cancel"), "org-c").await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert_eq!(
+        cancelled.body["progress"]["current_batch"], 2,
+        "progress kept"
+    );
+
+    // The next step message is dropped: no further LLM call.
+    stack.run_worker_steps(5).await;
+    assert_eq!(stack.mock.requests().len(), 2, "no LLM call after cancel");
+    let detail = get(&stack, &id_text, &[("organization_id", "org-c")]).await;
+    assert_eq!(detail.body["status"], "cancelled");
+    let again = action(&stack, "POST", &id_text, Some("cancel"), "org-c").await;
+    assert_eq!(
+        (again.status, again.body["error_code"].as_str()),
+        (400, Some("JOB_ALREADY_FINISHED"))
+    );
+
+    let deleted = action(&stack, "DELETE", &id_text, None, "org-c").await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert!(
+        deleted.body["objects_deleted"].as_u64().unwrap() >= 4,
+        "input, turns, 2 step outputs"
+    );
+    assert!(stack
+        .gateway
+        .blobs
+        .get(&gateway_core::ports::keys::input(id))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(stack
+        .gateway
+        .blobs
+        .get(&gateway_core::ports::keys::step(id, 0))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        get(&stack, &id_text, &[("organization_id", "org-c")])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        action(&stack, "DELETE", &id_text, None, "org-c")
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_step_in_flight_when_cancelled_is_not_applied() {
+    let stack = TestStack::start().await;
+    let id = submit_transcript(&stack, "org-f", 30).await;
+    let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    let message: gateway_core::domain::StepMessage =
+        serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
+    stack
+        .mock
+        .set_latency(std::time::Duration::from_millis(500));
+    let gateway = stack.gateway.clone();
+    let in_flight = tokio::spawn(async move {
+        gateway_core::engine::worker::process_step(&gateway, &message).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let cancelled = action(&stack, "POST", &id.to_string(), Some("cancel"), "org-f").await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    let outcome = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        outcome,
+        gateway_core::engine::worker::StepOutcome::Skipped("job advanced concurrently")
+    );
+    let job = stack.gateway.jobs.get(id).await.unwrap().unwrap();
+    assert_eq!(job.status, gateway_core::domain::JobStatus::Cancelled);
+    assert_eq!(job.progress.step, 0, "the in-flight step was not applied");
+    assert!(
+        stack
+            .receive_event(&stack.env.job_queue_url)
+            .await
+            .is_none(),
+        "no next step enqueued"
+    );
+}
+
+#[tokio::test]
+async fn wrong_methods_and_actions() {
+    let stack = TestStack::start().await;
+    let id = submit_transcript(&stack, "org-m", 3).await.to_string();
+    assert_eq!(action(&stack, "PUT", &id, None, "org-m").await.status, 405);
+    assert_eq!(
+        action(&stack, "GET", &id, Some("cancel"), "org-m")
+            .await
+            .status,
+        405
+    );
+    assert_eq!(
+        action(&stack, "POST", &id, Some("explode"), "org-m")
+            .await
+            .status,
+        404
+    );
+    let list = api_request("POST", "/api/v1/jobs", "/api/v1/jobs", &[], &[], None);
+    assert_eq!(jobs::handle(&stack.gateway, list).await.status, 405);
 }

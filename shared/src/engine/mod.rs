@@ -2,6 +2,7 @@
 //! job views returned by the API. Everything goes through the ports in [`crate::ports`].
 
 pub mod execute;
+pub mod lifecycle;
 pub mod views;
 pub mod worker;
 

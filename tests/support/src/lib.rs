@@ -328,3 +328,32 @@ pub fn api_request(
     });
     lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway event")
 }
+
+impl TestStack {
+    /// Runs up to `max_messages` queued step messages through the core worker (no Lambda
+    /// glue), deleting each after it is processed; returns how many ran.
+    pub async fn run_worker_steps(&self, max_messages: usize) -> usize {
+        let mut ran = 0;
+        while ran < max_messages {
+            let Some(event) = self.receive_event(&self.env.job_queue_url).await else {
+                break;
+            };
+            for record in &event.records {
+                let message: gateway_core::domain::StepMessage =
+                    serde_json::from_str(record.body.as_deref().unwrap_or_default())
+                        .expect("step message");
+                gateway_core::engine::worker::process_step(&self.gateway, &message)
+                    .await
+                    .expect("step processed");
+                ran += 1;
+            }
+            self.acknowledge(
+                &self.env.job_queue_url,
+                &event,
+                &SqsBatchResponse::default(),
+            )
+            .await;
+        }
+        ran
+    }
+}
