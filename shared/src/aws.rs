@@ -1,5 +1,6 @@
-//! AWS implementations of the ports: DynamoDB (jobs, catalog), S3 (blobs), SQS FIFO (job
-//! steps), KMS (provider secrets). Clients are built once per execution environment.
+//! AWS implementations of the ports: DynamoDB (jobs, catalog, WebSocket connections), S3
+//! (blobs), SQS FIFO (job steps), KMS (provider secrets), API Gateway management API
+//! (WebSocket posts). Clients are built once per execution environment.
 
 use std::collections::HashMap;
 
@@ -10,7 +11,8 @@ use uuid::Uuid;
 
 use crate::domain::{Flavor, Job, Model, Provider, Service, StepMessage};
 use crate::ports::{
-    BlobStore, Catalog, IoError, IoResult, JobPage, JobQuery, JobQueue, JobStore, Secrets,
+    BlobStore, Catalog, ConnectionStore, Delivery, IoError, IoResult, JobPage, JobQuery, JobQueue,
+    JobStore, Notifier, Secrets, Topic,
 };
 
 /// Resource names, read from the environment (see `docs/local-contract.md`).
@@ -606,5 +608,237 @@ impl Secrets for KmsSecrets {
             .plaintext
             .ok_or_else(|| IoError::new("decrypt secret", "no plaintext"))?;
         String::from_utf8(plaintext.into_inner()).map_err(|e| IoError::new("decrypt secret", e))
+    }
+}
+
+/// Sort key of the item recording a connection itself (its organization).
+const CONNECTION_ITEM: &str = "#connection";
+/// API Gateway closes WebSocket connections after 2 hours; items expire then too.
+const CONNECTION_LIFETIME_SECS: i64 = 2 * 60 * 60;
+const TOPIC_INDEX: &str = "by_topic";
+
+/// WebSocket subscriptions in DynamoDB: pk `connection_id`, sk the topic key (or
+/// `#connection`), sparse GSI `by_topic` (topic, connection_id), TTL `expires_at`.
+#[derive(Clone, Debug)]
+pub struct DynamoConnectionStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoConnectionStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoConnectionStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn put(
+        &self,
+        connection_id: &str,
+        sort_key: &str,
+        topic: Option<&str>,
+        organization_id: Option<&str>,
+    ) -> IoResult<()> {
+        let expires_at = chrono::Utc::now().timestamp() + CONNECTION_LIFETIME_SECS;
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(
+                "connection_id",
+                AttributeValue::S(connection_id.to_string()),
+            )
+            .item("sk", AttributeValue::S(sort_key.to_string()))
+            .item("expires_at", AttributeValue::N(expires_at.to_string()));
+        if let Some(topic) = topic {
+            request = request.item("topic", AttributeValue::S(topic.to_string()));
+        }
+        if let Some(org) = organization_id {
+            request = request.item("organization_id", AttributeValue::S(org.to_string()));
+        }
+        request.send().await.map_err(|e| {
+            IoError::new(
+                "write connection",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn delete(&self, connection_id: &str, sort_key: &str) -> IoResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(
+                "connection_id",
+                AttributeValue::S(connection_id.to_string()),
+            )
+            .key("sk", AttributeValue::S(sort_key.to_string()))
+            .send()
+            .await
+            .map_err(|e| {
+                IoError::new(
+                    "delete connection",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoConnectionStore {
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        topic: &Topic,
+        organization_id: Option<&str>,
+    ) -> IoResult<()> {
+        if self.organization_of(connection_id).await?.is_none() {
+            self.put(connection_id, CONNECTION_ITEM, None, organization_id)
+                .await?;
+        }
+        let key = topic.key();
+        self.put(connection_id, &key, Some(&key), organization_id)
+            .await
+    }
+
+    async fn unsubscribe(&self, connection_id: &str, topic: &Topic) -> IoResult<()> {
+        self.delete(connection_id, &topic.key()).await
+    }
+
+    async fn remove(&self, connection_id: &str) -> IoResult<()> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("connection_id = :c")
+            .expression_attribute_values(":c", AttributeValue::S(connection_id.to_string()))
+            .send()
+            .await
+            .map_err(|e| {
+                IoError::new(
+                    "read connection",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        for item in output.items.unwrap_or_default() {
+            if let Some(AttributeValue::S(sort_key)) = item.get("sk") {
+                self.delete(connection_id, sort_key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribers(&self, topic: &Topic) -> IoResult<Vec<String>> {
+        let mut connections = Vec::new();
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(TOPIC_INDEX)
+                .key_condition_expression("topic = :t")
+                .expression_attribute_values(":t", AttributeValue::S(topic.key()))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| {
+                    IoError::new(
+                        "read subscribers",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                    )
+                })?;
+            connections.extend(
+                output
+                    .items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|item| match item.get("connection_id") {
+                        Some(AttributeValue::S(id)) => Some(id.clone()),
+                        _ => None,
+                    }),
+            );
+            start_key = output.last_evaluated_key;
+            if start_key.is_none() {
+                return Ok(connections);
+            }
+        }
+    }
+
+    async fn organization_of(&self, connection_id: &str) -> IoResult<Option<Option<String>>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                "connection_id",
+                AttributeValue::S(connection_id.to_string()),
+            )
+            .key("sk", AttributeValue::S(CONNECTION_ITEM.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                IoError::new(
+                    "read connection",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(output.item.map(|item| match item.get("organization_id") {
+            Some(AttributeValue::S(org)) => Some(org.clone()),
+            _ => None,
+        }))
+    }
+}
+
+/// Posts to WebSocket connections through the API Gateway management API.
+#[derive(Clone, Debug)]
+pub struct ApiGatewayNotifier {
+    client: aws_sdk_apigatewaymanagement::Client,
+}
+
+impl ApiGatewayNotifier {
+    /// A notifier for the management endpoint `https://{api}.execute-api.{region}.amazonaws.com/{stage}`
+    /// (locally, functions/local's WebSocket port).
+    pub async fn new(endpoint: &str) -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(&config)
+            .endpoint_url(endpoint)
+            .build();
+        ApiGatewayNotifier {
+            client: aws_sdk_apigatewaymanagement::Client::from_conf(config),
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for ApiGatewayNotifier {
+    async fn post(&self, connection_id: &str, payload: &[u8]) -> IoResult<Delivery> {
+        let result = self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id)
+            .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(
+                payload.to_vec(),
+            ))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Delivery::Sent),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_gone_exception()) =>
+            {
+                Ok(Delivery::Gone)
+            }
+            Err(error) => Err(IoError::new(
+                "post to connection",
+                aws_sdk_apigatewaymanagement::error::DisplayErrorContext(error),
+            )),
+        }
     }
 }

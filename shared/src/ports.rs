@@ -124,3 +124,55 @@ pub mod keys {
         format!("jobs/{job}/metrics.json")
     }
 }
+
+/// What a WebSocket connection follows: one job, or every job of an organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topic {
+    Job(Uuid),
+    Organization(String),
+}
+
+impl Topic {
+    /// The stored form (`job#<id>`, `org#<id>`).
+    pub fn key(&self) -> String {
+        match self {
+            Topic::Job(id) => format!("job#{id}"),
+            Topic::Organization(org) => format!("org#{org}"),
+        }
+    }
+}
+
+/// WebSocket subscriptions (connection id × topic), expiring with API Gateway's 2-hour
+/// connection limit.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Records that `connection_id` follows `topic`.
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        topic: &Topic,
+        organization_id: Option<&str>,
+    ) -> IoResult<()>;
+    /// Stops following `topic`.
+    async fn unsubscribe(&self, connection_id: &str, topic: &Topic) -> IoResult<()>;
+    /// Forgets the connection and all its subscriptions.
+    async fn remove(&self, connection_id: &str) -> IoResult<()>;
+    /// Connections following `topic`.
+    async fn subscribers(&self, topic: &Topic) -> IoResult<Vec<String>>;
+    /// The organization a connection gave when it connected (None: no org, or unknown).
+    async fn organization_of(&self, connection_id: &str) -> IoResult<Option<Option<String>>>;
+}
+
+/// Whether a message reached its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// The connection no longer exists (HTTP 410).
+    Gone,
+}
+
+/// Posts messages to WebSocket connections (API Gateway management API).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn post(&self, connection_id: &str, payload: &[u8]) -> IoResult<Delivery>;
+}

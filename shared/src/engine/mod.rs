@@ -3,6 +3,7 @@
 
 pub mod execute;
 pub mod lifecycle;
+pub mod notify;
 pub mod views;
 pub mod worker;
 
