@@ -6,20 +6,176 @@ Usage: provision.py --endpoint http://127.0.0.1:4566 --prefix llmgw [--env-file 
 Prints `export NAME=value` for every contract variable (and writes them to --env-file).
 Safe to run repeatedly and concurrently with other prefixes; tests call it once per test
 binary with a unique prefix, so it does no waiting on moto (tables are ACTIVE at once).
-Env: GATEWAY_VISIBILITY_TIMEOUT (default 30), GATEWAY_MAX_RECEIVES (default 5).
+Env: GATEWAY_VISIBILITY_TIMEOUT (default 30), GATEWAY_MAX_RECEIVES (default: the template's
+MaxReceives default, 5).
+
+What it creates is read from infra/template.yaml, the deployment template, so the two
+cannot drift: every DynamoDB table (name, billing mode, keys, GSIs, stream, TTL), every SQS
+queue (name, FIFO, deduplication, retention, redrive to its DLQ), every S3 bucket and every
+KMS key alias, and which resource each GATEWAY_* variable names (the functions' Globals
+environment). Local differences, on purpose:
+  - names drop the `-${AWS::AccountId}` / `-${AWS::Region}` parts of the template's
+    `!Sub` (only the S3 bucket has them, for global uniqueness): `P-artifacts`;
+  - the queues' visibility timeout is GATEWAY_VISIBILITY_TIMEOUT (30 s, tests use less),
+    not the template's 6 x WorkerTimeoutSeconds;
+  - encryption, point-in-time recovery, versioning, lifecycle, bucket policy, IAM, log
+    groups, the API and the functions themselves are not created (functions/local and
+    `cargo lambda watch` stand in for the last two).
+infra/check_local_matches.py (run by infra/check.sh) provisions a throwaway moto with this
+script and compares what it finds with the template.
 """
 import argparse
+import copy
 import json
 import os
+import re
 import shlex
 import sys
 import time
 
 import boto3
+import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 REGION = "us-east-1"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATE = os.path.join(REPO, "infra", "template.yaml")
+# The variables the functions read, in the order they are printed (after GATEWAY_PREFIX).
+RESOURCE_VARS = (
+    "GATEWAY_JOBS_TABLE",
+    "GATEWAY_CATALOG_TABLE",
+    "GATEWAY_BUCKET",
+    "GATEWAY_JOB_QUEUE_URL",
+    "GATEWAY_JOB_DLQ_URL",
+    "GATEWAY_KMS_KEY_ID",
+)
+
+
+# ---------------------------------------------------------------- template
+
+
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader that turns CloudFormation short tags (!Ref, !Sub, !GetAtt, ...) into
+    their long form ({"Ref": ...}, {"Fn::Sub": ...}, ...)."""
+
+
+def _cfn_tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "Condition":
+        return {"Condition": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {"Fn::" + suffix: value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path=TEMPLATE):
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_CfnLoader)
+
+
+def local_value(value, params):
+    """The local value of a template scalar: a literal, a Ref to a parameter, or an Fn::Sub
+    of parameters; `${AWS::...}` pseudo parameters (and the dash before them) are dropped."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return params[value["Ref"]]
+        if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            text = re.sub(r"-?\$\{AWS::[A-Za-z]+\}", "", value["Fn::Sub"])
+            return re.sub(r"\$\{([A-Za-z0-9]+)\}", lambda m: str(params[m.group(1)]), text)
+        raise SystemExit(f"provision: cannot evaluate {value!r} from infra/template.yaml locally")
+    return value
+
+
+def _ref(value):
+    """Logical id of a {"Ref": X} or {"Fn::GetAtt": [X, ...]} value, else None."""
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            return value["Fn::GetAtt"][0]
+    return None
+
+
+def _flag(value):
+    return "true" if value in (True, "true", "True") else "false"
+
+
+def local_plan(template, prefix, visibility, max_receives=None):
+    """What to create locally, derived from the template: tables, queues (dead-letter
+    queues first), buckets, KMS aliases, and the variable -> logical id map."""
+    params = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
+    params["Prefix"] = prefix
+    if max_receives is not None:
+        params["MaxReceives"] = max_receives
+    resources = template["Resources"]
+    of_type = lambda kind: [(lid, r.get("Properties", {})) for lid, r in resources.items() if r["Type"] == kind]
+
+    tables = []
+    for lid, props in of_type("AWS::DynamoDB::Table"):
+        spec = {
+            "TableName": local_value(props["TableName"], params),
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+            "AttributeDefinitions": copy.deepcopy(props["AttributeDefinitions"]),
+            "KeySchema": copy.deepcopy(props["KeySchema"]),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            spec["GlobalSecondaryIndexes"] = [
+                {"IndexName": g["IndexName"], "KeySchema": copy.deepcopy(g["KeySchema"]),
+                 "Projection": copy.deepcopy(g["Projection"])}
+                for g in props["GlobalSecondaryIndexes"]
+            ]
+        stream = props.get("StreamSpecification")
+        if stream:
+            spec["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+        ttl = props.get("TimeToLiveSpecification") or {}
+        tables.append({"id": lid, "spec": spec,
+                       "ttl": ttl.get("AttributeName") if ttl.get("Enabled") in (True, "true") else None})
+
+    queues = []
+    for lid, props in of_type("AWS::SQS::Queue"):
+        attributes = {}
+        if "FifoQueue" in props:
+            attributes["FifoQueue"] = _flag(props["FifoQueue"])
+        if "ContentBasedDeduplication" in props:
+            attributes["ContentBasedDeduplication"] = _flag(props["ContentBasedDeduplication"])
+        if "MessageRetentionPeriod" in props:
+            attributes["MessageRetentionPeriod"] = str(local_value(props["MessageRetentionPeriod"], params))
+        if "VisibilityTimeout" in props:
+            attributes["VisibilityTimeout"] = str(visibility)
+        redrive = props.get("RedrivePolicy")
+        queues.append({
+            "id": lid,
+            "name": local_value(props["QueueName"], params),
+            "attributes": attributes,
+            "dlq": _ref(redrive["deadLetterTargetArn"]) if redrive else None,
+            "max_receives": str(local_value(redrive["maxReceiveCount"], params)) if redrive else None,
+        })
+    # A queue's dead-letter queue must exist first.
+    queues.sort(key=lambda q: q["dlq"] is not None)
+
+    buckets = [{"id": lid, "name": local_value(props["BucketName"], params)}
+               for lid, props in of_type("AWS::S3::Bucket")]
+    aliases = [{"key": _ref(props["TargetKeyId"]), "alias": local_value(props["AliasName"], params)}
+               for _, props in of_type("AWS::KMS::Alias")]
+
+    env = (template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+    var_refs = {name: _ref(value) for name, value in env.items() if _ref(value)}
+    return {"tables": tables, "queues": queues, "buckets": buckets, "aliases": aliases,
+            "var_refs": var_refs, "params": params}
+
+
+# ---------------------------------------------------------------- AWS
 
 
 def client(name, endpoint):
@@ -49,66 +205,34 @@ def wait_active(ddb, table):
     raise SystemExit(f"provision: table {table} did not become ACTIVE")
 
 
-def ensure_jobs_table(ddb, table):
+def ensure_table(ddb, spec, ttl_attribute):
+    """Creates the table; repairs its stream and TTL when it exists with other settings.
+    Returns the latest stream ARN ("" without a stream)."""
+    table = spec["TableName"]
     try:
-        ddb.create_table(
-            TableName=table,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "id", "AttributeType": "S"},
-                {"AttributeName": "org_key", "AttributeType": "S"},
-                {"AttributeName": "created_at", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[{
-                "IndexName": "by_org",
-                "KeySchema": [
-                    {"AttributeName": "org_key", "KeyType": "HASH"},
-                    {"AttributeName": "created_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }],
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
+        ddb.create_table(**spec)
     except ClientError as e:
         if code(e) != "ResourceInUseException":
             raise
     desc = wait_active(ddb, table)
-    spec = desc.get("StreamSpecification") or {}
-    if not spec.get("StreamEnabled") or spec.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
-        ddb.update_table(TableName=table, StreamSpecification={
-            "StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
-        desc = wait_active(ddb, table)
-    ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
-    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING") or ttl.get("AttributeName") != "expires_at":
-        ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
-            "Enabled": True, "AttributeName": "expires_at"})
+    want_stream = spec.get("StreamSpecification")
+    if want_stream:
+        have = desc.get("StreamSpecification") or {}
+        if not have.get("StreamEnabled") or have.get("StreamViewType") != want_stream["StreamViewType"]:
+            ddb.update_table(TableName=table, StreamSpecification=want_stream)
+            desc = wait_active(ddb, table)
+    if ttl_attribute:
+        ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING") or ttl.get("AttributeName") != ttl_attribute:
+            ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": ttl_attribute})
     return desc.get("LatestStreamArn", "")
 
 
-def ensure_catalog_table(ddb, table):
+def ensure_queue(sqs, name, attributes):
+    create = {"FifoQueue": "true"} if attributes.get("FifoQueue") == "true" else {}
     try:
-        ddb.create_table(
-            TableName=table,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-        )
-    except ClientError as e:
-        if code(e) != "ResourceInUseException":
-            raise
-    wait_active(ddb, table)
-
-
-def ensure_fifo_queue(sqs, name, attributes):
-    try:
-        url = sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+        url = sqs.create_queue(QueueName=name, Attributes=create)["QueueUrl"]
     except ClientError as e:
         if code(e) not in ("QueueAlreadyExists", "AWS.SimpleQueueService.QueueAlreadyExists"):
             raise
@@ -156,42 +280,44 @@ def main():
     args = ap.parse_args()
     p, ep = args.prefix, args.endpoint.rstrip("/")
     visibility = int(os.environ.get("GATEWAY_VISIBILITY_TIMEOUT", "30"))
-    max_receives = int(os.environ.get("GATEWAY_MAX_RECEIVES", "5"))
+    max_receives = os.environ.get("GATEWAY_MAX_RECEIVES")
+    plan = local_plan(load_template(), p, visibility, int(max_receives) if max_receives else None)
+    max_receives = str(plan["params"]["MaxReceives"])
 
     ddb, sqs, s3, kms = (client(n, ep) for n in ("dynamodb", "sqs", "s3", "kms"))
 
-    jobs_table, catalog_table = f"{p}-jobs", f"{p}-catalog"
-    stream_arn = ensure_jobs_table(ddb, jobs_table)
-    ensure_catalog_table(ddb, catalog_table)
+    physical, stream_arns = {}, {}  # logical id -> what !Ref gives (name, URL, key id)
+    for table in plan["tables"]:
+        stream_arns[table["id"]] = ensure_table(ddb, table["spec"], table["ttl"])
+        physical[table["id"]] = table["spec"]["TableName"]
+    arns = {}
+    for queue in plan["queues"]:
+        attributes = dict(queue["attributes"])
+        if queue["dlq"]:
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": arns[queue["dlq"]], "maxReceiveCount": queue["max_receives"]})
+        url = ensure_queue(sqs, queue["name"], attributes)
+        physical[queue["id"]] = url
+        arns[queue["id"]] = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for bucket in plan["buckets"]:
+        ensure_bucket(s3, bucket["name"])
+        physical[bucket["id"]] = bucket["name"]
+    for alias in plan["aliases"]:
+        physical[alias["key"]] = ensure_kms_key(kms, alias["alias"])
 
-    dlq_url = ensure_fifo_queue(sqs, f"{p}-jobs-dlq.fifo", {
-        "FifoQueue": "true",
-        "ContentBasedDeduplication": "false",
-        "MessageRetentionPeriod": "1209600",
-    })
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = ensure_fifo_queue(sqs, f"{p}-jobs.fifo", {
-        "FifoQueue": "true",
-        "ContentBasedDeduplication": "false",
-        "VisibilityTimeout": str(visibility),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
-    })
+    def resource_of(var):
+        lid = plan["var_refs"].get(var)
+        if lid not in physical:
+            raise SystemExit(f"provision: infra/template.yaml gives {var} no resource to provision locally")
+        return lid
 
-    bucket = f"{p}-artifacts"
-    ensure_bucket(s3, bucket)
-    key_id = ensure_kms_key(kms, f"alias/{p}-provider-keys")
-
-    env = [
-        ("GATEWAY_PREFIX", p),
-        ("GATEWAY_JOBS_TABLE", jobs_table),
-        ("GATEWAY_CATALOG_TABLE", catalog_table),
-        ("GATEWAY_BUCKET", bucket),
-        ("GATEWAY_JOB_QUEUE_URL", queue_url),
-        ("GATEWAY_JOB_DLQ_URL", dlq_url),
-        ("GATEWAY_KMS_KEY_ID", key_id),
+    env = [("GATEWAY_PREFIX", p)]
+    env += [(var, physical[resource_of(var)]) for var in RESOURCE_VARS]
+    env += [
         ("GATEWAY_VISIBILITY_TIMEOUT", str(visibility)),
-        ("GATEWAY_MAX_RECEIVES", str(max_receives)),
-        ("GATEWAY_JOBS_STREAM_ARN", stream_arn),
+        ("GATEWAY_MAX_RECEIVES", max_receives),
+        ("GATEWAY_JOBS_STREAM_ARN", stream_arns.get(resource_of("GATEWAY_JOBS_TABLE"), "")),
         ("AWS_ENDPOINT_URL", ep),
         ("AWS_REGION", os.environ.get("AWS_REGION", REGION)),
         ("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION", REGION)),

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Usage: localstack/venv.sh
 # Creates (idempotently) the project venv at ${GATEWAY_VENV:-$REPO/.local/venv} and installs
-# localstack/requirements.txt into it, only when missing or when requirements.txt changed
-# (a stamp file in the venv holds the requirements hash). Prints the venv path on stdout;
-# progress goes to stderr. Safe to run concurrently (flock when available).
+# ${GATEWAY_VENV_REQUIREMENTS:-localstack/requirements.txt} into it, only when missing or when
+# the requirements changed (a stamp file in the venv holds the requirements hash).
+# infra/check.sh uses the two variables for its own venvs (SAM CLI, checkov).
+# Prints the venv path on stdout; progress goes to stderr. Safe to run concurrently (flock when available).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 VENV="${GATEWAY_VENV:-$REPO/.local/venv}"
-REQ="$HERE/requirements.txt"
+REQ="${GATEWAY_VENV_REQUIREMENTS:-$HERE/requirements.txt}"
 STAMP="$VENV/.requirements.sha256"
 PY="${PYTHON:-python3}"
 
