@@ -357,3 +357,26 @@ impl TestStack {
         ran
     }
 }
+
+impl TestStack {
+    /// A provisioned variable of this stack.
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("provision.py printed no {name}"))
+    }
+
+    /// Subscriptions in this stack's connections table, posting through `management_url`.
+    pub async fn realtime(&self, management_url: &str) -> gateway_core::engine::notify::Realtime {
+        use gateway_core::aws::{ApiGatewayNotifier, DynamoConnectionStore};
+        gateway_core::engine::notify::Realtime {
+            connections: std::sync::Arc::new(DynamoConnectionStore::new(
+                self.clients.dynamodb.clone(),
+                self.var("GATEWAY_CONNECTIONS_TABLE"),
+            )),
+            notifier: std::sync::Arc::new(ApiGatewayNotifier::new(management_url).await),
+        }
+    }
+}

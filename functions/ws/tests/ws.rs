@@ -1,0 +1,219 @@
+//! The ws function against the emulator: subscriptions on $connect / subscribe /
+//! $disconnect, and job updates from stream batches posted through the management API
+//! (moto's, which accepts any connection id; delivery itself is covered end to end).
+
+use gateway_core::domain::{Job, JobStatus};
+use gateway_core::engine::execute::{submit, ExecuteRequest};
+use gateway_core::engine::notify::Realtime;
+use gateway_core::ports::Topic;
+use gateway_test_support::{endpoint, seeds, transcript, TestStack};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+fn ws_event(route: &str, connection_id: &str, query: Value, body: Option<&str>) -> Value {
+    json!({
+        "headers": {},
+        "multiValueHeaders": {},
+        "queryStringParameters": query,
+        "requestContext": {
+            "routeKey": route,
+            "eventType": match route { "$connect" => "CONNECT", "$disconnect" => "DISCONNECT", _ => "MESSAGE" },
+            "connectionId": connection_id,
+            "connectedAt": 0,
+            "requestTimeEpoch": 0,
+            "stage": "test",
+            "identity": {"sourceIp": "127.0.0.1"},
+            "apiId": "local",
+            "requestId": Uuid::new_v4().to_string(),
+        },
+        "body": body,
+        "isBase64Encoded": false,
+    })
+}
+
+async fn new_job(stack: &TestStack, org: &str) -> Job {
+    let request = ExecuteRequest {
+        input: transcript(30),
+        flavor_id: None,
+        flavor_name: Some("iterative".into()),
+        organization_id: Some(org.into()),
+        context: None,
+    };
+    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
+        .await
+        .unwrap()
+}
+
+async fn setup() -> (TestStack, Realtime) {
+    let stack = TestStack::start().await;
+    let realtime = stack.realtime(&endpoint()).await;
+    (stack, realtime)
+}
+
+#[tokio::test]
+async fn connect_subscribe_and_disconnect() {
+    let (stack, realtime) = setup().await;
+    let job = new_job(&stack, "org-1").await;
+    let job_query = json!({"job_id": job.id.to_string(), "organization_id": "org-1"});
+
+    let ok = ws::handle(
+        &stack.gateway,
+        &realtime,
+        ws_event("$connect", "c1", job_query, None),
+    )
+    .await;
+    assert_eq!(ok["statusCode"], 200, "{ok}");
+    assert_eq!(
+        realtime
+            .connections
+            .subscribers(&Topic::Job(job.id))
+            .await
+            .unwrap(),
+        vec!["c1"]
+    );
+
+    for (query, status) in [
+        (json!(null), 400),
+        (json!({"job_id": "nope"}), 400),
+        (json!({"job_id": Uuid::new_v4().to_string()}), 404),
+        (
+            json!({"job_id": job.id.to_string(), "organization_id": "org-2"}),
+            404,
+        ),
+    ] {
+        let refused = ws::handle(
+            &stack.gateway,
+            &realtime,
+            ws_event("$connect", "c2", query.clone(), None),
+        )
+        .await;
+        assert_eq!(refused["statusCode"], status, "{query}: {refused}");
+        let body: Value = serde_json::from_str(refused["body"].as_str().unwrap()).unwrap();
+        assert!(body["detail"].as_str().is_some());
+    }
+    assert!(
+        realtime
+            .connections
+            .organization_of("c2")
+            .await
+            .unwrap()
+            .is_none(),
+        "refused: nothing stored"
+    );
+
+    let org = ws::handle(
+        &stack.gateway,
+        &realtime,
+        ws_event("$connect", "c3", json!({"organization_id": "org-1"}), None),
+    )
+    .await;
+    assert_eq!(org["statusCode"], 200);
+    let answer = ws::handle(
+        &stack.gateway,
+        &realtime,
+        ws_event(
+            "subscribe",
+            "c3",
+            json!(null),
+            Some(r#"{"action":"subscribe"}"#),
+        ),
+    )
+    .await;
+    let snapshot: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(snapshot["type"], "jobs_snapshot");
+    assert_eq!(snapshot["jobs"][0]["job_id"], job.id.to_string());
+    let borrowed = ws::handle(
+        &stack.gateway,
+        &realtime,
+        ws_event(
+            "subscribe",
+            "c3",
+            json!(null),
+            Some(r#"{"action":"subscribe","organization_id":"org-2"}"#),
+        ),
+    )
+    .await;
+    let error: Value = serde_json::from_str(borrowed["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        error["type"], "error",
+        "another organization's feed is refused"
+    );
+    assert!(realtime
+        .connections
+        .subscribers(&Topic::Organization("org-2".into()))
+        .await
+        .unwrap()
+        .is_empty());
+
+    ws::handle(
+        &stack.gateway,
+        &realtime,
+        ws_event("$disconnect", "c1", json!(null), None),
+    )
+    .await;
+    assert!(realtime
+        .connections
+        .subscribers(&Topic::Job(job.id))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(realtime
+        .connections
+        .organization_of("c1")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+fn stream_record(old: Option<&Job>, new: &Job, sequence: u64) -> Value {
+    let image = |job: &Job| -> Value {
+        let item: serde_dynamo::Item = serde_dynamo::to_item(job).unwrap();
+        serde_json::to_value(item).unwrap()
+    };
+    json!({
+        "eventID": sequence.to_string(),
+        "eventName": if old.is_some() { "MODIFY" } else { "INSERT" },
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "Keys": {"id": {"S": new.id.to_string()}},
+            "NewImage": image(new),
+            "OldImage": old.map(image).unwrap_or(json!({})),
+            "SequenceNumber": sequence.to_string(),
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
+    })
+}
+
+#[tokio::test]
+async fn stream_batches_publish_job_updates() {
+    let (stack, realtime) = setup().await;
+    let job = new_job(&stack, "org-s").await;
+    ws::handle(
+        &stack.gateway,
+        &realtime,
+        ws_event(
+            "$connect",
+            "s1",
+            json!({"job_id": job.id.to_string(), "organization_id": "org-s"}),
+            None,
+        ),
+    )
+    .await;
+    let mut running = job.clone();
+    running.status = JobStatus::Processing;
+    running.progress.step = 1;
+    running.progress.cursor = 12;
+    let batch = json!({"Records": [stream_record(None, &job, 1), stream_record(Some(&job), &running, 2), stream_record(Some(&running), &running, 3)]});
+    let response = ws::handle(&stack.gateway, &realtime, batch).await;
+    assert_eq!(response, json!({"batchItemFailures": []}));
+
+    // A management endpoint that is down: the record is reported for retry.
+    let unreachable = stack.realtime("http://127.0.0.1:9").await;
+    let batch = json!({"Records": [stream_record(Some(&job), &running, 4)]});
+    let response = ws::handle(&stack.gateway, &unreachable, batch).await;
+    assert_eq!(response["batchItemFailures"][0]["itemIdentifier"], "4");
+}
