@@ -4,11 +4,14 @@ use std::time::Duration;
 
 use crate::front_door::DEFAULT_MAX_BODY_BYTES;
 use crate::sqs::{SqsMapping, MAX_BATCH_SIZE};
+use crate::streams::{StreamMapping, MAX_STREAM_BATCH_SIZE};
+use crate::websocket::{DEFAULT_WS_FUNCTION, DEFAULT_WS_ROUTES};
 
 /// `local --help` text.
 pub const USAGE: &str = "\
 local: dev-only AWS glue in front of functions running under `cargo lambda watch`
-(API Gateway REST front door and SQS event source mappings, via the Lambda Invoke API).
+(API Gateway REST and WebSocket front doors, the API Gateway management API, SQS and
+DynamoDB stream event source mappings, all via the Lambda Invoke API).
 
 Usage: local [OPTIONS]
 
@@ -20,13 +23,28 @@ Options:
   --batch-size N              messages per invocation, 1-10 [default 10]
   --invoke-timeout-secs N     per-invocation timeout [default 900]
   --max-body-bytes N          larger request bodies get 413 [default 6291456]
+  --ws-port PORT              WebSocket front door + management API (POST/GET/DELETE /@connections/{id})
+                              on 127.0.0.1, 0 for any free port [default 8081]
+  --ws-function NAME          function for $connect, $disconnect and every route [default ws]
+  --ws-routes A,B             route keys selected by the frame's `action` (else $default)
+                              [default subscribe,unsubscribe]
+  --stream STREAM_ARN=FUNCTION
+                              read the DynamoDB stream and invoke FUNCTION; repeatable
+                              [default: GATEWAY_JOBS_STREAM_ARN -> ws]
+  --stream-batch-size N       stream records per invocation, 1-100 [default 100]
   -h, --help                  print this help
 
-SQS is reached through the AWS SDK (AWS_ENDPOINT_URL, AWS_REGION, credentials from the environment).
+SQS and DynamoDB Streams are reached through the AWS SDK (AWS_ENDPOINT_URL, AWS_REGION,
+credentials from the environment). Stdout gets two lines once listening:
+  local listening on http://127.0.0.1:PORT
+  local websocket on ws://127.0.0.1:PORT
 ";
 
 /// Function the default queue mappings invoke.
 pub const DEFAULT_SQS_FUNCTION: &str = "batch-worker";
+
+/// Function the default stream mapping invokes.
+pub const DEFAULT_STREAM_FUNCTION: &str = "ws";
 
 /// Resolved settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +61,16 @@ pub struct Config {
     pub invoke_timeout: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Port of the WebSocket front door and management API on 127.0.0.1 (0 = any).
+    pub ws_port: u16,
+    /// Function the WebSocket API invokes.
+    pub ws_function: String,
+    /// Route keys selectable by a frame's `action`.
+    pub ws_routes: Vec<String>,
+    /// DynamoDB stream → function mappings to poll.
+    pub streams: Vec<StreamMapping>,
+    /// Stream records per invocation (1..=100).
+    pub stream_batch_size: i32,
 }
 
 /// What the command line asks for.
@@ -69,6 +97,11 @@ where
     let mut batch_size = MAX_BATCH_SIZE;
     let mut invoke_timeout_secs: u64 = 900;
     let mut max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+    let mut ws_port: u16 = 8081;
+    let mut ws_function = DEFAULT_WS_FUNCTION.to_string();
+    let mut ws_routes: Vec<String> = DEFAULT_WS_ROUTES.iter().map(|r| r.to_string()).collect();
+    let mut streams = Vec::new();
+    let mut stream_batch_size = MAX_STREAM_BATCH_SIZE;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -99,6 +132,30 @@ where
             }
             "--invoke-timeout-secs" => invoke_timeout_secs = parse_number(&name, &value()?)?,
             "--max-body-bytes" => max_body_bytes = parse_number(&name, &value()?)?,
+            "--ws-port" => ws_port = parse_number(&name, &value()?)?,
+            "--ws-function" => {
+                ws_function = value()?;
+                if ws_function.trim().is_empty() {
+                    return Err("--ws-function needs a function name".to_string());
+                }
+            }
+            "--ws-routes" => {
+                ws_routes = value()?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|route| !route.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            "--stream" => streams.push(parse_stream_mapping(&value()?)?),
+            "--stream-batch-size" => {
+                stream_batch_size = parse_number(&name, &value()?)?;
+                if !(1..=MAX_STREAM_BATCH_SIZE).contains(&stream_batch_size) {
+                    return Err(format!(
+                        "--stream-batch-size must be from 1 to {MAX_STREAM_BATCH_SIZE}"
+                    ));
+                }
+            }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -112,6 +169,14 @@ where
             }
         }
     }
+    if streams.is_empty() {
+        if let Some(stream_arn) = non_empty_env("GATEWAY_JOBS_STREAM_ARN") {
+            streams.push(StreamMapping {
+                stream_arn,
+                function: DEFAULT_STREAM_FUNCTION.to_string(),
+            });
+        }
+    }
     Ok(Command::Run(Config {
         invoke_url,
         http_port,
@@ -119,6 +184,11 @@ where
         batch_size,
         invoke_timeout: Duration::from_secs(invoke_timeout_secs),
         max_body_bytes,
+        ws_port,
+        ws_function,
+        ws_routes,
+        streams,
+        stream_batch_size,
     }))
 }
 
@@ -139,6 +209,21 @@ fn parse_mapping(value: &str) -> Result<SqsMapping, String> {
             })
         }
         _ => Err(format!("--sqs expects QUEUE_URL=FUNCTION, got {value:?}")),
+    }
+}
+
+/// Parses `STREAM_ARN=FUNCTION` (split at the last `=`).
+fn parse_stream_mapping(value: &str) -> Result<StreamMapping, String> {
+    match value.rsplit_once('=') {
+        Some((stream_arn, function)) if !stream_arn.is_empty() && !function.is_empty() => {
+            Ok(StreamMapping {
+                stream_arn: stream_arn.to_string(),
+                function: function.to_string(),
+            })
+        }
+        _ => Err(format!(
+            "--stream expects STREAM_ARN=FUNCTION, got {value:?}"
+        )),
     }
 }
 
@@ -173,6 +258,10 @@ mod tests {
                 ("LAMBDA_INVOKE_URL", "http://127.0.0.1:9100"),
                 ("GATEWAY_JOB_QUEUE_URL", "http://q/jobs.fifo"),
                 ("GATEWAY_JOB_DLQ_URL", "http://q/dlq.fifo"),
+                (
+                    "GATEWAY_JOBS_STREAM_ARN",
+                    "arn:aws:dynamodb:us-east-1:1:table/t/stream/x",
+                ),
             ],
         );
         assert_eq!(config.invoke_url, "http://127.0.0.1:9100");
@@ -180,6 +269,17 @@ mod tests {
         assert_eq!(config.batch_size, 10);
         assert_eq!(config.invoke_timeout, Duration::from_secs(900));
         assert_eq!(config.max_body_bytes, 6 * 1024 * 1024);
+        assert_eq!(config.ws_port, 8081);
+        assert_eq!(config.ws_function, "ws");
+        assert_eq!(config.ws_routes, vec!["subscribe", "unsubscribe"]);
+        assert_eq!(config.stream_batch_size, 100);
+        assert_eq!(
+            config.streams,
+            vec![StreamMapping {
+                stream_arn: "arn:aws:dynamodb:us-east-1:1:table/t/stream/x".into(),
+                function: "ws".into()
+            }]
+        );
         let functions: Vec<(&str, &str)> = config
             .sqs
             .iter()
@@ -223,6 +323,48 @@ mod tests {
         assert_eq!(config.batch_size, 3);
         assert_eq!(config.invoke_timeout, Duration::from_secs(5));
         assert_eq!(config.max_body_bytes, 100);
+        assert!(config.streams.is_empty());
+    }
+
+    #[test]
+    fn websocket_and_stream_flags() {
+        let config = config(
+            &[
+                "--ws-port=0",
+                "--ws-function",
+                "sockets",
+                "--ws-routes",
+                "a, b,,c",
+                "--stream",
+                "arn:s1=f1",
+                "--stream=arn:s2=f2",
+                "--stream-batch-size",
+                "7",
+            ],
+            &[("GATEWAY_JOBS_STREAM_ARN", "arn:env")],
+        );
+        assert_eq!(config.ws_port, 0);
+        assert_eq!(config.ws_function, "sockets");
+        assert_eq!(config.ws_routes, vec!["a", "b", "c"]);
+        assert_eq!(
+            config.streams,
+            vec![
+                StreamMapping {
+                    stream_arn: "arn:s1".into(),
+                    function: "f1".into()
+                },
+                StreamMapping {
+                    stream_arn: "arn:s2".into(),
+                    function: "f2".into()
+                }
+            ]
+        );
+        assert_eq!(config.stream_batch_size, 7);
+        assert!(parse(&["--stream-batch-size", "101"], &[]).is_err());
+        assert!(parse(&["--stream-batch-size", "0"], &[]).is_err());
+        assert!(parse(&["--stream", "arn-only"], &[]).is_err());
+        assert!(parse(&["--ws-port", "70000"], &[]).is_err());
+        assert!(parse(&["--ws-function="], &[]).is_err());
     }
 
     #[test]

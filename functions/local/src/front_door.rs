@@ -158,7 +158,7 @@ const MAX_DRAIN_BYTES: usize = 64 << 20;
 
 /// Reads the body; `None` when it exceeds `limit` (the rest is drained and discarded, up to
 /// [`MAX_DRAIN_BYTES`]).
-async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
     let mut stream = body.into_data_stream();
     let mut collected = Vec::new();
     let mut seen = 0usize;

@@ -4,8 +4,14 @@
 //! speaking only HTTP to the Lambda Invoke API and SQS through the AWS SDK, so it never
 //! imports handler code:
 //! - [`front_door`]: the API Gateway REST front door (HTTP → proxy event → Invoke → HTTP);
+//! - [`websocket`]: the API Gateway WebSocket front door (connection ids, `$connect` /
+//!   `$disconnect`, routing by the frame's `action`, route responses) and, on the same
+//!   port, the management API `POST/GET/DELETE /@connections/{id}` (410 for gone
+//!   connections);
 //! - [`sqs`]: the SQS event source mapping (batches, partial batch failures; failed
-//!   invocations leave messages to the visibility timeout and the queue's redrive policy).
+//!   invocations leave messages to the visibility timeout and the queue's redrive policy);
+//! - [`streams`]: the DynamoDB stream event source mapping (every shard in order, batches,
+//!   retries from the first failed record with backoff, then log and skip).
 
 pub mod config;
 pub mod front_door;
@@ -13,6 +19,8 @@ pub mod invoke;
 pub mod proxy;
 pub mod routes;
 pub mod sqs;
+pub mod streams;
+pub mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +29,8 @@ pub use config::{parse_args, Command, Config};
 pub use front_door::{router, FrontDoor};
 pub use invoke::{InvokeError, Invoker};
 pub use sqs::{sqs_event, SqsMapping, SqsPoller};
+pub use streams::{stream_event, StreamMapping, StreamPoller};
+pub use websocket::{serve_ws, ws_router, WsFrontDoor};
 
 /// Serves the REST front door on `listener` until `shutdown` completes.
 pub async fn serve_http<F>(

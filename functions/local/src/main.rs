@@ -1,9 +1,12 @@
-//! `local`: runs the REST front door and the SQS pollers until SIGINT/SIGTERM.
+//! `local`: runs the REST and WebSocket front doors, the SQS pollers and the DynamoDB
+//! stream pollers until SIGINT/SIGTERM.
 
 use std::io::Write;
 use std::time::Duration;
 
-use local::{parse_args, routes::ROUTES, Command, FrontDoor, Invoker, SqsPoller};
+use local::{
+    parse_args, routes::ROUTES, Command, FrontDoor, Invoker, SqsPoller, StreamPoller, WsFrontDoor,
+};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -52,12 +55,23 @@ async fn run(config: local::Config) -> Result<(), String> {
         .local_addr()
         .map_err(|error| error.to_string())?
         .port();
+    let ws_listener = tokio::net::TcpListener::bind(("127.0.0.1", config.ws_port))
+        .await
+        .map_err(|error| format!("cannot listen on 127.0.0.1:{}: {error}", config.ws_port))?;
+    let ws_port = ws_listener
+        .local_addr()
+        .map_err(|error| error.to_string())?
+        .port();
 
     let (stop_pollers, pollers_stopped) = watch::channel(false);
     let mut pollers = Vec::new();
-    if !config.sqs.is_empty() {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let sqs = aws_sdk_sqs::Client::new(&aws);
+    let aws = if config.sqs.is_empty() && config.streams.is_empty() {
+        None
+    } else {
+        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    };
+    if let (false, Some(aws)) = (config.sqs.is_empty(), &aws) {
+        let sqs = aws_sdk_sqs::Client::new(aws);
         for mapping in &config.sqs {
             let poller = SqsPoller::new(
                 sqs.clone(),
@@ -68,18 +82,53 @@ async fn run(config: local::Config) -> Result<(), String> {
             pollers.push(tokio::spawn(poller.run(pollers_stopped.clone())));
         }
     }
+    if let (false, Some(aws)) = (config.streams.is_empty(), &aws) {
+        let streams = aws_sdk_dynamodbstreams::Client::new(aws);
+        for mapping in &config.streams {
+            let poller = StreamPoller::new(
+                streams.clone(),
+                invoker.clone(),
+                mapping.clone(),
+                config.stream_batch_size,
+            );
+            pollers.push(tokio::spawn(poller.run(pollers_stopped.clone())));
+        }
+    }
+    let ws_front_door = WsFrontDoor {
+        invoker: invoker.clone(),
+        function: config.ws_function.clone(),
+        routes: config.ws_routes.clone(),
+    };
 
     let front_door = FrontDoor {
         invoker,
         routes: ROUTES,
         max_body_bytes: config.max_body_bytes,
     };
-    tracing::info!(invoke_url = %config.invoke_url, port, queues = config.sqs.len(), "starting");
+    tracing::info!(
+        invoke_url = %config.invoke_url,
+        port,
+        ws_port,
+        queues = config.sqs.len(),
+        streams = config.streams.len(),
+        "starting"
+    );
     println!("local listening on http://127.0.0.1:{port}");
+    println!("local websocket on ws://127.0.0.1:{ws_port}");
     let _ = std::io::stdout().flush();
 
-    let served = local::serve_http(listener, front_door, shutdown_signal()).await;
-    let _ = stop_pollers.send(true);
+    let stopping = pollers_stopped.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_pollers.send(true);
+    });
+    let stopped = |mut receiver: watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+    let (served, ws_served) = tokio::join!(
+        local::serve_http(listener, front_door, stopped(stopping.clone())),
+        local::serve_ws(ws_listener, ws_front_door, stopped(stopping.clone())),
+    );
     for poller in pollers {
         // A poll cycle may be mid-invocation; its messages simply become visible again.
         let abort = poller.abort_handle();
@@ -91,7 +140,8 @@ async fn run(config: local::Config) -> Result<(), String> {
         }
     }
     tracing::info!("stopped");
-    served.map_err(|error| format!("http server: {error}"))
+    served.map_err(|error| format!("http server: {error}"))?;
+    ws_served.map_err(|error| format!("websocket server: {error}"))
 }
 
 /// Completes on SIGINT or SIGTERM.

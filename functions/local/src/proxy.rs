@@ -90,7 +90,7 @@ pub fn proxy_event(request: &IncomingRequest<'_>, route: &RouteMatch) -> Value {
 
 /// `headers` (last value of each name) and `multiValueHeaders` (all values), or `null`s
 /// when there are no headers. Values that are not UTF-8 are converted lossily.
-fn header_maps(headers: &HeaderMap) -> (Value, Value) {
+pub(crate) fn header_maps(headers: &HeaderMap) -> (Value, Value) {
     if headers.is_empty() {
         return (Value::Null, Value::Null);
     }
@@ -110,7 +110,7 @@ fn header_maps(headers: &HeaderMap) -> (Value, Value) {
 /// `queryStringParameters` (last value of each name) and
 /// `multiValueQueryStringParameters` (all values in order), or `null`s for an empty query.
 /// A name without `=` gets the empty value.
-fn query_maps(query: &str) -> (Value, Value) {
+pub(crate) fn query_maps(query: &str) -> (Value, Value) {
     let mut single = Map::new();
     let mut multi: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {

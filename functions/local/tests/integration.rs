@@ -226,18 +226,24 @@ async fn front_door_proxies_through_the_invoke_api() {
 #[tokio::test]
 async fn binary_prints_its_address_and_stops_on_sigterm() {
     let mut child = Process::new(env!("CARGO_BIN_EXE_local"))
-        .args(["--http-port", "0", "--invoke-url", "http://127.0.0.1:9"])
+        .args([
+            "--http-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--invoke-url",
+            "http://127.0.0.1:9",
+        ])
         .env_remove("GATEWAY_JOB_QUEUE_URL")
         .env_remove("GATEWAY_JOB_DLQ_URL")
+        .env_remove("GATEWAY_JOBS_STREAM_ARN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start local");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
+    stdout.read_line(&mut line).expect("first line");
     let base = line
         .trim()
         .strip_prefix("local listening on ")
@@ -252,6 +258,30 @@ async fn binary_prints_its_address_and_stops_on_sigterm() {
         .await
         .expect("healthcheck");
     assert_eq!(health.status(), 200);
+
+    let mut second = String::new();
+    stdout.read_line(&mut second).expect("second line");
+    let websocket = second
+        .trim()
+        .strip_prefix("local websocket on ")
+        .expect("websocket announce line")
+        .to_string();
+    assert!(
+        websocket.starts_with("ws://127.0.0.1:") && !websocket.ends_with(":0"),
+        "{second}"
+    );
+    // The management API answers on the WebSocket port: unknown connections are gone.
+    let gone = reqwest::Client::new()
+        .post(format!(
+            "{}/@connections/bm9uZQ%3D%3D",
+            websocket.replacen("ws://", "http://", 1)
+        ))
+        .body("hi")
+        .send()
+        .await
+        .expect("management api");
+    assert_eq!(gone.status(), 410);
+    assert_eq!(gone.headers()["x-amzn-errortype"], "GoneException");
 
     let terminated = Process::new("kill")
         .args(["-TERM", &child.id().to_string()])

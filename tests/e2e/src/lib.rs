@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 use gateway_test_support::{python, repo_root, TestStack};
 
 /// The function binaries of the gateway.
-pub const FUNCTIONS: [&str; 3] = ["execute", "jobs", "batch-worker"];
+pub const FUNCTIONS: [&str; 4] = ["execute", "jobs", "batch-worker", "ws"];
 
 /// A running local stack.
 pub struct LocalRun {
     /// Base URL of the REST front door, e.g. `http://127.0.0.1:PORT`.
     pub api: String,
+    /// URL of the WebSocket front door, e.g. `ws://127.0.0.1:PORT`.
+    pub websocket: String,
     runtime_port: u16,
     env: Vec<(String, String)>,
     logs: PathBuf,
@@ -113,6 +115,8 @@ impl LocalRun {
                 &local_url,
                 "--http-port",
                 "0",
+                "--ws-port",
+                "0",
                 "--invoke-timeout-secs",
                 &invoke_timeout_secs.to_string(),
             ])
@@ -121,18 +125,26 @@ impl LocalRun {
             .stderr(log_file(&logs, "local"))
             .spawn()
             .expect("start functions/local");
-        let mut first_line = String::new();
-        BufReader::new(local.stdout.take().unwrap())
-            .read_line(&mut first_line)
-            .unwrap();
-        let api = first_line
-            .trim()
-            .strip_prefix("local listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from local: {first_line:?}"))
-            .to_string();
+        let mut stdout = BufReader::new(local.stdout.take().unwrap());
+        let mut announced = |prefix: &str| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected '{prefix}...' from local, got {line:?}"))
+                .to_string()
+        };
+        let api = announced("local listening on ");
+        let websocket = announced("local websocket on ");
+        // The ws function posts to connections through local's management API.
+        env.push((
+            "GATEWAY_WS_MANAGEMENT_URL".into(),
+            websocket.replacen("ws://", "http://", 1),
+        ));
 
         let mut run = LocalRun {
             api,
+            websocket,
             runtime_port,
             env,
             logs,
