@@ -170,3 +170,89 @@ async fn bad_connections_and_messages_get_clear_errors() {
         "jobs_snapshot"
     );
 }
+
+#[tokio::test]
+async fn cancel_is_pushed_and_gone_connections_are_removed() {
+    let stack = TestStack::start().await;
+    let run = LocalRun::start(&stack, 30);
+    stack.mock.set_latency(Duration::from_millis(300));
+    let http = reqwest::Client::new();
+    let realtime = stack
+        .realtime(&run.websocket.replacen("ws://", "http://", 1))
+        .await;
+
+    let url = format!(
+        "{}/api/v1/services/{}/execute",
+        run.api,
+        seeds::SUMMARIZE_SERVICE_ID
+    );
+    let accepted: Value = http
+        .post(url)
+        .json(&json!({"input": transcript(115), "organization_id": "org-c"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_id = accepted["job_id"].as_str().unwrap().to_string();
+    let mut follower = open(&run, &format!("job_id={job_id}&organization_id=org-c")).await;
+    let quitter = open(&run, &format!("job_id={job_id}&organization_id=org-c")).await;
+    // A subscription whose $disconnect was lost: the next notification finds it gone (410).
+    let job_uuid: uuid::Uuid = job_id.parse().unwrap();
+    realtime
+        .connections
+        .subscribe(
+            "ghostConnection=",
+            &gateway_core::ports::Topic::Job(job_uuid),
+            Some("org-c"),
+        )
+        .await
+        .unwrap();
+
+    // Two steps, then the quitter drops without a close frame, then cancel.
+    let mut seen = 0;
+    while seen < 2 {
+        let message = next(&mut follower, Duration::from_secs(30))
+            .await
+            .expect("progress");
+        if message["event_type"] == "progress" || message["event_type"] == "status_change" {
+            seen += 1;
+        }
+    }
+    drop(quitter); // no close frame: the socket just goes away
+    let cancel = http
+        .post(format!(
+            "{}/api/v1/jobs/{job_id}/cancel?organization_id=org-c",
+            run.api
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    let calls_at_cancel = stack.mock.requests().len();
+
+    let updates = follow(&mut follower, &job_id).await;
+    let last = updates.last().expect("a final update");
+    assert_eq!(last["event_type"], "cancelled", "{last}");
+    assert_eq!(last["status"], "cancelled");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        stack.mock.requests().len() <= calls_at_cancel + 1,
+        "at most the call in flight, then none"
+    );
+    let subscribers = realtime
+        .connections
+        .subscribers(&gateway_core::ports::Topic::Job(job_uuid))
+        .await
+        .unwrap();
+    assert!(
+        !subscribers.iter().any(|c| c == "ghostConnection="),
+        "gone connection removed: {subscribers:?}"
+    );
+    assert_eq!(
+        subscribers.len(),
+        1,
+        "only the follower is left: {subscribers:?}"
+    );
+}
