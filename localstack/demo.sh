@@ -5,8 +5,8 @@
 #      then also set LLM_MODEL and, if needed, LLM_API_KEY — it is stored KMS-encrypted),
 #   2. the AWS emulator with every resource and the seeds (localstack/start.sh),
 #   3. `cargo lambda watch` (Lambda Runtime + Invoke APIs) and the real function binaries,
-#   4. functions/local: the REST front door on 127.0.0.1:${GATEWAY_HTTP_PORT:-8080} and the
-#      SQS event source mapping,
+#   4. functions/local: the REST front door on 127.0.0.1:${GATEWAY_HTTP_PORT:-8080}, the
+#      WebSocket front door on ${GATEWAY_WS_PORT:-8081}, the SQS and DynamoDB stream mappings,
 # then submits the transcript (default seeds/samples/meeting-transcript.txt) to the
 # `summarize` service, prints progress and the result. Without --serve everything it
 # started is stopped at the end; with --serve it keeps running until Ctrl-C.
@@ -19,6 +19,7 @@ if [ "${1:-}" = "--serve" ]; then SERVE=1; shift; fi
 TRANSCRIPT="${1:-$REPO/seeds/samples/meeting-transcript.txt}"
 STATE="$REPO/.local/demo"
 HTTP_PORT="${GATEWAY_HTTP_PORT:-8080}"
+WS_PORT="${GATEWAY_WS_PORT:-8081}"
 RUNTIME_PORT="${LAMBDA_RUNTIME_PORT:-9000}"
 mkdir -p "$STATE"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -28,7 +29,7 @@ export PATH="$VENV/bin:$PATH"
 PY="$VENV/bin/python"
 
 say "building the function binaries, functions/local and the mock LLM"
-cargo build --bins -p execute -p jobs -p batch-worker -p local -p mock-llm
+cargo build --bins -p execute -p jobs -p batch-worker -p ws -p local -p mock-llm
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug"
 
 PIDS=()
@@ -41,8 +42,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$HTTP_PORT" "$RUNTIME_PORT"; do
-    port_free "$port" || { echo "port $port is in use; set GATEWAY_HTTP_PORT / LAMBDA_RUNTIME_PORT" >&2; exit 1; }
+for port in "$HTTP_PORT" "$WS_PORT" "$RUNTIME_PORT"; do
+    port_free "$port" || { echo "port $port is in use; set GATEWAY_HTTP_PORT / GATEWAY_WS_PORT / LAMBDA_RUNTIME_PORT" >&2; exit 1; }
 done
 
 if [ -z "${LLM_BASE_URL:-}" ]; then
@@ -62,17 +63,18 @@ say "starting cargo lambda watch and the functions"
 cargo lambda watch -A 127.0.0.1 -P "$RUNTIME_PORT" --only-lambda-apis --ignore-changes >"$STATE/watch.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 300); do port_free "$RUNTIME_PORT" || break; sleep 0.2; done
-for fn in execute jobs batch-worker; do
+export GATEWAY_WS_MANAGEMENT_URL="http://127.0.0.1:$WS_PORT"
+for fn in execute jobs batch-worker ws; do
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$RUNTIME_PORT/.rt/$fn" AWS_LAMBDA_FUNCTION_NAME="$fn" \
     AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
         "$BIN/$fn" >"$STATE/$fn.log" 2>&1 &
     PIDS+=($!)
 done
-"$BIN/local" --invoke-url "http://127.0.0.1:$RUNTIME_PORT" --http-port "$HTTP_PORT" >"$STATE/local.out" 2>"$STATE/local.log" &
+"$BIN/local" --invoke-url "http://127.0.0.1:$RUNTIME_PORT" --http-port "$HTTP_PORT" --ws-port "$WS_PORT" >"$STATE/local.out" 2>"$STATE/local.log" &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q listening "$STATE/local.out" 2>/dev/null && break; sleep 0.1; done
 API="http://127.0.0.1:$HTTP_PORT"
-say "gateway API on $API (logs in $STATE)"
+say "gateway API on $API, live progress on ws://127.0.0.1:$WS_PORT/?job_id=... (logs in $STATE)"
 
 say "submitting $(basename "$TRANSCRIPT") ($(wc -c <"$TRANSCRIPT") bytes) to the summarize service"
 "$PY" - "$API" "$TRANSCRIPT" <<'PYEOF'
