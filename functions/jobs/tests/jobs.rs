@@ -184,6 +184,19 @@ async fn sample_events_are_routed() {
     .await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert_eq!(list.body["page_size"], 20);
+    for name in ["jobs-cancel.json", "jobs-delete.json"] {
+        let response = jobs::handle(
+            &stack.gateway,
+            lambda_http::request::from_str(&read(name)).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (response.status, response.body["error_code"].as_str()),
+            (404, Some("JOB_NOT_FOUND")),
+            "{name}: {}",
+            response.body
+        );
+    }
 }
 
 async fn action(

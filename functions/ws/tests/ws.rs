@@ -217,3 +217,35 @@ async fn stream_batches_publish_job_updates() {
     let response = ws::handle(&stack.gateway, &unreachable, batch).await;
     assert_eq!(response["batchItemFailures"][0]["itemIdentifier"], "4");
 }
+
+#[tokio::test]
+async fn sample_events_are_handled() {
+    let (stack, realtime) = setup().await;
+    let read = |name: &str| -> Value {
+        let text =
+            std::fs::read_to_string(gateway_test_support::repo_root().join("events").join(name))
+                .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let connected = ws::handle(&stack.gateway, &realtime, read("ws-connect.json")).await;
+    assert_eq!(connected["statusCode"], 200, "{connected}");
+    let subscribed = ws::handle(&stack.gateway, &realtime, read("ws-subscribe.json")).await;
+    let snapshot: Value = serde_json::from_str(subscribed["body"].as_str().unwrap()).unwrap();
+    assert_eq!(snapshot["type"], "jobs_snapshot", "{snapshot}");
+    let unsubscribed = ws::handle(&stack.gateway, &realtime, read("ws-unsubscribe.json")).await;
+    let answer: Value = serde_json::from_str(unsubscribed["body"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["type"], "unsubscribed", "{answer}");
+    let disconnected = ws::handle(&stack.gateway, &realtime, read("ws-disconnect.json")).await;
+    assert_eq!(disconnected["statusCode"], 200);
+
+    let stream = read("ws-jobs-stream.json");
+    let batch: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(stream.clone()).unwrap();
+    let job: Job = serde_dynamo::from_item(batch.records[0].change.new_image.clone())
+        .expect("the sample image is a job");
+    assert_eq!(job.progress.step, 2);
+    assert_eq!(
+        ws::handle(&stack.gateway, &realtime, stream).await,
+        json!({"batchItemFailures": []})
+    );
+}
