@@ -342,3 +342,41 @@ async fn sample_event_is_accepted_and_provider_key_is_encrypted_at_rest() {
         "test-key-not-secret"
     );
 }
+
+#[tokio::test]
+async fn flavor_ttl_sets_the_job_expiry() {
+    let stack = TestStack::start().await;
+    let mut flavor = stack
+        .catalog
+        .flavor(seeds::SUMMARIZE_SERVICE_ID, seeds::ITERATIVE_FLAVOR_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    flavor.default_ttl_seconds = Some(3600);
+    stack.catalog.put_flavor(&flavor).await.unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let response = execute(
+        &stack,
+        &seeds::SUMMARIZE_SERVICE_ID.to_string(),
+        br#"{"input": "A : hi"}"#,
+    )
+    .await;
+    assert_eq!(response.status, 202, "{}", response.body);
+    let job_id: Uuid = response.body["job_id"].as_str().unwrap().parse().unwrap();
+    let expires_at = stack
+        .gateway
+        .jobs
+        .get(job_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .expires_at
+        .expect("expiry set");
+    assert!(
+        (before + 3600..=before + 3605).contains(&expires_at),
+        "{expires_at} vs {before}"
+    );
+}
