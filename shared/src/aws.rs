@@ -15,6 +15,17 @@ use crate::ports::{
     JobStore, Notifier, Secrets, Topic,
 };
 
+/// Maps an AWS SDK error to an [`IoError`] naming the operation, with the whole error
+/// chain (the SDKs' own `Display` says only "service error").
+fn sdk_error<E: std::error::Error>(operation: &'static str) -> impl FnOnce(E) -> IoError {
+    move |error| {
+        IoError::new(
+            operation,
+            aws_sdk_dynamodb::error::DisplayErrorContext(error),
+        )
+    }
+}
+
 /// Resource names, read from the environment (see `docs/local-contract.md`).
 #[derive(Debug, Clone)]
 pub struct GatewayEnv {
@@ -121,12 +132,7 @@ impl JobStore for DynamoJobStore {
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await
-            .map_err(|e| {
-                IoError::new(
-                    "create job",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(sdk_error("create job"))?;
         Ok(())
     }
 
@@ -139,9 +145,7 @@ impl JobStore for DynamoJobStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                IoError::new("get job", aws_sdk_dynamodb::error::DisplayErrorContext(e))
-            })?;
+            .map_err(sdk_error("get job"))?;
         output.item.map(Self::job).transpose()
     }
 
@@ -166,10 +170,7 @@ impl JobStore for DynamoJobStore {
                 if service_error.is_some_and(|e| e.is_conditional_check_failed_exception()) {
                     Ok(false)
                 } else {
-                    Err(IoError::new(
-                        "update job",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                    ))
+                    Err(sdk_error("update job")(error))
                 }
             }
         }
@@ -216,9 +217,7 @@ impl JobStore for DynamoJobStore {
             if !filters.is_empty() {
                 request = request.filter_expression(filters.join(" AND "));
             }
-            let output = request.send().await.map_err(|e| {
-                IoError::new("list jobs", aws_sdk_dynamodb::error::DisplayErrorContext(e))
-            })?;
+            let output = request.send().await.map_err(sdk_error("list jobs"))?;
             for item in output.items.unwrap_or_default() {
                 jobs.push(Self::job(item)?);
             }
@@ -253,10 +252,7 @@ impl JobStore for DynamoJobStore {
             {
                 Ok(false)
             }
-            Err(error) => Err(IoError::new(
-                "delete job",
-                aws_sdk_dynamodb::error::DisplayErrorContext(error),
-            )),
+            Err(error) => Err(sdk_error("delete job")(error)),
         }
     }
 }
@@ -315,12 +311,7 @@ impl DynamoCatalog {
             .key("sk", AttributeValue::S(sk.to_string()))
             .send()
             .await
-            .map_err(|e| {
-                IoError::new(
-                    "read catalog",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(sdk_error("read catalog"))?;
         output.item.map(decode_catalog_item).transpose()
     }
 }
@@ -338,12 +329,7 @@ impl DynamoCatalog {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| {
-                IoError::new(
-                    "write catalog",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(sdk_error("write catalog"))?;
         Ok(())
     }
 
@@ -416,12 +402,7 @@ impl Catalog for DynamoCatalog {
             .expression_attribute_values(":flavor", AttributeValue::S("FLAVOR#".into()))
             .send()
             .await
-            .map_err(|e| {
-                IoError::new(
-                    "list flavors",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(sdk_error("list flavors"))?;
         output
             .items
             .unwrap_or_default()
@@ -466,7 +447,7 @@ impl BlobStore for S3Blobs {
             .body(body.into())
             .send()
             .await
-            .map_err(|e| IoError::new("write blob", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(sdk_error("write blob"))?;
         Ok(())
     }
 
@@ -483,12 +464,7 @@ impl BlobStore for S3Blobs {
             Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return Ok(None)
             }
-            Err(error) => {
-                return Err(IoError::new(
-                    "read blob",
-                    aws_sdk_s3::error::DisplayErrorContext(error),
-                ))
-            }
+            Err(error) => return Err(sdk_error("read blob")(error)),
         };
         let bytes = output
             .body
@@ -510,9 +486,7 @@ impl BlobStore for S3Blobs {
                 .prefix(prefix)
                 .send()
                 .await
-                .map_err(|e| {
-                    IoError::new("list blobs", aws_sdk_s3::error::DisplayErrorContext(e))
-                })?;
+                .map_err(sdk_error("list blobs"))?;
             let objects: Vec<ObjectIdentifier> = listing
                 .contents()
                 .iter()
@@ -534,9 +508,7 @@ impl BlobStore for S3Blobs {
                 .delete(delete)
                 .send()
                 .await
-                .map_err(|e| {
-                    IoError::new("delete blobs", aws_sdk_s3::error::DisplayErrorContext(e))
-                })?;
+                .map_err(sdk_error("delete blobs"))?;
         }
     }
 }
@@ -570,9 +542,7 @@ impl JobQueue for SqsJobQueue {
             .message_deduplication_id(message.deduplication_id())
             .send()
             .await
-            .map_err(|e| {
-                IoError::new("enqueue step", aws_sdk_sqs::error::DisplayErrorContext(e))
-            })?;
+            .map_err(sdk_error("enqueue step"))?;
         Ok(())
     }
 }
@@ -601,9 +571,7 @@ impl Secrets for KmsSecrets {
             .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob))
             .send()
             .await
-            .map_err(|e| {
-                IoError::new("decrypt secret", aws_sdk_kms::error::DisplayErrorContext(e))
-            })?;
+            .map_err(sdk_error("decrypt secret"))?;
         let plaintext = output
             .plaintext
             .ok_or_else(|| IoError::new("decrypt secret", "no plaintext"))?;
@@ -657,12 +625,10 @@ impl DynamoConnectionStore {
         if let Some(org) = organization_id {
             request = request.item("organization_id", AttributeValue::S(org.to_string()));
         }
-        request.send().await.map_err(|e| {
-            IoError::new(
-                "write connection",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )
-        })?;
+        request
+            .send()
+            .await
+            .map_err(sdk_error("write connection"))?;
         Ok(())
     }
 
@@ -677,12 +643,7 @@ impl DynamoConnectionStore {
             .key("sk", AttributeValue::S(sort_key.to_string()))
             .send()
             .await
-            .map_err(|e| {
-                IoError::new(
-                    "delete connection",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(sdk_error("delete connection"))?;
         Ok(())
     }
 }
@@ -717,12 +678,7 @@ impl ConnectionStore for DynamoConnectionStore {
             .expression_attribute_values(":c", AttributeValue::S(connection_id.to_string()))
             .send()
             .await
-            .map_err(|e| {
-                IoError::new(
-                    "read connection",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(sdk_error("read connection"))?;
         for item in output.items.unwrap_or_default() {
             if let Some(AttributeValue::S(sort_key)) = item.get("sk") {
                 self.delete(connection_id, sort_key).await?;
@@ -745,12 +701,7 @@ impl ConnectionStore for DynamoConnectionStore {
                 .set_exclusive_start_key(start_key)
                 .send()
                 .await
-                .map_err(|e| {
-                    IoError::new(
-                        "read subscribers",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                    )
-                })?;
+                .map_err(sdk_error("read subscribers"))?;
             connections.extend(
                 output
                     .items
@@ -781,12 +732,7 @@ impl ConnectionStore for DynamoConnectionStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                IoError::new(
-                    "read connection",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(sdk_error("read connection"))?;
         Ok(output.item.map(|item| match item.get("organization_id") {
             Some(AttributeValue::S(org)) => Some(org.clone()),
             _ => None,
@@ -835,10 +781,7 @@ impl Notifier for ApiGatewayNotifier {
             {
                 Ok(Delivery::Gone)
             }
-            Err(error) => Err(IoError::new(
-                "post to connection",
-                aws_sdk_apigatewaymanagement::error::DisplayErrorContext(error),
-            )),
+            Err(error) => Err(sdk_error("post to connection")(error)),
         }
     }
 }

@@ -190,6 +190,25 @@ impl LocalRun {
         }
     }
 
+    /// Submits a job to the seeded summarize service through the front door; asserts 202.
+    pub async fn submit(&self, body: serde_json::Value) -> serde_json::Value {
+        let url = format!(
+            "{}/api/v1/services/{}/execute",
+            self.api,
+            gateway_test_support::seeds::SUMMARIZE_SERVICE_ID
+        );
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("execute answered");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("JSON body");
+        assert_eq!(status, 202, "{body}");
+        body
+    }
+
     /// Where the processes' logs are.
     pub fn logs(&self) -> &std::path::Path {
         &self.logs

@@ -10,19 +10,6 @@ use serde_json::{json, Value};
 
 const ORG: &str = "org-e2e";
 
-async fn submit(client: &reqwest::Client, run: &LocalRun, body: Value) -> Value {
-    let url = format!(
-        "{}/api/v1/services/{}/execute",
-        run.api,
-        seeds::SUMMARIZE_SERVICE_ID
-    );
-    let response = client.post(url).json(&body).send().await.unwrap();
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 202, "{body}");
-    body
-}
-
 /// Polls the job until it is finished; returns it and the percentages seen on the way.
 async fn wait_finished(
     client: &reqwest::Client,
@@ -75,12 +62,9 @@ async fn summary_jobs_run_end_to_end() {
     stack.mock.set_latency(Duration::from_millis(150));
 
     // Iterative: 100 turns, max_new_turns 12.
-    let accepted = submit(
-        &client,
-        &run,
-        json!({"input": transcript(100), "organization_id": ORG}),
-    )
-    .await;
+    let accepted = run
+        .submit(json!({"input": transcript(100), "organization_id": ORG}))
+        .await;
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     let (job, percentages) = wait_finished(&client, &run, &job_id).await;
     assert_eq!(job["status"], "completed", "{job}");
@@ -115,12 +99,11 @@ async fn summary_jobs_run_end_to_end() {
 
     // Single pass: one call.
     stack.mock.clear();
-    let accepted = submit(
-        &client,
-        &run,
-        json!({"input": transcript(8), "flavor_name": "single-pass", "organization_id": ORG}),
-    )
-    .await;
+    let accepted = run
+        .submit(
+            json!({"input": transcript(8), "flavor_name": "single-pass", "organization_id": ORG}),
+        )
+        .await;
     let (job, _) = wait_finished(&client, &run, accepted["job_id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "completed", "{job}");
     let answered = stack.mock.answered_prompts();
@@ -175,12 +158,9 @@ async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
     stack.mock.set_latency(Duration::from_millis(400));
     let input = transcript(100);
 
-    let undisturbed = submit(
-        &client,
-        &run,
-        json!({"input": input, "organization_id": ORG}),
-    )
-    .await;
+    let undisturbed = run
+        .submit(json!({"input": input, "organization_id": ORG}))
+        .await;
     let (reference, _) =
         wait_finished(&client, &run, undisturbed["job_id"].as_str().unwrap()).await;
     assert_eq!(reference["status"], "completed", "{reference}");
@@ -188,12 +168,9 @@ async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
     stack.mock.clear();
     stack.mock.set_latency(Duration::from_millis(400));
 
-    let accepted = submit(
-        &client,
-        &run,
-        json!({"input": input, "organization_id": ORG}),
-    )
-    .await;
+    let accepted = run
+        .submit(json!({"input": input, "organization_id": ORG}))
+        .await;
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     // Wait until three steps are answered and the fourth is in flight, then SIGKILL.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use gateway_e2e::LocalRun;
-use gateway_test_support::{seeds, transcript, TestStack};
+use gateway_test_support::{transcript, TestStack};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -55,7 +55,6 @@ async fn subscribers_receive_every_step_in_order_and_only_their_organization() {
     let stack = TestStack::start().await;
     let run = LocalRun::start(&stack, 30);
     stack.mock.set_latency(Duration::from_millis(300));
-    let http = reqwest::Client::new();
 
     // The organization feed connects first and gets a snapshot on subscribe.
     let mut feed = open(&run, "organization_id=org-ws").await;
@@ -68,20 +67,9 @@ async fn subscribers_receive_every_step_in_order_and_only_their_organization() {
     assert_eq!(snapshot["type"], "jobs_snapshot");
     let mut other_org = open(&run, "organization_id=org-elsewhere").await;
 
-    let url = format!(
-        "{}/api/v1/services/{}/execute",
-        run.api,
-        seeds::SUMMARIZE_SERVICE_ID
-    );
-    let accepted: Value = http
-        .post(url)
-        .json(&json!({"input": transcript(115), "organization_id": "org-ws"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accepted = run
+        .submit(json!({"input": transcript(115), "organization_id": "org-ws"}))
+        .await;
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     assert!(
         accepted["estimated_batches"].as_u64().unwrap() >= 10,
@@ -181,20 +169,9 @@ async fn cancel_is_pushed_and_gone_connections_are_removed() {
         .realtime(&run.websocket.replacen("ws://", "http://", 1))
         .await;
 
-    let url = format!(
-        "{}/api/v1/services/{}/execute",
-        run.api,
-        seeds::SUMMARIZE_SERVICE_ID
-    );
-    let accepted: Value = http
-        .post(url)
-        .json(&json!({"input": transcript(115), "organization_id": "org-c"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accepted = run
+        .submit(json!({"input": transcript(115), "organization_id": "org-c"}))
+        .await;
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     let mut follower = open(&run, &format!("job_id={job_id}&organization_id=org-c")).await;
     let quitter = open(&run, &format!("job_id={job_id}&organization_id=org-c")).await;
