@@ -55,6 +55,8 @@ impl GatewayEnv {
 /// SDK clients sharing one configuration (endpoint from `AWS_ENDPOINT_URL` when set).
 #[derive(Clone, Debug)]
 pub struct AwsClients {
+    /// The loaded configuration, for clients built later (e.g. the management API's).
+    pub config: aws_config::SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
@@ -74,6 +76,7 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             sqs: aws_sdk_sqs::Client::new(&config),
             kms: aws_sdk_kms::Client::new(&config),
+            config,
         }
     }
 }
@@ -749,9 +752,8 @@ pub struct ApiGatewayNotifier {
 impl ApiGatewayNotifier {
     /// A notifier for the management endpoint `https://{api}.execute-api.{region}.amazonaws.com/{stage}`
     /// (locally, functions/local's WebSocket port).
-    pub async fn new(endpoint: &str) -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let config = aws_sdk_apigatewaymanagement::config::Builder::from(&config)
+    pub fn new(config: &aws_config::SdkConfig, endpoint: &str) -> Self {
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(config)
             .endpoint_url(endpoint)
             .build();
         ApiGatewayNotifier {

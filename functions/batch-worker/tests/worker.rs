@@ -2,25 +2,14 @@
 //! source: receive a batch, call the handler, delete what succeeded.
 
 use gateway_core::domain::{Job, JobStatus, StepMessage};
-use gateway_core::engine::execute::{submit, ExecuteRequest};
 use gateway_core::engine::views::job_detail;
 use gateway_core::ports::JobQueue;
-use gateway_test_support::{seeds, transcript, TestStack};
+use gateway_test_support::{transcript, TestStack};
 use mock_llm::{FaultRule, Outcome};
 use uuid::Uuid;
 
 async fn submit_job(stack: &TestStack, flavor: &str, input: String) -> Uuid {
-    let request = ExecuteRequest {
-        input,
-        flavor_id: None,
-        flavor_name: Some(flavor.into()),
-        organization_id: Some("org-w".into()),
-        context: None,
-    };
-    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
-        .await
-        .expect("submitted")
-        .id
+    stack.submit(flavor, Some("org-w"), input).await.id
 }
 
 async fn job(stack: &TestStack, id: Uuid) -> Job {

@@ -1,7 +1,6 @@
 //! The jobs handler against the emulator: job detail with tenant isolation, and listings
 //! newest first with filters and cursor pagination.
 
-use gateway_core::engine::execute::{submit, ExecuteRequest};
 use gateway_core::error::JsonResponse;
 use gateway_test_support::{api_request, seeds, TestStack};
 use uuid::Uuid;
@@ -24,16 +23,9 @@ async fn list(stack: &TestStack, query: &[(&str, &str)]) -> JsonResponse {
 }
 
 async fn submit_for(stack: &TestStack, organization_id: Option<&str>, flavor: &str) -> Uuid {
-    let request = ExecuteRequest {
-        input: "A : hello there.\nB : hi.".into(),
-        flavor_id: None,
-        flavor_name: Some(flavor.into()),
-        organization_id: organization_id.map(str::to_string),
-        context: None,
-    };
-    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
+    stack
+        .submit(flavor, organization_id, "A : hello there.\nB : hi.".into())
         .await
-        .unwrap()
         .id
 }
 
@@ -230,16 +222,13 @@ async fn action(
 }
 
 async fn submit_transcript(stack: &TestStack, org: &str, turns: usize) -> Uuid {
-    let request = ExecuteRequest {
-        input: gateway_test_support::transcript(turns),
-        flavor_id: None,
-        flavor_name: Some("iterative".into()),
-        organization_id: Some(org.into()),
-        context: None,
-    };
-    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
+    stack
+        .submit(
+            "iterative",
+            Some(org),
+            gateway_test_support::transcript(turns),
+        )
         .await
-        .unwrap()
         .id
 }
 

@@ -3,10 +3,9 @@
 //! (moto's, which accepts any connection id; delivery itself is covered end to end).
 
 use gateway_core::domain::{Job, JobStatus};
-use gateway_core::engine::execute::{submit, ExecuteRequest};
 use gateway_core::engine::notify::Realtime;
 use gateway_core::ports::Topic;
-use gateway_test_support::{endpoint, seeds, transcript, TestStack};
+use gateway_test_support::{endpoint, transcript, TestStack};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -32,21 +31,12 @@ fn ws_event(route: &str, connection_id: &str, query: Value, body: Option<&str>) 
 }
 
 async fn new_job(stack: &TestStack, org: &str) -> Job {
-    let request = ExecuteRequest {
-        input: transcript(30),
-        flavor_id: None,
-        flavor_name: Some("iterative".into()),
-        organization_id: Some(org.into()),
-        context: None,
-    };
-    submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
-        .await
-        .unwrap()
+    stack.submit("iterative", Some(org), transcript(30)).await
 }
 
 async fn setup() -> (TestStack, Realtime) {
     let stack = TestStack::start().await;
-    let realtime = stack.realtime(&endpoint()).await;
+    let realtime = stack.realtime(&endpoint());
     (stack, realtime)
 }
 
@@ -212,7 +202,7 @@ async fn stream_batches_publish_job_updates() {
     assert_eq!(response, json!({"batchItemFailures": []}));
 
     // A management endpoint that is down: the record is reported for retry.
-    let unreachable = stack.realtime("http://127.0.0.1:9").await;
+    let unreachable = stack.realtime("http://127.0.0.1:9");
     let batch = json!({"Records": [stream_record(Some(&job), &running, 4)]});
     let response = ws::handle(&stack.gateway, &unreachable, batch).await;
     assert_eq!(response["batchItemFailures"][0]["itemIdentifier"], "4");

@@ -74,16 +74,6 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The AWS-backed gateway configured from the environment.
-    pub async fn from_env() -> Result<Self, String> {
-        let env = GatewayEnv::from_env()?;
-        Ok(Self::with_clients(
-            env,
-            &AwsClients::load().await,
-            Limits::from_env(),
-        ))
-    }
-
     /// The AWS-backed gateway over the given resources and clients.
     pub fn with_clients(env: GatewayEnv, clients: &AwsClients, limits: Limits) -> Self {
         Gateway {
@@ -107,6 +97,17 @@ impl Gateway {
 /// Start-up shared by every function binary: JSON logs, then the gateway from the
 /// environment.
 pub async fn bootstrap() -> Result<Gateway, String> {
+    Ok(bootstrap_with_clients().await?.0)
+}
+
+/// Like [`bootstrap`], also returning the AWS clients for functions that need more of them
+/// (the configuration is loaded once).
+pub async fn bootstrap_with_clients() -> Result<(Gateway, AwsClients), String> {
     crate::logging::init();
-    Gateway::from_env().await
+    let env = GatewayEnv::from_env()?;
+    let clients = AwsClients::load().await;
+    Ok((
+        Gateway::with_clients(env, &clients, Limits::from_env()),
+        clients,
+    ))
 }

@@ -65,7 +65,7 @@ async fn main() {
             .unwrap();
         clients.push(client);
     }
-    let realtime: Realtime = stack.realtime(&format!("http://127.0.0.1:{port}")).await;
+    let realtime: Realtime = stack.realtime(&format!("http://127.0.0.1:{port}"));
     let job_id = uuid::Uuid::new_v4();
     let ids: Vec<String> = ids.lock().unwrap().clone();
     assert_eq!(ids.len(), CONNECTIONS);

@@ -165,9 +165,7 @@ async fn cancel_is_pushed_and_gone_connections_are_removed() {
     let run = LocalRun::start(&stack, 30);
     stack.mock.set_latency(Duration::from_millis(300));
     let http = reqwest::Client::new();
-    let realtime = stack
-        .realtime(&run.websocket.replacen("ws://", "http://", 1))
-        .await;
+    let realtime = stack.realtime(&run.websocket.replacen("ws://", "http://", 1));
 
     let accepted = run
         .submit(json!({"input": transcript(115), "organization_id": "org-c"}))

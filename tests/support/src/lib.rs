@@ -215,6 +215,25 @@ impl TestStack {
         }
     }
 
+    /// Submits a job to the seeded summarize service through the core (no HTTP).
+    pub async fn submit(
+        &self,
+        flavor: &str,
+        organization_id: Option<&str>,
+        input: String,
+    ) -> gateway_core::domain::Job {
+        let request = gateway_core::engine::execute::ExecuteRequest {
+            input,
+            flavor_id: None,
+            flavor_name: Some(flavor.into()),
+            organization_id: organization_id.map(str::to_string),
+            context: None,
+        };
+        gateway_core::engine::execute::submit(&self.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
+            .await
+            .expect("job submitted")
+    }
+
     /// Wraps an SQS event as the Lambda runtime would.
     pub fn lambda_event(event: SqsEvent) -> lambda_runtime::LambdaEvent<SqsEvent> {
         lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default())
@@ -369,14 +388,17 @@ impl TestStack {
     }
 
     /// Subscriptions in this stack's connections table, posting through `management_url`.
-    pub async fn realtime(&self, management_url: &str) -> gateway_core::engine::notify::Realtime {
+    pub fn realtime(&self, management_url: &str) -> gateway_core::engine::notify::Realtime {
         use gateway_core::aws::{ApiGatewayNotifier, DynamoConnectionStore};
         gateway_core::engine::notify::Realtime {
             connections: std::sync::Arc::new(DynamoConnectionStore::new(
                 self.clients.dynamodb.clone(),
                 self.var("GATEWAY_CONNECTIONS_TABLE"),
             )),
-            notifier: std::sync::Arc::new(ApiGatewayNotifier::new(management_url).await),
+            notifier: std::sync::Arc::new(ApiGatewayNotifier::new(
+                &self.clients.config,
+                management_url,
+            )),
         }
     }
 }
