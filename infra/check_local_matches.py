@@ -103,7 +103,9 @@ def static_checks():
     # Names of docs/local-contract.md.
     equal("JobsTable name", name_of(props("JobsTable")["TableName"]), f"{PREFIX}-jobs")
     equal("CatalogTable name", name_of(props("CatalogTable")["TableName"]), f"{PREFIX}-catalog")
+    equal("JobQueueUrgent name", name_of(props("JobQueueUrgent")["QueueName"]), f"{PREFIX}-jobs-urgent.fifo")
     equal("JobQueue name", name_of(props("JobQueue")["QueueName"]), f"{PREFIX}-jobs.fifo")
+    equal("JobQueueBulk name", name_of(props("JobQueueBulk")["QueueName"]), f"{PREFIX}-jobs-bulk.fifo")
     equal("JobDeadLetterQueue name", name_of(props("JobDeadLetterQueue")["QueueName"]), f"{PREFIX}-jobs-dlq.fifo")
     equal("KMS alias", name_of(props("ProviderKeysAlias")["AliasName"]), f"alias/{PREFIX}-provider-keys")
     jobs, catalog = props("JobsTable"), props("CatalogTable")
@@ -140,17 +142,19 @@ def static_checks():
         check(q.get("SqsManagedSseEnabled") in (True, "true") or "KmsMasterKeyId" in q,
               f"{queue} is not encrypted (SqsManagedSseEnabled or KmsMasterKeyId)")
     equal("BatchWorkerFunction Timeout", props("BatchWorkerFunction").get("Timeout"), {"Ref": "WorkerTimeoutSeconds"})
-    equal("JobQueue maxReceiveCount", props("JobQueue")["RedrivePolicy"]["maxReceiveCount"], {"Ref": "MaxReceives"})
-    equal("JobQueue dead-letter target", ref(props("JobQueue")["RedrivePolicy"]["deadLetterTargetArn"]),
-          "JobDeadLetterQueue")
+    lanes = {"JobQueueUrgent", "JobQueue", "JobQueueBulk"}
+    for lane in sorted(lanes):
+        equal(f"{lane} maxReceiveCount", props(lane)["RedrivePolicy"]["maxReceiveCount"], {"Ref": "MaxReceives"})
+        equal(f"{lane} dead-letter target", ref(props(lane)["RedrivePolicy"]["deadLetterTargetArn"]),
+              "JobDeadLetterQueue")
     equal("DLQ retention", int(props("JobDeadLetterQueue")["MessageRetentionPeriod"]), 1209600)
 
-    # batch-worker consumes both queues, reporting partial batch failures.
+    # batch-worker consumes every lane and the DLQ, reporting partial batch failures.
     events = props("BatchWorkerFunction").get("Events", {})
     consumed = {ref(e["Properties"]["Queue"]) for e in events.values() if e["Type"] == "SQS"
                 if check(e["Properties"].get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
                          f"batch-worker SQS event on {ref(e['Properties']['Queue'])} lacks ReportBatchItemFailures")}
-    equal("queues consumed by batch-worker", consumed, {"JobQueue", "JobDeadLetterQueue"})
+    equal("queues consumed by batch-worker", consumed, lanes | {"JobDeadLetterQueue"})
 
     # Functions: runtime, architecture, build method, binary, log group.
     glob = T["Globals"]["Function"]

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use uuid::Uuid;
 
-use crate::domain::{Flavor, Job, Model, Provider, Service, StepMessage};
+use crate::domain::{Flavor, Job, Model, Provider, QueueLane, Service, StepMessage};
 use crate::ports::{
     BlobStore, Catalog, ConnectionStore, Delivery, IoError, IoResult, JobPage, JobQuery, JobQueue,
     JobStore, Notifier, Secrets, Topic,
@@ -32,8 +32,27 @@ pub struct GatewayEnv {
     pub jobs_table: String,
     pub catalog_table: String,
     pub bucket: String,
-    pub job_queue_url: String,
+    pub job_queues: LaneQueueUrls,
     pub kms_key_id: Option<String>,
+}
+
+/// URLs of the job queue of each priority lane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneQueueUrls {
+    pub urgent: String,
+    pub standard: String,
+    pub bulk: String,
+}
+
+impl LaneQueueUrls {
+    /// The queue of `lane`.
+    pub fn of(&self, lane: QueueLane) -> &str {
+        match lane {
+            QueueLane::Urgent => &self.urgent,
+            QueueLane::Standard => &self.standard,
+            QueueLane::Bulk => &self.bulk,
+        }
+    }
 }
 
 impl GatewayEnv {
@@ -46,7 +65,11 @@ impl GatewayEnv {
             jobs_table: var("GATEWAY_JOBS_TABLE")?,
             catalog_table: var("GATEWAY_CATALOG_TABLE")?,
             bucket: var("GATEWAY_BUCKET")?,
-            job_queue_url: var("GATEWAY_JOB_QUEUE_URL")?,
+            job_queues: LaneQueueUrls {
+                urgent: var("GATEWAY_JOB_QUEUE_URGENT_URL")?,
+                standard: var("GATEWAY_JOB_QUEUE_URL")?,
+                bulk: var("GATEWAY_JOB_QUEUE_BULK_URL")?,
+            },
             kms_key_id: std::env::var("GATEWAY_KMS_KEY_ID").ok(),
         })
     }
@@ -516,30 +539,27 @@ impl BlobStore for S3Blobs {
     }
 }
 
-/// The FIFO job queue: group = job id, deduplication id = job:step.
+/// The FIFO job queues (one per lane): group = job id, deduplication id = job:step.
 #[derive(Clone, Debug)]
 pub struct SqsJobQueue {
     client: aws_sdk_sqs::Client,
-    queue_url: String,
+    queues: LaneQueueUrls,
 }
 
 impl SqsJobQueue {
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        SqsJobQueue {
-            client,
-            queue_url: queue_url.into(),
-        }
+    pub fn new(client: aws_sdk_sqs::Client, queues: LaneQueueUrls) -> Self {
+        SqsJobQueue { client, queues }
     }
 }
 
 #[async_trait]
 impl JobQueue for SqsJobQueue {
-    async fn send(&self, message: &StepMessage) -> IoResult<()> {
+    async fn send(&self, message: &StepMessage, lane: QueueLane) -> IoResult<()> {
         let body =
             serde_json::to_string(message).map_err(|e| IoError::new("encode step message", e))?;
         self.client
             .send_message()
-            .queue_url(&self.queue_url)
+            .queue_url(self.queues.of(lane))
             .message_body(body)
             .message_group_id(message.job_id.to_string())
             .message_deduplication_id(message.deduplication_id())

@@ -115,10 +115,46 @@ pub struct Flavor {
     pub estimated_cost_per_1k_tokens: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_ttl_seconds: Option<u32>,
+    /// Queue priority, 0 (most urgent) to 9; see [`QueueLane`].
+    #[serde(default = "default_priority")]
+    pub priority: u8,
 }
 
 fn default_top_p() -> f32 {
     0.9
+}
+
+/// Priority of a flavor that leaves it unset (the reference's default).
+pub const DEFAULT_PRIORITY: u8 = 5;
+
+fn default_priority() -> u8 {
+    DEFAULT_PRIORITY
+}
+
+/// The job queue a job's steps travel on. SQS has no message priority, so priorities are
+/// served by separate queues ("lanes"): a consumer takes work from a more urgent lane
+/// first (locally, strictly), and on AWS each lane has its own event source mapping, so
+/// urgent work never waits behind a backlog of bulk jobs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueLane {
+    /// Priorities 0–2.
+    Urgent,
+    /// Priorities 3–6 (the default 5 included).
+    Standard,
+    /// Priorities 7–9.
+    Bulk,
+}
+
+impl QueueLane {
+    /// The lane of a flavor priority (0 = most urgent; values above 9 count as 9).
+    pub fn for_priority(priority: u8) -> Self {
+        match priority {
+            0..=2 => QueueLane::Urgent,
+            3..=6 => QueueLane::Standard,
+            _ => QueueLane::Bulk,
+        }
+    }
 }
 
 /// Lifecycle of a job.
@@ -187,6 +223,9 @@ pub struct JobSettings {
     pub prompt_tokens: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_cost_per_1k_tokens: Option<f64>,
+    /// The flavor's priority at submission (0 = most urgent).
+    #[serde(default = "default_priority")]
+    pub priority: u8,
 }
 
 /// Progress of a job as stored: the cursor of the step engine.
@@ -266,6 +305,11 @@ impl Job {
         let tokens = self.usage.prompt_tokens + self.usage.completion_tokens;
         (tokens > 0).then(|| round6(tokens as f64 / 1000.0 * rate))
     }
+
+    /// The queue lane of this job's steps.
+    pub fn lane(&self) -> QueueLane {
+        QueueLane::for_priority(self.settings.priority)
+    }
 }
 
 /// Rounds to 6 decimals (cost figures).
@@ -323,6 +367,20 @@ pub fn now_timestamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn priorities_map_to_lanes_zero_most_urgent() {
+        let lanes: Vec<QueueLane> = (0..=10).map(QueueLane::for_priority).collect();
+        use QueueLane::*;
+        assert_eq!(
+            lanes,
+            [
+                Urgent, Urgent, Urgent, Standard, Standard, Standard, Standard, Bulk, Bulk, Bulk,
+                Bulk
+            ]
+        );
+        assert_eq!(QueueLane::for_priority(DEFAULT_PRIORITY), Standard);
+    }
 
     #[test]
     fn status_round_trip_and_terminal() {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::{Flavor, Job, JobStatus, Model, Provider, Service, StepMessage};
+use crate::domain::{Flavor, Job, JobStatus, Model, Provider, QueueLane, Service, StepMessage};
 
 /// A storage or transport failure (always worth a retry, never the caller's fault).
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +82,11 @@ pub trait BlobStore: Send + Sync {
     async fn delete_prefix(&self, prefix: &str) -> IoResult<usize>;
 }
 
-/// The job step queue (FIFO per job).
+/// The job step queues (FIFO per job), one per priority lane.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    async fn send(&self, message: &StepMessage) -> IoResult<()>;
+    /// Enqueues one step of a job on the job's lane.
+    async fn send(&self, message: &StepMessage, lane: QueueLane) -> IoResult<()>;
 }
 
 /// Decrypts provider secrets.

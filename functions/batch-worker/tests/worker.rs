@@ -1,7 +1,8 @@
 //! The batch worker against the emulator and the mock LLM, driven like the SQS event
 //! source: receive a batch, call the handler, delete what succeeded.
 
-use gateway_core::domain::{Job, JobStatus, StepMessage};
+use gateway_core::aws::LaneQueueUrls;
+use gateway_core::domain::{Job, JobStatus, QueueLane, StepMessage};
 use gateway_core::engine::views::job_detail;
 use gateway_core::ports::JobQueue;
 use gateway_test_support::{transcript, TestStack};
@@ -25,14 +26,14 @@ async fn run_until_finished(stack: &TestStack, id: Uuid) -> Vec<u32> {
         if current.status.is_terminal() {
             return percentages;
         }
-        let Some(event) = stack.receive_event(&stack.env.job_queue_url).await else {
+        let Some(event) = stack.receive_event(&stack.env.job_queues.standard).await else {
             continue;
         };
         let response =
             batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None)
                 .await;
         stack
-            .acknowledge(&stack.env.job_queue_url, &event, &response)
+            .acknowledge(&stack.env.job_queues.standard, &event, &response)
             .await;
         percentages.push(job(stack, id).await.percentage());
     }
@@ -152,7 +153,10 @@ async fn single_pass_job_completes_with_one_call() {
 async fn redelivered_step_does_not_call_the_llm_again() {
     let stack = TestStack::start().await;
     let id = submit_job(&stack, "iterative", transcript(30)).await;
-    let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    let event = stack
+        .receive_event(&stack.env.job_queues.standard)
+        .await
+        .unwrap();
     let first =
         batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
     assert!(first.batch_item_failures.is_empty());
@@ -166,9 +170,12 @@ async fn redelivered_step_does_not_call_the_llm_again() {
     // The worker died after storing step 1's output but before its conditional write:
     // put the job back at step 1 and redeliver; the stored output is reused.
     stack
-        .acknowledge(&stack.env.job_queue_url, &event, &first)
+        .acknowledge(&stack.env.job_queues.standard, &event, &first)
         .await;
-    let step1 = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    let step1 = stack
+        .receive_event(&stack.env.job_queues.standard)
+        .await
+        .unwrap();
     let before = job(&stack, id).await;
     assert_eq!(before.progress.step, 1);
     let ok =
@@ -185,7 +192,7 @@ async fn redelivered_step_does_not_call_the_llm_again() {
     assert_eq!(stack.mock.requests().len(), 2, "stored output reused");
     assert_eq!(job(&stack, id).await.progress.step, 2);
     stack
-        .acknowledge(&stack.env.job_queue_url, &step1, &ok)
+        .acknowledge(&stack.env.job_queues.standard, &step1, &ok)
         .await;
 
     run_until_finished(&stack, id).await;
@@ -259,21 +266,28 @@ async fn dead_lettered_step_fails_the_job() {
     let stack = TestStack::start().await;
     let id = submit_job(&stack, "iterative", transcript(20)).await;
     // Move the step message to the DLQ, as the redrive policy does after N receives.
-    let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    let event = stack
+        .receive_event(&stack.env.job_queues.standard)
+        .await
+        .unwrap();
     stack
-        .acknowledge(&stack.env.job_queue_url, &event, &Default::default())
+        .acknowledge(&stack.env.job_queues.standard, &event, &Default::default())
         .await;
+    let dead_letter_queue_url = &stack.dead_letter_queue_url;
     let dlq = gateway_core::aws::SqsJobQueue::new(
         stack.clients.sqs.clone(),
-        stack.dead_letter_queue_url.clone(),
+        LaneQueueUrls {
+            urgent: dead_letter_queue_url.clone(),
+            standard: dead_letter_queue_url.clone(),
+            bulk: dead_letter_queue_url.clone(),
+        },
     );
-    dlq.send(&StepMessage {
+    let message = StepMessage {
         job_id: id,
         step: 0,
         context: vec![],
-    })
-    .await
-    .unwrap();
+    };
+    dlq.send(&message, QueueLane::Standard).await.unwrap();
     let dlq_name = stack
         .dead_letter_queue_url
         .rsplit('/')
@@ -303,30 +317,32 @@ async fn dead_lettered_step_fails_the_job() {
 #[tokio::test]
 async fn malformed_and_unknown_messages_are_dropped() {
     let stack = TestStack::start().await;
-    let queue = gateway_core::aws::SqsJobQueue::new(
-        stack.clients.sqs.clone(),
-        stack.env.job_queue_url.clone(),
-    );
-    queue
-        .send(&StepMessage {
-            job_id: Uuid::new_v4(),
-            step: 0,
-            context: vec![],
-        })
+    let unknown_job = StepMessage {
+        job_id: Uuid::new_v4(),
+        step: 0,
+        context: vec![],
+    };
+    stack
+        .gateway
+        .queue
+        .send(&unknown_job, QueueLane::Standard)
         .await
         .unwrap();
     stack
         .clients
         .sqs
         .send_message()
-        .queue_url(&stack.env.job_queue_url)
+        .queue_url(&stack.env.job_queues.standard)
         .message_body("not json")
         .message_group_id("g")
         .message_deduplication_id("bad")
         .send()
         .await
         .unwrap();
-    let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    let event = stack
+        .receive_event(&stack.env.job_queues.standard)
+        .await
+        .unwrap();
     let response = batch_worker::handle(&stack.gateway, TestStack::lambda_event(event), None).await;
     assert!(response.batch_item_failures.is_empty(), "nothing to retry");
     assert!(stack.mock.requests().is_empty());
@@ -344,4 +360,45 @@ async fn sample_event_decodes_and_is_skipped_for_an_unknown_job() {
     let response = batch_worker::handle(&stack.gateway, TestStack::lambda_event(event), None).await;
     assert!(response.batch_item_failures.is_empty());
     assert!(stack.mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn steps_travel_on_the_lane_of_the_flavor_priority() {
+    let stack = TestStack::start().await;
+    stack
+        .add_iterative_flavor("urgent", |f| f.priority = 0)
+        .await;
+    stack.add_iterative_flavor("bulk", |f| f.priority = 9).await;
+    let lanes = &stack.env.job_queues;
+    for (flavor, lane) in [
+        ("urgent", &lanes.urgent),
+        ("iterative", &lanes.standard),
+        ("bulk", &lanes.bulk),
+    ] {
+        let job = stack.submit(flavor, None, transcript(40)).await;
+        let first = stack
+            .receive_event(lane)
+            .await
+            .unwrap_or_else(|| panic!("step 0 of a {flavor} job on its lane"));
+        assert_eq!(first.records.len(), 1);
+        let response =
+            batch_worker::handle(&stack.gateway, TestStack::lambda_event(first.clone()), None)
+                .await;
+        assert!(response.batch_item_failures.is_empty());
+        stack.acknowledge(lane, &first, &response).await;
+        let next = stack
+            .receive_event(lane)
+            .await
+            .unwrap_or_else(|| panic!("step 1 of a {flavor} job on the same lane"));
+        let message: StepMessage =
+            serde_json::from_str(next.records[0].body.as_deref().unwrap()).unwrap();
+        assert_eq!((message.job_id, message.step), (job.id, 1));
+        stack.acknowledge(lane, &next, &Default::default()).await;
+    }
+    for lane in [&lanes.urgent, &lanes.standard, &lanes.bulk] {
+        assert!(
+            stack.receive_event(lane).await.is_none(),
+            "nothing else queued"
+        );
+    }
 }

@@ -26,7 +26,7 @@ async fn execute(stack: &TestStack, service_id: &str, body: &[u8]) -> JsonRespon
 }
 
 async fn queued_messages(stack: &TestStack) -> usize {
-    match stack.receive_event(&stack.env.job_queue_url).await {
+    match stack.receive_event(&stack.env.job_queues.standard).await {
         Some(event) => event.records.len(),
         None => 0,
     }
@@ -86,7 +86,7 @@ async fn accepted_job_is_stored_and_enqueued() {
         .is_some());
 
     let event = stack
-        .receive_event(&stack.env.job_queue_url)
+        .receive_event(&stack.env.job_queues.standard)
         .await
         .expect("first step enqueued");
     assert_eq!(event.records.len(), 1);
@@ -151,6 +151,7 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
         tokenizer_override: None,
         estimated_cost_per_1k_tokens: None,
         default_ttl_seconds: None,
+        priority: 5,
     };
     stack.catalog.put_flavor(&foreign_flavor).await.unwrap();
 

@@ -308,7 +308,10 @@ async fn cancel_mid_job_stops_llm_calls_and_delete_removes_everything() {
 async fn a_step_in_flight_when_cancelled_is_not_applied() {
     let stack = TestStack::start().await;
     let id = submit_transcript(&stack, "org-f", 30).await;
-    let event = stack.receive_event(&stack.env.job_queue_url).await.unwrap();
+    let event = stack
+        .receive_event(&stack.env.job_queues.standard)
+        .await
+        .unwrap();
     let message: gateway_core::domain::StepMessage =
         serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
     stack
@@ -331,7 +334,7 @@ async fn a_step_in_flight_when_cancelled_is_not_applied() {
     assert_eq!(job.progress.step, 0, "the in-flight step was not applied");
     assert!(
         stack
-            .receive_event(&stack.env.job_queue_url)
+            .receive_event(&stack.env.job_queues.standard)
             .await
             .is_none(),
         "no next step enqueued"

@@ -18,8 +18,13 @@ Usage: local [OPTIONS]
 Options:
   --invoke-url URL            Lambda Invoke API base URL [env LAMBDA_INVOKE_URL; default http://127.0.0.1:9000]
   --http-port PORT            REST front door port on 127.0.0.1, 0 for any free port [default 8080]
-  --sqs QUEUE_URL=FUNCTION    poll QUEUE_URL and invoke FUNCTION; repeatable
-                              [default: GATEWAY_JOB_QUEUE_URL and GATEWAY_JOB_DLQ_URL -> batch-worker]
+  --sqs QUEUE_URL[,QUEUE_URL...]=FUNCTION
+                              poll the queues and invoke FUNCTION; several queues are priority
+                              lanes, most urgent first (a lane is served only while the ones
+                              before it are empty); repeatable
+                              [default: GATEWAY_JOB_QUEUE_URGENT_URL,GATEWAY_JOB_QUEUE_URL,
+                              GATEWAY_JOB_QUEUE_BULK_URL -> batch-worker, and
+                              GATEWAY_JOB_DLQ_URL -> batch-worker]
   --batch-size N              messages per invocation, 1-10 [default 10]
   --invoke-timeout-secs N     per-invocation timeout [default 900]
   --max-body-bytes N          larger request bodies get 413 [default 6291456]
@@ -160,14 +165,20 @@ where
         }
     }
     if sqs.is_empty() {
-        for variable in ["GATEWAY_JOB_QUEUE_URL", "GATEWAY_JOB_DLQ_URL"] {
-            if let Some(queue_url) = non_empty_env(variable) {
-                sqs.push(SqsMapping {
-                    queue_url,
-                    function: DEFAULT_SQS_FUNCTION.to_string(),
-                });
-            }
-        }
+        let lanes = [
+            "GATEWAY_JOB_QUEUE_URGENT_URL",
+            "GATEWAY_JOB_QUEUE_URL",
+            "GATEWAY_JOB_QUEUE_BULK_URL",
+        ];
+        let mappings = [&lanes[..], &["GATEWAY_JOB_DLQ_URL"]].map(|variables| SqsMapping {
+            queue_urls: variables.iter().filter_map(|v| non_empty_env(v)).collect(),
+            function: DEFAULT_SQS_FUNCTION.to_string(),
+        });
+        sqs.extend(
+            mappings
+                .into_iter()
+                .filter(|mapping| !mapping.queue_urls.is_empty()),
+        );
     }
     if streams.is_empty() {
         if let Some(stream_arn) = non_empty_env("GATEWAY_JOBS_STREAM_ARN") {
@@ -199,17 +210,19 @@ fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Stri
         .map_err(|_| format!("{name}: {value:?} is not a valid number"))
 }
 
-/// Parses `QUEUE_URL=FUNCTION` (split at the last `=`, since queue URLs may hold one).
+/// Parses `QUEUE_URL[,QUEUE_URL...]=FUNCTION` (split at the last `=`, since queue URLs
+/// may hold one).
 fn parse_mapping(value: &str) -> Result<SqsMapping, String> {
-    match value.rsplit_once('=') {
-        Some((queue_url, function)) if !queue_url.is_empty() && !function.is_empty() => {
-            Ok(SqsMapping {
-                queue_url: queue_url.to_string(),
-                function: function.to_string(),
-            })
-        }
-        _ => Err(format!("--sqs expects QUEUE_URL=FUNCTION, got {value:?}")),
+    let invalid = || format!("--sqs expects QUEUE_URL[,QUEUE_URL...]=FUNCTION, got {value:?}");
+    let (queues, function) = value.rsplit_once('=').ok_or_else(invalid)?;
+    let queue_urls: Vec<String> = queues.split(',').map(str::to_string).collect();
+    if function.is_empty() || queue_urls.iter().any(String::is_empty) {
+        return Err(invalid());
     }
+    Ok(SqsMapping {
+        queue_urls,
+        function: function.to_string(),
+    })
 }
 
 /// Parses `STREAM_ARN=FUNCTION` (split at the last `=`).
@@ -256,7 +269,9 @@ mod tests {
             &[],
             &[
                 ("LAMBDA_INVOKE_URL", "http://127.0.0.1:9100"),
+                ("GATEWAY_JOB_QUEUE_URGENT_URL", "http://q/urgent.fifo"),
                 ("GATEWAY_JOB_QUEUE_URL", "http://q/jobs.fifo"),
+                ("GATEWAY_JOB_QUEUE_BULK_URL", "http://q/bulk.fifo"),
                 ("GATEWAY_JOB_DLQ_URL", "http://q/dlq.fifo"),
                 (
                     "GATEWAY_JOBS_STREAM_ARN",
@@ -280,16 +295,19 @@ mod tests {
                 function: "ws".into()
             }]
         );
-        let functions: Vec<(&str, &str)> = config
+        let functions: Vec<(String, &str)> = config
             .sqs
             .iter()
-            .map(|m| (m.queue_url.as_str(), m.function.as_str()))
+            .map(|m| (m.queue_urls.join(" "), m.function.as_str()))
             .collect();
         assert_eq!(
             functions,
             vec![
-                ("http://q/jobs.fifo", "batch-worker"),
-                ("http://q/dlq.fifo", "batch-worker")
+                (
+                    "http://q/urgent.fifo http://q/jobs.fifo http://q/bulk.fifo".into(),
+                    "batch-worker"
+                ),
+                ("http://q/dlq.fifo".into(), "batch-worker")
             ]
         );
     }
@@ -302,7 +320,7 @@ mod tests {
                 "--http-port",
                 "0",
                 "--sqs",
-                "http://q/a?x=1=worker",
+                "http://q/a?x=1,http://q/b=worker",
                 "--batch-size",
                 "3",
                 "--invoke-timeout-secs=5",
@@ -316,7 +334,7 @@ mod tests {
         assert_eq!(
             config.sqs,
             vec![SqsMapping {
-                queue_url: "http://q/a?x=1".into(),
+                queue_urls: vec!["http://q/a?x=1".into(), "http://q/b".into()],
                 function: "worker".into()
             }]
         );

@@ -105,11 +105,12 @@ pub fn records_to_delete<'a>(message_ids: &[&'a str], result: &Value) -> Option<
     )
 }
 
-/// One queue → function mapping.
+/// Queues → function mapping. With several queues they are priority lanes, most
+/// urgent first: a queue is served only while every queue before it is empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SqsMapping {
-    /// Queue URL.
-    pub queue_url: String,
+    /// Queue URLs, most urgent first (at least one).
+    pub queue_urls: Vec<String>,
     /// Function name to invoke.
     pub function: String,
 }
@@ -133,12 +134,12 @@ pub struct SqsPoller {
     mapping: SqsMapping,
     batch_size: i32,
     wait_time_seconds: i32,
-    queue_arn: Option<String>,
+    queue_arns: Vec<Option<String>>,
 }
 
 impl SqsPoller {
     /// Creates a poller receiving up to `batch_size` messages (clamped to 1..=10) per
-    /// invocation with 1 s long polls.
+    /// invocation: short polls on the urgent lanes, then a 1 s long poll on the last.
     pub fn new(
         sqs: aws_sdk_sqs::Client,
         invoker: Invoker,
@@ -148,10 +149,10 @@ impl SqsPoller {
         Self {
             sqs,
             invoker,
+            queue_arns: vec![None; mapping.queue_urls.len()],
             mapping,
             batch_size: batch_size.clamp(1, MAX_BATCH_SIZE),
             wait_time_seconds: 1,
-            queue_arn: None,
         }
     }
 
@@ -163,12 +164,13 @@ impl SqsPoller {
     /// Runs poll cycles until `shutdown` turns true; errors are logged and retried after a
     /// short pause. A cycle in progress finishes before the loop stops.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        tracing::info!(queue = %self.mapping.queue_url, function = %self.mapping.function, "sqs poller started");
+        let queues = self.mapping.queue_urls.join(",");
+        tracing::info!(%queues, function = %self.mapping.function, "sqs poller started");
         while !*shutdown.borrow() {
             let pause = match self.poll_once().await {
                 Ok(_) => None,
                 Err(error) => {
-                    tracing::warn!(queue = %self.mapping.queue_url, %error, "sqs poll failed");
+                    tracing::warn!(%queues, %error, "sqs poll failed");
                     Some(Duration::from_secs(2))
                 }
             };
@@ -179,21 +181,37 @@ impl SqsPoller {
                 }
             }
         }
-        tracing::info!(queue = %self.mapping.queue_url, "sqs poller stopped");
+        tracing::info!(%queues, "sqs poller stopped");
     }
 
-    /// One cycle: receive a batch, invoke the function, delete the records it did not
-    /// report as failed. If the invocation fails nothing is deleted: the messages come
-    /// back after their visibility timeout (and the redrive policy moves poison ones to
-    /// the DLQ). Errors are SQS API errors only.
+    /// One cycle: receive a batch from the most urgent queue that has messages, invoke
+    /// the function, delete the records it did not report as failed. If the invocation
+    /// fails nothing is deleted: the messages come back after their visibility timeout
+    /// (and the redrive policy moves poison ones to the DLQ). Errors are SQS API errors
+    /// only.
     pub async fn poll_once(&mut self) -> Result<PollOutcome, String> {
-        let queue_arn = self.queue_arn().await?;
+        let lanes = self.mapping.queue_urls.len();
+        for lane in 0..lanes {
+            let wait_time_seconds = if lane + 1 == lanes {
+                self.wait_time_seconds
+            } else {
+                0
+            };
+            let messages = self.receive(lane, wait_time_seconds).await?;
+            if !messages.is_empty() {
+                return self.deliver(lane, &messages).await;
+            }
+        }
+        Ok(PollOutcome::default())
+    }
+
+    async fn receive(&self, lane: usize, wait_time_seconds: i32) -> Result<Vec<Message>, String> {
         let received = self
             .sqs
             .receive_message()
-            .queue_url(&self.mapping.queue_url)
+            .queue_url(&self.mapping.queue_urls[lane])
             .max_number_of_messages(self.batch_size)
-            .wait_time_seconds(self.wait_time_seconds)
+            .wait_time_seconds(wait_time_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
@@ -204,10 +222,13 @@ impl SqsPoller {
                     aws_sdk_sqs::error::DisplayErrorContext(error)
                 )
             })?;
-        let messages = received.messages();
-        if messages.is_empty() {
-            return Ok(PollOutcome::default());
-        }
+        Ok(received.messages.unwrap_or_default())
+    }
+
+    /// Invokes the function with `messages` of queue `lane` and deletes the successes.
+    async fn deliver(&mut self, lane: usize, messages: &[Message]) -> Result<PollOutcome, String> {
+        let queue_arn = self.queue_arn(lane).await?;
+        let queue_url = self.mapping.queue_urls[lane].clone();
         let region = self
             .sqs
             .config()
@@ -223,7 +244,7 @@ impl SqsPoller {
         };
         let to_delete = match self.invoker.invoke(function, &event).await {
             Err(error) => {
-                tracing::error!(%function, queue = %self.mapping.queue_url, %error, "sqs batch invocation failed; messages will be retried");
+                tracing::error!(%function, queue = %queue_url, %error, "sqs batch invocation failed; messages will be retried");
                 None
             }
             Ok(result) => {
@@ -257,6 +278,7 @@ impl SqsPoller {
             .collect();
         tracing::info!(
             %function,
+            queue = %queue_url,
             received = messages.len(),
             deleting = entries.len(),
             retrying = messages.len() - entries.len(),
@@ -269,7 +291,7 @@ impl SqsPoller {
         let deleted = self
             .sqs
             .delete_message_batch()
-            .queue_url(&self.mapping.queue_url)
+            .queue_url(&queue_url)
             .set_entries(Some(entries))
             .send()
             .await
@@ -286,15 +308,16 @@ impl SqsPoller {
         Ok(outcome)
     }
 
-    /// The queue's ARN, fetched once with GetQueueAttributes.
-    async fn queue_arn(&mut self) -> Result<String, String> {
-        if let Some(arn) = &self.queue_arn {
+    /// The ARN of queue `lane`, fetched once with GetQueueAttributes.
+    async fn queue_arn(&mut self, lane: usize) -> Result<String, String> {
+        if let Some(arn) = &self.queue_arns[lane] {
             return Ok(arn.clone());
         }
+        let queue_url = &self.mapping.queue_urls[lane];
         let attributes = self
             .sqs
             .get_queue_attributes()
-            .queue_url(&self.mapping.queue_url)
+            .queue_url(queue_url)
             .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
@@ -308,8 +331,8 @@ impl SqsPoller {
             .attributes()
             .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn))
             .cloned()
-            .ok_or_else(|| format!("queue {} has no QueueArn attribute", self.mapping.queue_url))?;
-        self.queue_arn = Some(arn.clone());
+            .ok_or_else(|| format!("queue {queue_url} has no QueueArn attribute"))?;
+        self.queue_arns[lane] = Some(arn.clone());
         Ok(arn)
     }
 }

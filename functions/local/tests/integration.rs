@@ -388,7 +388,7 @@ async fn sqs_poller_deletes_all_but_reported_failures() {
     let (invoke_url, recorded) = start_fake_invoke_api().await;
     let invoker = Invoker::new(&invoke_url, Duration::from_secs(10)).expect("invoker");
     let mapping = SqsMapping {
-        queue_url: queue_url.clone(),
+        queue_urls: vec![queue_url.clone()],
         function: "worker".to_string(),
     };
     let mut poller = SqsPoller::new(sqs.clone(), invoker, mapping, 10);
@@ -446,6 +446,56 @@ async fn sqs_poller_deletes_all_but_reported_failures() {
 }
 
 #[tokio::test]
+async fn sqs_poller_serves_priority_lanes_most_urgent_first() {
+    let Some(sqs) = emulator_sqs("sqs_poller_serves_priority_lanes_most_urgent_first").await else {
+        return;
+    };
+    let (urgent, standard, bulk) = (
+        create_fifo_queue(&sqs).await,
+        create_fifo_queue(&sqs).await,
+        create_fifo_queue(&sqs).await,
+    );
+    // Queued in the reverse order of urgency.
+    send(&sqs, &bulk, "bulk-1", "job-b1").await;
+    send(&sqs, &bulk, "bulk-2", "job-b2").await;
+    send(&sqs, &standard, "standard-1", "job-s").await;
+    send(&sqs, &urgent, "urgent-1", "job-u").await;
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(10)).expect("invoker");
+    let mapping = SqsMapping {
+        queue_urls: vec![urgent.clone(), standard.clone(), bulk.clone()],
+        function: "worker".to_string(),
+    };
+    let mut poller = SqsPoller::new(sqs.clone(), invoker, mapping, 1);
+
+    let mut served = Vec::new();
+    for round in 0..8 {
+        if round == 2 {
+            // Urgent work arriving later still goes before the bulk backlog.
+            send(&sqs, &urgent, "urgent-2", "job-u2").await;
+        }
+        if poller.poll_once().await.expect("poll").received == 0 {
+            break;
+        }
+        let calls = invocations(&recorded);
+        let (_, event) = calls.last().expect("an invocation");
+        served.push(
+            event["Records"][0]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        served,
+        ["urgent-1", "standard-1", "urgent-2", "bulk-1", "bulk-2"]
+    );
+    for queue_url in [urgent, standard, bulk] {
+        let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+    }
+}
+
+#[tokio::test]
 async fn sqs_poller_deletes_nothing_when_the_invocation_fails() {
     let Some(sqs) = emulator_sqs("sqs_poller_deletes_nothing_when_the_invocation_fails").await
     else {
@@ -457,7 +507,7 @@ async fn sqs_poller_deletes_nothing_when_the_invocation_fails() {
     let (invoke_url, _recorded) = start_fake_invoke_api().await;
     let invoker = Invoker::new(&invoke_url, Duration::from_secs(10)).expect("invoker");
     let mapping = SqsMapping {
-        queue_url: queue_url.clone(),
+        queue_urls: vec![queue_url.clone()],
         function: "broken".to_string(),
     };
     let mut poller = SqsPoller::new(sqs.clone(), invoker, mapping, 10);
@@ -489,7 +539,7 @@ async fn sqs_poller_deletes_nothing_when_the_invocation_fails() {
     // Unreachable Invoke API: same outcome.
     let unreachable = Invoker::new("http://127.0.0.1:9", Duration::from_secs(2)).expect("invoker");
     let mapping = SqsMapping {
-        queue_url: queue_url.clone(),
+        queue_urls: vec![queue_url.clone()],
         function: "worker".to_string(),
     };
     let mut poller = SqsPoller::new(sqs.clone(), unreachable, mapping, 10);

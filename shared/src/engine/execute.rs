@@ -221,6 +221,7 @@ pub async fn submit(
         max_new_turns: budget.max_new_turns as u32,
         prompt_tokens: prompt_tokens as u32,
         estimated_cost_per_1k_tokens: flavor.estimated_cost_per_1k_tokens,
+        priority: flavor.priority,
     };
 
     let job_id = Uuid::new_v4();
@@ -301,7 +302,7 @@ pub async fn submit(
         step: 0,
         context: Vec::new(),
     };
-    if let Err(error) = gateway.queue.send(&first).await {
+    if let Err(error) = gateway.queue.send(&first, job.lane()).await {
         // Never leave a queued job that no message will ever run.
         let mut failed = job.clone();
         failed.status = JobStatus::Failed;

@@ -86,7 +86,7 @@ impl Gateway {
                 env.catalog_table,
             )),
             blobs: Arc::new(S3Blobs::new(clients.s3.clone(), env.bucket)),
-            queue: Arc::new(SqsJobQueue::new(clients.sqs.clone(), env.job_queue_url)),
+            queue: Arc::new(SqsJobQueue::new(clients.sqs.clone(), env.job_queues)),
             secrets: Arc::new(KmsSecrets::new(clients.kms.clone())),
             llm: Arc::new(OpenAiClient::new(limits.llm_timeout)),
             limits,

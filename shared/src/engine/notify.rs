@@ -324,6 +324,7 @@ mod tests {
                 max_new_turns: 10,
                 prompt_tokens: 10,
                 estimated_cost_per_1k_tokens: Some(0.5),
+                priority: 5,
             },
             progress: JobProgress {
                 step,

@@ -63,6 +63,7 @@ pub fn job_json(job: &Job) -> Value {
         "organization_id": job.organization_id,
         "status": job.status,
         "processing_mode": job.processing_mode,
+        "priority": job.settings.priority,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "completed_at": job.completed_at,

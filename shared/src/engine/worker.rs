@@ -109,7 +109,7 @@ async fn resend_next(gateway: &Gateway, job: &Job, message: &StepMessage) -> IoR
     };
     let counter = load_or_default(&job.settings.tokenizer);
     let next = next_message(job, message, &previous.output, &counter);
-    gateway.queue.send(&next).await?;
+    gateway.queue.send(&next, job.lane()).await?;
     Ok(StepOutcome::Advanced {
         next_step: next.step,
     })
@@ -357,7 +357,7 @@ async fn advance(
         return Ok(StepOutcome::Skipped("job advanced concurrently"));
     }
     let next = next_message(&job, message, &output.output, counter);
-    gateway.queue.send(&next).await?;
+    gateway.queue.send(&next, job.lane()).await?;
     Ok(StepOutcome::Advanced {
         next_step: next.step,
     })

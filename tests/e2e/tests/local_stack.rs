@@ -150,6 +150,72 @@ async fn summary_jobs_run_end_to_end() {
 }
 
 #[tokio::test]
+async fn an_urgent_job_overtakes_queued_bulk_jobs() {
+    let stack = TestStack::start().await;
+    stack.add_iterative_flavor("bulk", |f| f.priority = 9).await;
+    stack
+        .add_iterative_flavor("urgent", |f| f.priority = 0)
+        .await;
+    let run = LocalRun::start(&stack, 30);
+    let client = reqwest::Client::new();
+    stack.mock.set_latency(Duration::from_millis(100));
+
+    // Two bulk jobs of 10 batches each, then an urgent one of 5 batches.
+    let mut bulk_ids = Vec::new();
+    for _ in 0..2 {
+        let accepted = run
+            .submit(
+                json!({"input": transcript(120), "flavor_name": "bulk", "organization_id": ORG}),
+            )
+            .await;
+        bulk_ids.push(accepted["job_id"].as_str().unwrap().to_string());
+    }
+    let urgent_input = transcript(60).replace("Turn ", "Urgent turn ");
+    let accepted = run
+        .submit(json!({"input": urgent_input, "flavor_name": "urgent", "organization_id": ORG}))
+        .await;
+    let urgent_id = accepted["job_id"].as_str().unwrap().to_string();
+
+    let batches = |job: &Value| job["progress"]["total_batches"].as_u64().unwrap() as usize;
+    let (urgent, _) = wait_finished(&client, &run, &urgent_id).await;
+    assert_eq!(urgent["status"], "completed", "{urgent}");
+    let urgent_batches = batches(&urgent);
+    let mut total_batches = urgent_batches;
+    for bulk_id in &bulk_ids {
+        let (bulk, _) = wait_finished(&client, &run, bulk_id).await;
+        assert_eq!(bulk["status"], "completed", "{bulk}");
+        assert!(
+            urgent["completed_at"].as_str() < bulk["completed_at"].as_str(),
+            "urgent job {urgent_id} finished after bulk job {bulk_id}"
+        );
+        assert!(
+            batches(&bulk) > urgent_batches,
+            "bulk jobs are the longer ones"
+        );
+        total_batches += batches(&bulk);
+    }
+    // Once the urgent job started, its steps ran back to back: no bulk call in between,
+    // and bulk work was still waiting after it.
+    let is_urgent: Vec<bool> = stack
+        .mock
+        .answered_prompts()
+        .iter()
+        .map(|prompt| prompt.contains("Urgent turn"))
+        .collect();
+    assert_eq!(is_urgent.len(), total_batches, "one call per batch");
+    let first = is_urgent.iter().position(|u| *u).expect("urgent calls");
+    let urgent_run = &is_urgent[first..first + urgent_batches];
+    assert!(
+        urgent_run.iter().all(|u| *u),
+        "urgent calls interleaved with bulk ones: {is_urgent:?}"
+    );
+    assert!(
+        first + urgent_batches < total_batches,
+        "no bulk work was left behind the urgent job: {is_urgent:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
     // Short visibility timeout so the interrupted step comes back quickly.
     let stack = TestStack::start_with_visibility_timeout(4).await;

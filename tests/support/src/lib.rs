@@ -145,7 +145,11 @@ impl TestStack {
             jobs_table: var("GATEWAY_JOBS_TABLE"),
             catalog_table: var("GATEWAY_CATALOG_TABLE"),
             bucket: var("GATEWAY_BUCKET"),
-            job_queue_url: var("GATEWAY_JOB_QUEUE_URL"),
+            job_queues: gateway_core::aws::LaneQueueUrls {
+                urgent: var("GATEWAY_JOB_QUEUE_URGENT_URL"),
+                standard: var("GATEWAY_JOB_QUEUE_URL"),
+                bulk: var("GATEWAY_JOB_QUEUE_BULK_URL"),
+            },
             kms_key_id: Some(var("GATEWAY_KMS_KEY_ID")),
         };
         let dead_letter_queue_url = var("GATEWAY_JOB_DLQ_URL");
@@ -165,15 +169,19 @@ impl TestStack {
     }
 
     /// Receives up to 10 visible messages of `queue_url` as a Lambda SQS event (None when
-    /// the queue has nothing visible).
+    /// the queue has nothing visible after a 1 s long poll).
     pub async fn receive_event(&self, queue_url: &str) -> Option<SqsEvent> {
+        self.receive_event_waiting(queue_url, 1).await
+    }
+
+    async fn receive_event_waiting(&self, queue_url: &str, wait_seconds: i32) -> Option<SqsEvent> {
         let output = self
             .clients
             .sqs
             .receive_message()
             .queue_url(queue_url)
             .max_number_of_messages(10)
-            .wait_time_seconds(1)
+            .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .send()
             .await
@@ -350,11 +358,12 @@ pub fn api_request(
 
 impl TestStack {
     /// Runs up to `max_messages` queued step messages through the core worker (no Lambda
-    /// glue), deleting each after it is processed; returns how many ran.
+    /// glue), taking them from the most urgent non-empty lane first and deleting each
+    /// after it is processed; returns how many ran.
     pub async fn run_worker_steps(&self, max_messages: usize) -> usize {
         let mut ran = 0;
         while ran < max_messages {
-            let Some(event) = self.receive_event(&self.env.job_queue_url).await else {
+            let Some((queue_url, event)) = self.receive_step_event().await else {
                 break;
             };
             for record in &event.records {
@@ -366,18 +375,53 @@ impl TestStack {
                     .expect("step processed");
                 ran += 1;
             }
-            self.acknowledge(
-                &self.env.job_queue_url,
-                &event,
-                &SqsBatchResponse::default(),
-            )
-            .await;
+            self.acknowledge(queue_url, &event, &SqsBatchResponse::default())
+                .await;
         }
         ran
+    }
+
+    /// Receives a batch of step messages from the most urgent lane that has one.
+    pub async fn receive_step_event(&self) -> Option<(&str, SqsEvent)> {
+        let lanes = &self.env.job_queues;
+        // Short polls on the urgent lanes; the last one waits a little for stragglers.
+        for (queue_url, wait_seconds) in
+            [(&lanes.urgent, 0), (&lanes.standard, 0), (&lanes.bulk, 1)]
+        {
+            if let Some(event) = self.receive_event_waiting(queue_url, wait_seconds).await {
+                return Some((queue_url.as_str(), event));
+            }
+        }
+        None
     }
 }
 
 impl TestStack {
+    /// Stores a copy of the seeded iterative flavor named `name` (not default), changed
+    /// by `edit`, and returns it.
+    pub async fn add_iterative_flavor(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut gateway_core::domain::Flavor),
+    ) -> gateway_core::domain::Flavor {
+        use gateway_core::ports::Catalog;
+        let mut flavor = self
+            .catalog
+            .flavor(seeds::SUMMARIZE_SERVICE_ID, seeds::ITERATIVE_FLAVOR_ID)
+            .await
+            .expect("read the seeded flavor")
+            .expect("seeded iterative flavor");
+        flavor.id = Uuid::new_v4();
+        flavor.name = name.to_string();
+        flavor.is_default = false;
+        edit(&mut flavor);
+        self.catalog
+            .put_flavor(&flavor)
+            .await
+            .expect("store flavor");
+        flavor
+    }
+
     /// A provisioned variable of this stack.
     pub fn var(&self, name: &str) -> &str {
         self.vars

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Usage: infra/bench-packaging.sh [VARIANT...]
+# Builds the release binaries of the deployed functions for the host once per profile
+# variant and reports, per function: binary size, cold start (spawn -> first
+# GET /2018-06-01/runtime/invocation/next on a local Runtime API stub, median and p90 of
+# RUNS runs), first-invoke latency (the function's sample event from events/ -> its
+# response) and peak RSS (VmHWM); then the text-pipeline speed per variant
+# (cargo bench -p gateway-core --bench text_pipeline under the same profile), and the
+# ratios of every variant to the opt-level 3 build of the same run.
+#
+# A VARIANT is an opt-level (3, 2, s, z) with optional suffixes:
+#   +hot   the packages of HOT_PACKAGES (token counting, normalisation) stay at opt-level 3
+#   +fat   lto = "fat", codegen-units = 1 (instead of Cargo.toml's lto / codegen-units)
+# "cargo" builds with [profile.release] of Cargo.toml exactly as it is.
+# Every other variant pins the opt-level of the whole graph, HOT_PACKAGES included, so the
+# result does not depend on the per-package overrides Cargo.toml may hold.
+#
+# Env: VARIANTS (default "3 s s+hot"; arguments win), RUNS (20), WARMUP (1),
+#      PIPELINE_VARIANTS (variants that also run the text-pipeline bench; default all,
+#      "none" to skip), HOT_PACKAGES, MEMORY_MB (1024, the template's MemorySize), MOTO_PORT (default: a free port),
+#      RESULTS_DIR (default target/packaging-results), SKIP_BUILD=1 (reuse the binaries).
+# Target dirs: target/packaging-<label> (one per variant; never the default target dir).
+# The emulator runs with GATEWAY_STATE_DIR=.local/bench-packaging and is stopped on exit.
+set -euo pipefail
+
+# The deployed functions (binary names); functions/local is dev-only and not measured.
+FUNCTIONS="execute jobs batch-worker ws"
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+VARIANTS="${*:-${VARIANTS:-3 s s+hot}}"
+RUNS="${RUNS:-20}"
+WARMUP="${WARMUP:-1}"
+MEMORY_MB="${MEMORY_MB:-1024}"
+PIPELINE_VARIANTS="${PIPELINE_VARIANTS:-$VARIANTS}"
+HOT_PACKAGES="${HOT_PACKAGES:-gateway-core tiktoken regex regex-automata fancy-regex tokenizers ruzstd rustc-hash memchr aho-corasick}"
+RESULTS="${RESULTS_DIR:-$REPO/target/packaging-results}"
+STATE_DIR="$REPO/.local/bench-packaging"
+HELPER="$HERE/bench_runtime_api.py"
+
+log() { echo "bench-packaging: $*" >&2; }
+
+# The sample event each function is measured with.
+event_for() {
+    case "$1" in
+        jobs) echo "$REPO/events/jobs-get.json" ;;
+        batch-worker) echo "$REPO/events/batch-worker-sqs.json" ;;
+        ws) echo "$REPO/events/ws-connect.json" ;;
+        *) echo "$REPO/events/$1.json" ;;
+    esac
+}
+
+# o3, os, os-hot3, oz-fat, cargo ...
+label_for() {
+    local variant="$1" label
+    [ "$variant" = cargo ] && { echo cargo; return; }
+    label="o${variant%%+*}"
+    case "$variant" in *+hot*) label="$label-hot3" ;; esac
+    case "$variant" in *+fat*) label="$label-fat" ;; esac
+    echo "$label"
+}
+
+# Fills the array PROFILE_ARGS with the cargo --config arguments of a variant for the
+# profile $2 (release or bench); prints a human-readable summary on stdout.
+PROFILE_ARGS=()
+profile_args() {
+    local variant="$1" profile="$2" level hot_level package
+    PROFILE_ARGS=()
+    if [ "$variant" = cargo ]; then
+        echo "[profile.release] of Cargo.toml"
+        return
+    fi
+    level="${variant%%+*}"
+    case "$level" in
+        0 | 1 | 2 | 3) ;;
+        s | z) level="\"$level\"" ;;
+        *) log "unknown opt-level in variant '$variant'"; exit 2 ;;
+    esac
+    hot_level="$level"
+    case "$variant" in *+hot*) hot_level=3 ;; esac
+    PROFILE_ARGS+=(--config "profile.$profile.opt-level=$level")
+    for package in $HOT_PACKAGES; do
+        PROFILE_ARGS+=(--config "profile.$profile.package.$package.opt-level=$hot_level")
+    done
+    case "$variant" in
+        *+fat*) PROFILE_ARGS+=(--config "profile.$profile.lto=\"fat\"" --config "profile.$profile.codegen-units=1") ;;
+    esac
+    echo "opt-level=$level, HOT_PACKAGES opt-level=$hot_level$(case "$variant" in *+fat*) echo ', lto=fat, codegen-units=1' ;; esac)"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+mkdir -p "$RESULTS"
+rm -f "$RESULTS"/*.measure.json "$RESULTS"/sizes.tsv "$RESULTS"/pipeline-*.txt "$RESULTS"/flags-*.txt
+PACKAGE_ARGS=()
+for function in $FUNCTIONS; do PACKAGE_ARGS+=(-p "$function"); done
+
+# ---------------------------------------------------------------- build
+LABELS=()
+for variant in $VARIANTS; do
+    label="$(label_for "$variant")"
+    LABELS+=("$label")
+    target="$REPO/target/packaging-$label"
+    summary="$(profile_args "$variant" release)"
+    profile_args "$variant" release >/dev/null
+    echo "$summary" >"$RESULTS/flags-$label.txt"
+    if [ "${SKIP_BUILD:-0}" != 1 ]; then
+        log "building $label ($summary) into $target"
+        start=$SECONDS
+        (cd "$REPO" && CARGO_TARGET_DIR="$target" cargo build --release --locked \
+            ${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"} "${PACKAGE_ARGS[@]}")
+        log "built $label in $((SECONDS - start)) s"
+    fi
+    for function in $FUNCTIONS; do
+        binary="$target/release/$function"
+        [ -x "$binary" ] || { log "missing $binary (build it, or drop SKIP_BUILD)"; exit 1; }
+        printf '%s\t%s\t%s\n' "$label" "$function" "$(stat -c %s "$binary")" >>"$RESULTS/sizes.tsv"
+    done
+done
+
+# ---------------------------------------------------------------- emulator
+export GATEWAY_STATE_DIR="$STATE_DIR"
+MOTO_PORT="${MOTO_PORT:-$(free_port)}"
+export MOTO_PORT
+cleanup() { bash "$REPO/localstack/stop.sh" || true; }
+trap cleanup EXIT
+log "starting the emulator on 127.0.0.1:$MOTO_PORT (state in $STATE_DIR)"
+bash "$REPO/localstack/start.sh" >/dev/null
+# GATEWAY_* resources and AWS_ENDPOINT_URL/AWS_REGION/credentials for the emulator.
+# shellcheck source=/dev/null
+. "$STATE_DIR/stack.env"
+# ws builds a management API client at start-up; $connect never posts to it.
+export GATEWAY_WS_MANAGEMENT_URL="http://127.0.0.1:9"
+export RUST_LOG="${RUST_LOG:-warn}"
+
+# ---------------------------------------------------------------- cold start, invoke, RSS
+log "measuring $RUNS runs (+$WARMUP warm-up) per function and variant, variants interleaved; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for function in $FUNCTIONS; do
+    specs=()
+    for label in "${LABELS[@]}"; do
+        specs+=("$label=$REPO/target/packaging-$label/release/$function")
+    done
+    python3 "$HELPER" measure --function "$function" --event "$(event_for "$function")" \
+        --runs "$RUNS" --warmup "$WARMUP" --memory "$MEMORY_MB" --log-dir "$RESULTS" \
+        --out "$RESULTS/$function.measure.json" "${specs[@]}"
+done
+
+# ---------------------------------------------------------------- text pipeline
+if [ "$PIPELINE_VARIANTS" != none ]; then
+    for variant in $PIPELINE_VARIANTS; do
+        label="$(label_for "$variant")"
+        target="$REPO/target/packaging-$label"
+        # cargo bench uses the bench profile (which inherits release): pin both.
+        profile_args "$variant" release >/dev/null
+        args=(${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"})
+        profile_args "$variant" bench >/dev/null
+        args+=(${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"})
+        log "text pipeline bench for $label"
+        start=$SECONDS
+        (cd "$REPO" && CARGO_TARGET_DIR="$target" cargo bench --locked ${args[@]+"${args[@]}"} \
+            -p gateway-core --bench text_pipeline) >"$RESULTS/pipeline-$label.txt" \
+            2>"$RESULTS/pipeline-$label.log"
+        log "text pipeline bench for $label: $((SECONDS - start)) s (build included)"
+    done
+fi
+
+# ---------------------------------------------------------------- report
+baseline="$(label_for 3)"
+order="${LABELS[*]}"
+python3 "$HELPER" report --results "$RESULTS" --baseline "$baseline" --order "$order" \
+    --functions "$FUNCTIONS" \
+    | tee "$RESULTS/report.txt"
+log "raw samples, logs and report.txt in $RESULTS"
