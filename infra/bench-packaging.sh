@@ -18,8 +18,15 @@
 # Env: VARIANTS (default "3 s s+hot"; arguments win), RUNS (20), WARMUP (1),
 #      PIPELINE_VARIANTS (variants that also run the text-pipeline bench; default all,
 #      "none" to skip), HOT_PACKAGES, MEMORY_MB (1024, the template's MemorySize), MOTO_PORT (default: a free port),
-#      RESULTS_DIR (default target/packaging-results), SKIP_BUILD=1 (reuse the binaries).
-# Target dirs: target/packaging-<label> (one per variant; never the default target dir).
+#      RESULTS_DIR (default target/packaging-results), SKIP_BUILD=1 (measure the binaries
+#      already in RESULTS_DIR/bin), SNAPSHOT (what is built, extracted once to
+#      target/packaging-src so that edits made while the script runs cannot reach some
+#      variants only: "head" (default) = git archive HEAD; "worktree" = the working tree's
+#      tracked and untracked files; "none" builds the checkout in place), PACKAGING_TARGET_DIR (one target dir
+#      shared by every variant: cargo keeps artifacts of different profiles apart, so this
+#      only saves build time).
+# Target dirs: target/packaging-<label> (one per variant; never the default target dir);
+# each variant's binaries are copied to RESULTS_DIR/bin/<label>/ before the next build.
 # The emulator runs with GATEWAY_STATE_DIR=.local/bench-packaging and is stopped on exit.
 set -euo pipefail
 
@@ -93,7 +100,37 @@ free_port() {
 }
 
 mkdir -p "$RESULTS"
-rm -f "$RESULTS"/*.measure.json "$RESULTS"/sizes.tsv "$RESULTS"/pipeline-*.txt "$RESULTS"/flags-*.txt
+rm -f "$RESULTS"/*.measure.json "$RESULTS"/*.log "$RESULTS"/sizes.tsv "$RESULTS"/pipeline-*.txt "$RESULTS"/flags-*.txt
+
+# ---------------------------------------------------------------- source snapshot
+SRC="$REPO"
+case "${SNAPSHOT:-head}" in
+    none) ;;
+    worktree | head)
+        SRC="$REPO/target/packaging-src"
+        rm -rf "$SRC"
+        mkdir -p "$SRC"
+        if [ "${SNAPSHOT:-head}" = head ]; then
+            git -C "$REPO" archive HEAD | tar -x -C "$SRC"
+        else
+            (cd "$REPO" && git ls-files -z -co --exclude-standard \
+                | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -x -C "$SRC"
+        fi
+        log "building from a snapshot of the ${SNAPSHOT:-head} in $SRC"
+        ;;
+    *) log "SNAPSHOT must be worktree, head or none"; exit 2 ;;
+esac
+# The text-pipeline bench input (generated beside the checkout, as the bench itself does).
+BENCH_INPUT="$REPO/target/bench-data/t10.txt"
+if [ ! -s "$BENCH_INPUT" ]; then
+    mkdir -p "$(dirname "$BENCH_INPUT")"
+    python3 "$REPO/../shared/tools/gen_transcript.py" --mb 10 --seed 1 >"$BENCH_INPUT"
+fi
+export BENCH_INPUT
+
+target_for() {
+    if [ -n "${PACKAGING_TARGET_DIR:-}" ]; then echo "$PACKAGING_TARGET_DIR"; else echo "$REPO/target/packaging-$1"; fi
+}
 PACKAGE_ARGS=()
 for function in $FUNCTIONS; do PACKAGE_ARGS+=(-p "$function"); done
 
@@ -102,19 +139,22 @@ LABELS=()
 for variant in $VARIANTS; do
     label="$(label_for "$variant")"
     LABELS+=("$label")
-    target="$REPO/target/packaging-$label"
+    target="$(target_for "$label")"
+    bin="$RESULTS/bin/$label"
     summary="$(profile_args "$variant" release)"
     profile_args "$variant" release >/dev/null
     echo "$summary" >"$RESULTS/flags-$label.txt"
     if [ "${SKIP_BUILD:-0}" != 1 ]; then
         log "building $label ($summary) into $target"
         start=$SECONDS
-        (cd "$REPO" && CARGO_TARGET_DIR="$target" cargo build --release --locked \
+        (cd "$SRC" && CARGO_TARGET_DIR="$target" cargo build --release --locked \
             ${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"} "${PACKAGE_ARGS[@]}")
         log "built $label in $((SECONDS - start)) s"
+        mkdir -p "$bin"
+        for function in $FUNCTIONS; do cp "$target/release/$function" "$bin/$function"; done
     fi
     for function in $FUNCTIONS; do
-        binary="$target/release/$function"
+        binary="$bin/$function"
         [ -x "$binary" ] || { log "missing $binary (build it, or drop SKIP_BUILD)"; exit 1; }
         printf '%s\t%s\t%s\n' "$label" "$function" "$(stat -c %s "$binary")" >>"$RESULTS/sizes.tsv"
     done
@@ -140,7 +180,7 @@ log "measuring $RUNS runs (+$WARMUP warm-up) per function and variant, variants 
 for function in $FUNCTIONS; do
     specs=()
     for label in "${LABELS[@]}"; do
-        specs+=("$label=$REPO/target/packaging-$label/release/$function")
+        specs+=("$label=$RESULTS/bin/$label/$function")
     done
     python3 "$HELPER" measure --function "$function" --event "$(event_for "$function")" \
         --runs "$RUNS" --warmup "$WARMUP" --memory "$MEMORY_MB" --log-dir "$RESULTS" \
@@ -151,7 +191,7 @@ done
 if [ "$PIPELINE_VARIANTS" != none ]; then
     for variant in $PIPELINE_VARIANTS; do
         label="$(label_for "$variant")"
-        target="$REPO/target/packaging-$label"
+        target="$(target_for "$label")"
         # cargo bench uses the bench profile (which inherits release): pin both.
         profile_args "$variant" release >/dev/null
         args=(${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"})
@@ -159,7 +199,7 @@ if [ "$PIPELINE_VARIANTS" != none ]; then
         args+=(${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"})
         log "text pipeline bench for $label"
         start=$SECONDS
-        (cd "$REPO" && CARGO_TARGET_DIR="$target" cargo bench --locked ${args[@]+"${args[@]}"} \
+        (cd "$SRC" && CARGO_TARGET_DIR="$target" cargo bench --locked ${args[@]+"${args[@]}"} \
             -p gateway-core --bench text_pipeline) >"$RESULTS/pipeline-$label.txt" \
             2>"$RESULTS/pipeline-$label.log"
         log "text pipeline bench for $label: $((SECONDS - start)) s (build included)"

@@ -29,7 +29,7 @@ export PATH="$VENV/bin:$PATH"
 PY="$VENV/bin/python"
 
 say "building the function binaries, functions/local and the mock LLM"
-cargo build --bins -p execute -p jobs -p batch-worker -p ws -p local -p mock-llm
+cargo build --bins -p execute -p jobs -p catalog -p batch-worker -p ws -p local -p mock-llm
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug"
 
 PIDS=()
@@ -64,7 +64,7 @@ cargo lambda watch -A 127.0.0.1 -P "$RUNTIME_PORT" --only-lambda-apis --ignore-c
 PIDS+=($!)
 for _ in $(seq 300); do port_free "$RUNTIME_PORT" || break; sleep 0.2; done
 export GATEWAY_WS_MANAGEMENT_URL="http://127.0.0.1:$WS_PORT"
-for fn in execute jobs batch-worker ws; do
+for fn in execute jobs catalog batch-worker ws; do
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$RUNTIME_PORT/.rt/$fn" AWS_LAMBDA_FUNCTION_NAME="$fn" \
     AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
         "$BIN/$fn" >"$STATE/$fn.log" 2>&1 &

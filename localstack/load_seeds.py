@@ -1,30 +1,41 @@
 #!/usr/bin/env python3
-"""Load catalog seeds into the `P-catalog` table (docs/local-contract.md).
+"""Load catalog seeds into the `P-catalog` table (docs/local-contract.md), idempotently and
+without overwriting edits: an object that already exists is kept as it is.
 
 Usage: load_seeds.py --endpoint http://127.0.0.1:4566 --prefix llmgw --seeds seeds/
 
-Reads, relative to --seeds:
-  providers.json        list of providers. String values may hold ${VAR} or ${VAR:-default},
-                        filled from the environment. A non-empty `api_key` is encrypted with
-                        KMS (alias/P-provider-keys) and stored base64 as `api_key_ciphertext`;
+Reads, relative to --seeds (each file optional):
+  service-types.json    service types (code, name {en,fr}, supports_*, default_processing_mode)
+  prompt-types.json     prompt types (code, name, service_type code)
+  providers.json        providers. String values may hold ${VAR} or ${VAR:-default}, filled
+                        from the environment. A non-empty `api_key` is encrypted with KMS
+                        (alias/P-provider-keys) and stored base64 as `api_key_ciphertext`;
                         `api_key` itself is never stored.
-  models.json           list of models.
-  services/*.json       one service each, with an embedded `flavors` list. The service is
-                        stored without `flavors`; each flavor gets `service_id`. A field named
-                        `X_file` (path relative to --seeds) becomes `X` holding the file's text.
-Floats become Decimal, nulls are dropped. put_item overwrites, so reruns are idempotent.
+  models.json           models.
+  prompts.json          prompts; `content_file` (path relative to --seeds) gives `content`.
+  presets.json          flavor presets (system presets).
+  services/*.json       one service each, with an embedded `flavors` list; each flavor gets
+                        `service_id`. A field named `X_file` becomes `X` holding the file's text.
+Every record gets `kind`, `id` (a fixed uuid5 of its kind and name when the seed has none),
+`created_at`/`updated_at`, and the unique-name claims the catalog API checks (the key
+formats of gateway_core::engine::catalog). Floats become Decimal, nulls are dropped.
 """
 import argparse
 import base64
+import datetime
 import glob
 import json
 import os
 import re
 import sys
+import uuid
 from decimal import Decimal
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
+
+SEED_NAMESPACE = uuid.UUID("0b0d3f3e-5eed-4000-8000-000000000000")
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -80,10 +91,78 @@ def inline_files(obj, seeds_dir, where):
     return out
 
 
-def require_id(obj, where):
-    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not obj["id"]:
-        raise SystemExit(f"load_seeds: {where}: every entry needs a non-empty string `id`")
-    return obj["id"]
+def scoped(kind, org, value):
+    return f"{kind}:{org or '*'}:{value.strip().lower()}"
+
+
+def unique_keys(kind, body):
+    """The unique-name claims of a record (same formats as the catalog API)."""
+    if kind == "PROVIDER":
+        return [f"provider-name:{body['name'].strip().lower()}"]
+    if kind == "MODEL":
+        return [f"model-identifier:{body['provider_id']}:{body['model_identifier'].strip()}"]
+    if kind == "SERVICE":
+        org = body.get("organization_id")
+        return [scoped("service-name", org, body["name"]), scoped("service-route", org, body["route"])]
+    if kind == "FLAVOR":
+        return [f"flavor-name:{body['service_id']}:{body['name'].strip().lower()}"]
+    if kind == "PROMPT":
+        return [scoped("prompt-name", body.get("organization_id"), body["name"])]
+    if kind == "SERVICE_TYPE":
+        return [f"service-type:{body['code']}"]
+    if kind == "PROMPT_TYPE":
+        return [f"prompt-type:{body['code']}"]
+    if kind == "PRESET":
+        return [f"preset-name:{body['name'].strip().lower()}"]
+    return []
+
+
+def with_id(kind, body, natural_key, where):
+    """The record with its id: the seed's, or a fixed uuid5 of kind and natural key."""
+    body = dict(body)
+    if not body.get("id"):
+        if not body.get(natural_key):
+            raise SystemExit(f"load_seeds: {where}: needs `id` or `{natural_key}`")
+        body["id"] = str(uuid.uuid5(SEED_NAMESPACE, f"{kind}:{body[natural_key]}"))
+    return body
+
+
+class Loader:
+    def __init__(self, table):
+        self.table = table
+        self.now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.written, self.kept = {}, {}
+
+    def put(self, kind, body, pk, sk):
+        """Claims the record's unique keys, then writes it unless it exists."""
+        body = clean({**body, "created_at": body.get("created_at", self.now),
+                      "updated_at": body.get("updated_at", self.now)})
+        rid = body["id"]
+        for key in unique_keys(kind, body):
+            try:
+                self.table.put_item(
+                    Item={"pk": f"UNIQUE#{key}", "sk": "#UNIQUE", "owner": rid},
+                    ConditionExpression="attribute_not_exists(pk) OR #o = :o",
+                    ExpressionAttributeNames={"#o": "owner"},
+                    ExpressionAttributeValues={":o": rid})
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                print(f"load_seeds: warning: {kind.lower()} {rid}: '{key}' belongs to another object; seed skipped",
+                      file=sys.stderr)
+                self.kept[kind] = self.kept.get(kind, 0) + 1
+                return
+        try:
+            self.table.put_item(Item={**body, "pk": pk, "sk": sk, "kind": kind},
+                                ConditionExpression="attribute_not_exists(pk)")
+            self.written[kind] = self.written.get(kind, 0) + 1
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            self.kept[kind] = self.kept.get(kind, 0) + 1
+
+    def top(self, kind, body):
+        self.put(kind, body, f"{kind}#{body['id']}", f"#{kind}")
 
 
 def main():
@@ -103,48 +182,58 @@ def main():
     table = boto3.resource("dynamodb", **kw).Table(f"{args.prefix}-catalog")
     kms = boto3.client("kms", **kw)
     alias = f"alias/{args.prefix}-provider-keys"
-    items = []
+    loader = Loader(table)
 
-    path = os.path.join(seeds, "providers.json")
-    if os.path.exists(path):
-        for i, prov in enumerate(substitute(load_json(path))):
-            pid = require_id(prov, f"providers.json[{i}]")
-            prov = dict(prov)
-            key = prov.pop("api_key", None)
-            prov.pop("api_key_ciphertext", None)
-            if key:
-                blob = kms.encrypt(KeyId=alias, Plaintext=key.encode("utf-8"))["CiphertextBlob"]
-                prov["api_key_ciphertext"] = base64.b64encode(blob).decode("ascii")
-            items.append({**prov, "pk": f"PROVIDER#{pid}", "sk": "#PROVIDER"})
+    def entries(name):
+        path = os.path.join(seeds, name)
+        return list(enumerate(load_json(path))) if os.path.exists(path) else []
 
-    path = os.path.join(seeds, "models.json")
-    if os.path.exists(path):
-        for i, model in enumerate(load_json(path)):
-            mid = require_id(model, f"models.json[{i}]")
-            items.append({**model, "pk": f"MODEL#{mid}", "sk": "#MODEL"})
-
+    service_type_ids = {}
+    for i, entry in entries("service-types.json"):
+        entry = with_id("SERVICE_TYPE", {"is_system": True, "is_active": True, **entry}, "code",
+                        f"service-types.json[{i}]")
+        service_type_ids[entry["code"]] = entry["id"]
+        loader.top("SERVICE_TYPE", entry)
+    for i, entry in entries("prompt-types.json"):
+        entry = with_id("PROMPT_TYPE", {"is_system": True, "is_active": True, **entry}, "code",
+                        f"prompt-types.json[{i}]")
+        code = entry.pop("service_type", None)
+        if code:
+            entry["service_type_id"] = service_type_ids.get(code)
+        loader.top("PROMPT_TYPE", entry)
+    for i, prov in enumerate(substitute([e for _, e in entries("providers.json")])):
+        prov = with_id("PROVIDER", prov, "name", f"providers.json[{i}]")
+        key = prov.pop("api_key", None)
+        prov.pop("api_key_ciphertext", None)
+        if key:
+            blob = kms.encrypt(KeyId=alias, Plaintext=key.encode("utf-8"))["CiphertextBlob"]
+            prov["api_key_ciphertext"] = base64.b64encode(blob).decode("ascii")
+        loader.top("PROVIDER", prov)
+    for i, model in enumerate(substitute([e for _, e in entries("models.json")])):
+        loader.top("MODEL", with_id("MODEL", model, "model_identifier", f"models.json[{i}]"))
+    for i, prompt in entries("prompts.json"):
+        prompt = inline_files(with_id("PROMPT", prompt, "name", f"prompts.json[{i}]"), seeds, f"prompt {i}")
+        loader.top("PROMPT", prompt)
+    for i, preset in entries("presets.json"):
+        preset = with_id("PRESET", {"is_system": True, "is_active": True, **preset}, "name", f"presets.json[{i}]")
+        loader.top("PRESET", preset)
     for path in sorted(glob.glob(os.path.join(seeds, "services", "*.json"))):
         name = os.path.relpath(path, seeds)
-        svc = load_json(path)
-        sid = require_id(svc, name)
+        svc = with_id("SERVICE", load_json(path), "name", name)
+        sid = svc["id"]
         flavors = svc.get("flavors") or []
         svc = inline_files({k: v for k, v in svc.items() if k != "flavors"}, seeds, name)
-        items.append({**svc, "pk": f"SERVICE#{sid}", "sk": "#SERVICE"})
+        svc.setdefault("route", svc["name"].strip().lower().replace(" ", "-").replace("_", "-"))
+        loader.top("SERVICE", svc)
         for j, fl in enumerate(flavors):
-            fid = require_id(fl, f"{name} flavors[{j}]")
-            fl = inline_files(fl, seeds, f"{name} flavor {fid}")
+            fl = inline_files(with_id("FLAVOR", fl, "name", f"{name} flavors[{j}]"), seeds, f"{name} flavor {j}")
             fl["service_id"] = sid
-            items.append({**fl, "pk": f"SERVICE#{sid}", "sk": f"FLAVOR#{fid}"})
+            loader.put("FLAVOR", fl, f"SERVICE#{sid}", f"FLAVOR#{fl['id']}")
 
-    with table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-        for item in items:
-            batch.put_item(Item=clean(item))
-    kinds = {}
-    for it in items:
-        kind = it["sk"].split("#")[1] if it["sk"].startswith("#") else "FLAVOR"
-        kinds[kind] = kinds.get(kind, 0) + 1
-    summary = ", ".join(f"{n} {k.lower()}" for k, n in sorted(kinds.items())) or "nothing"
-    print(f"load_seeds: wrote {summary} to {args.prefix}-catalog", file=sys.stderr)
+    def summary(counts):
+        return ", ".join(f"{n} {k.lower().replace('_', ' ')}" for k, n in sorted(counts.items())) or "nothing"
+    print(f"load_seeds: wrote {summary(loader.written)} to {args.prefix}-catalog; "
+          f"kept existing {summary(loader.kept)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,16 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use base64::Engine as _;
 use uuid::Uuid;
 
 use crate::domain::{Flavor, Job, Model, Provider, QueueLane, Service, StepMessage};
 use crate::ports::{
-    BlobStore, Catalog, ConnectionStore, Delivery, IoError, IoResult, JobPage, JobQuery, JobQueue,
-    JobStore, Notifier, Secrets, Topic,
+    BlobStore, Catalog, CatalogStore, CatalogWrite, ConnectionStore, Delivery, Expect, IoError,
+    IoResult, JobPage, JobQuery, JobQueue, JobStore, Notifier, Record, RecordKind, Secrets, Topic,
+    WriteError,
 };
 
 /// Maps an AWS SDK error to an [`IoError`] naming the operation, with the whole error
@@ -347,6 +349,12 @@ impl DynamoCatalog {
     async fn put<T: serde::Serialize>(&self, pk: String, sk: String, entity: &T) -> IoResult<()> {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(entity).map_err(|e| IoError::new("encode catalog item", e))?;
+        let kind = if sk.starts_with("FLAVOR#") {
+            "FLAVOR"
+        } else {
+            pk.split('#').next().unwrap_or_default()
+        };
+        item.insert("kind".into(), AttributeValue::S(kind.to_string()));
         item.insert("pk".into(), AttributeValue::S(pk));
         item.insert("sk".into(), AttributeValue::S(sk));
         self.client
@@ -443,6 +451,219 @@ impl Catalog for DynamoCatalog {
 
     async fn provider(&self, id: Uuid) -> IoResult<Option<Provider>> {
         self.get(format!("PROVIDER#{id}"), "#PROVIDER").await
+    }
+}
+
+/// GSI of the catalog table listing records by kind: hash `kind`, range `id`.
+const KIND_INDEX: &str = "by_kind";
+
+/// Keys of a catalog record: `{KIND}#{id}` / `#{KIND}`; flavors live in their service's
+/// partition, `SERVICE#{service}` / `FLAVOR#{id}`.
+fn record_key(kind: RecordKind, id: Uuid, parent: Option<Uuid>) -> (String, String) {
+    match (kind, parent) {
+        (RecordKind::Flavor, Some(service)) => {
+            (format!("SERVICE#{service}"), format!("FLAVOR#{id}"))
+        }
+        _ => (format!("{}#{id}", kind.tag()), format!("#{}", kind.tag())),
+    }
+}
+
+fn key_map(pk: String, sk: String) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_string(), AttributeValue::S(pk)),
+        ("sk".to_string(), AttributeValue::S(sk)),
+    ])
+}
+
+fn claim_key(key: &str) -> HashMap<String, AttributeValue> {
+    key_map(format!("UNIQUE#{key}"), "#UNIQUE".to_string())
+}
+
+fn record_from_item(kind: RecordKind, item: HashMap<String, AttributeValue>) -> IoResult<Record> {
+    let parent = match item.get("sk") {
+        Some(AttributeValue::S(sk)) if sk.starts_with("FLAVOR#") => match item.get("pk") {
+            Some(AttributeValue::S(pk)) => pk
+                .strip_prefix("SERVICE#")
+                .and_then(|id| Uuid::parse_str(id).ok()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut body: serde_json::Value = decode_catalog_item(item)?;
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("kind");
+    }
+    let id = body
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(|| IoError::new("decode catalog item", "record without a valid id"))?;
+    Ok(Record {
+        kind,
+        id,
+        parent,
+        body,
+    })
+}
+
+impl DynamoCatalog {
+    fn transact_item(&self, write: CatalogWrite) -> IoResult<TransactWriteItem> {
+        let built = match write {
+            CatalogWrite::Put { record, expect } => {
+                let (pk, sk) = record_key(record.kind, record.id, record.parent);
+                let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record.body)
+                    .map_err(|e| IoError::new("encode catalog item", e))?;
+                item.insert("kind".into(), AttributeValue::S(record.kind.tag().into()));
+                item.insert("id".into(), AttributeValue::S(record.id.to_string()));
+                item.extend(key_map(pk, sk));
+                let put = Put::builder().table_name(&self.table).set_item(Some(item));
+                let put = match expect {
+                    Expect::New => put.condition_expression("attribute_not_exists(pk)"),
+                    Expect::UpdatedAt(updated_at) => put
+                        .condition_expression("updated_at = :seen")
+                        .expression_attribute_values(":seen", AttributeValue::S(updated_at)),
+                };
+                TransactWriteItem::builder().put(
+                    put.build()
+                        .map_err(|e| IoError::new("encode catalog item", e))?,
+                )
+            }
+            CatalogWrite::Delete { kind, id, parent } => {
+                let (pk, sk) = record_key(kind, id, parent);
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key_map(pk, sk)))
+                    .build()
+                    .map_err(|e| IoError::new("encode catalog delete", e))?;
+                TransactWriteItem::builder().delete(delete)
+            }
+            CatalogWrite::Claim { key, owner } => {
+                let mut item = claim_key(&key);
+                item.insert("owner".into(), AttributeValue::S(owner.to_string()));
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk) OR #owner = :owner")
+                    .expression_attribute_names("#owner", "owner")
+                    .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+                    .build()
+                    .map_err(|e| IoError::new("encode unique key", e))?;
+                TransactWriteItem::builder().put(put)
+            }
+            CatalogWrite::Release { key } => {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(claim_key(&key)))
+                    .build()
+                    .map_err(|e| IoError::new("encode unique key", e))?;
+                TransactWriteItem::builder().delete(delete)
+            }
+        };
+        Ok(built.build())
+    }
+}
+
+#[async_trait]
+impl CatalogStore for DynamoCatalog {
+    async fn record(&self, kind: RecordKind, id: Uuid) -> IoResult<Option<Record>> {
+        if kind != RecordKind::Flavor {
+            let (pk, sk) = record_key(kind, id, None);
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key_map(pk, sk)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(sdk_error("read catalog"))?;
+            return output
+                .item
+                .map(|item| record_from_item(kind, item))
+                .transpose();
+        }
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(KIND_INDEX)
+            .key_condition_expression("kind = :kind AND id = :id")
+            .expression_attribute_values(":kind", AttributeValue::S(kind.tag().into()))
+            .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
+            .send()
+            .await
+            .map_err(sdk_error("find flavor"))?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .map(|item| record_from_item(kind, item))
+            .transpose()
+    }
+
+    async fn records(&self, kind: RecordKind) -> IoResult<Vec<Record>> {
+        let mut records = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(KIND_INDEX)
+                .key_condition_expression("kind = :kind")
+                .expression_attribute_values(":kind", AttributeValue::S(kind.tag().into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error("list catalog"))?;
+            for item in output.items.unwrap_or_default() {
+                records.push(record_from_item(kind, item)?);
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(records);
+            }
+        }
+    }
+
+    async fn write(&self, writes: Vec<CatalogWrite>) -> Result<(), WriteError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let items = writes
+            .iter()
+            .cloned()
+            .map(|write| self.transact_item(write))
+            .collect::<IoResult<Vec<_>>>()?;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        let reasons = error.as_service_error().and_then(|service| match service {
+            TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                Some(cancelled.cancellation_reasons().to_vec())
+            }
+            _ => None,
+        });
+        if let Some(reasons) = reasons {
+            for (write, reason) in writes.iter().zip(reasons) {
+                if reason.code() != Some("ConditionalCheckFailed") {
+                    continue;
+                }
+                return Err(match write {
+                    CatalogWrite::Claim { key, .. } => WriteError::Taken(key.clone()),
+                    _ => WriteError::Stale,
+                });
+            }
+        }
+        Err(WriteError::Io(sdk_error("write catalog")(error)))
     }
 }
 
@@ -570,15 +791,17 @@ impl JobQueue for SqsJobQueue {
     }
 }
 
-/// KMS decryption of provider API keys.
+/// KMS encryption and decryption of provider API keys.
 #[derive(Clone, Debug)]
 pub struct KmsSecrets {
     client: aws_sdk_kms::Client,
+    /// Key that encrypts new secrets (decryption needs none: the ciphertext names it).
+    key_id: Option<String>,
 }
 
 impl KmsSecrets {
-    pub fn new(client: aws_sdk_kms::Client) -> Self {
-        KmsSecrets { client }
+    pub fn new(client: aws_sdk_kms::Client, key_id: Option<String>) -> Self {
+        KmsSecrets { client, key_id }
     }
 }
 
@@ -599,6 +822,25 @@ impl Secrets for KmsSecrets {
             .plaintext
             .ok_or_else(|| IoError::new("decrypt secret", "no plaintext"))?;
         String::from_utf8(plaintext.into_inner()).map_err(|e| IoError::new("decrypt secret", e))
+    }
+
+    async fn encrypt(&self, secret: &str) -> IoResult<String> {
+        let key_id = self
+            .key_id
+            .as_deref()
+            .ok_or_else(|| IoError::new("encrypt secret", "GATEWAY_KMS_KEY_ID is not set"))?;
+        let output = self
+            .client
+            .encrypt()
+            .key_id(key_id)
+            .plaintext(aws_sdk_kms::primitives::Blob::new(secret.as_bytes()))
+            .send()
+            .await
+            .map_err(sdk_error("encrypt secret"))?;
+        let ciphertext = output
+            .ciphertext_blob
+            .ok_or_else(|| IoError::new("encrypt secret", "no ciphertext"))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(ciphertext.into_inner()))
     }
 }
 

@@ -58,11 +58,39 @@ impl ApiError {
         self
     }
 
-    /// The JSON body.
+    /// 422 in the shape FastAPI gives validation errors (`detail` is a list of
+    /// `{loc, msg, type}`), plus `field` and a readable message in the log line.
+    /// `location` is `body`, `query` or `path`.
+    pub fn validation(location: &str, field: &str, problem: impl std::fmt::Display) -> Self {
+        let message = problem.to_string();
+        let mut loc = vec![json!(location)];
+        loc.extend(
+            field
+                .split('.')
+                .filter(|part| !part.is_empty())
+                .map(|part| {
+                    part.parse::<u64>()
+                        .map_or_else(|_| json!(part), |index| json!(index))
+                }),
+        );
+        let detail = json!([{"loc": loc, "msg": message, "type": "value_error"}]);
+        Self::new(422, "VALIDATION_ERROR", format!("{field}: {message}"))
+            .with("field", field)
+            .with("detail", detail)
+    }
+
+    /// 409 with a plain `detail` message.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(409, "CONFLICT", detail)
+    }
+
+    /// The JSON body: `detail` and `error_code`, then the extra fields (which may replace
+    /// `detail` with a structured one).
     pub fn body(&self) -> Value {
-        let mut body = self.extra.clone();
+        let mut body = Map::new();
         body.insert("detail".into(), json!(self.detail));
         body.insert("error_code".into(), json!(self.error_code));
+        body.extend(self.extra.clone());
         Value::Object(body)
     }
 }
@@ -99,6 +127,21 @@ mod tests {
             "FLAVOR_NOT_FOUND"
         );
     }
+
+    #[test]
+    fn validation_errors_have_the_fastapi_shape() {
+        let error = ApiError::validation("body", "flavors.1.temperature", "must be from 0 to 2");
+        assert_eq!(error.status, 422);
+        assert_eq!(
+            error.body(),
+            json!({
+                "detail": [{"loc": ["body", "flavors", 1, "temperature"], "msg": "must be from 0 to 2", "type": "value_error"}],
+                "error_code": "VALIDATION_ERROR",
+                "field": "flavors.1.temperature"
+            })
+        );
+        assert_eq!(error.detail, "flavors.1.temperature: must be from 0 to 2");
+    }
 }
 
 /// A JSON HTTP response, convertible to `http::Response` for any HTTP front end.
@@ -114,12 +157,17 @@ impl JsonResponse {
         JsonResponse { status, body }
     }
 
-    /// The `http` response with a JSON content type.
+    /// The `http` response with a JSON content type (no body for 204).
     pub fn into_http(self) -> http::Response<String> {
+        let body = if self.status == 204 {
+            String::new()
+        } else {
+            self.body.to_string()
+        };
         http::Response::builder()
             .status(self.status)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(self.body.to_string())
+            .body(body)
             .unwrap_or_else(|_| http::Response::new(String::new()))
     }
 }

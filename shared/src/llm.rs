@@ -107,6 +107,9 @@ pub trait LlmClient: Send + Sync {
         endpoint: &Endpoint,
         request: &ChatRequest,
     ) -> Result<ChatCompletion, LlmError>;
+
+    /// The provider's model list (`GET {base}/models`): the `data` entries as sent.
+    async fn models(&self, endpoint: &Endpoint) -> Result<Vec<serde_json::Value>, LlmError>;
 }
 
 /// [`LlmClient`] over HTTP with reqwest (rustls).
@@ -198,6 +201,36 @@ impl LlmClient for OpenAiClient {
             prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
             completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
         })
+    }
+
+    async fn models(&self, endpoint: &Endpoint) -> Result<Vec<serde_json::Value>, LlmError> {
+        let url = format!("{}/models", endpoint.base_url.trim_end_matches('/'));
+        let mut builder = self.http.get(url).timeout(self.timeout);
+        if let Some(key) = &endpoint.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let response = builder.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if !(200..300).contains(&status) {
+            return Err(LlmError::Status {
+                status,
+                message: error_message(&body),
+                retry_after: None,
+            });
+        }
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| LlmError::InvalidResponse(e.to_string()))?;
+        // OpenAI: {"data": [...]}; Ollama's /api/tags style: {"models": [...]}.
+        parsed
+            .get("data")
+            .or_else(|| parsed.get("models"))
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .ok_or_else(|| LlmError::InvalidResponse("no data list".to_string()))
     }
 }
 

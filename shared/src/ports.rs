@@ -72,6 +72,100 @@ pub trait Catalog: Send + Sync {
     async fn provider(&self, id: Uuid) -> IoResult<Option<Provider>>;
 }
 
+/// Kinds of catalog records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    Provider,
+    Model,
+    Prompt,
+    PromptType,
+    ServiceType,
+    Service,
+    /// Stored under its service (the record's `parent`).
+    Flavor,
+    Preset,
+}
+
+impl RecordKind {
+    /// The stored tag (`kind` attribute and key prefix).
+    pub fn tag(self) -> &'static str {
+        match self {
+            RecordKind::Provider => "PROVIDER",
+            RecordKind::Model => "MODEL",
+            RecordKind::Prompt => "PROMPT",
+            RecordKind::PromptType => "PROMPT_TYPE",
+            RecordKind::ServiceType => "SERVICE_TYPE",
+            RecordKind::Service => "SERVICE",
+            RecordKind::Flavor => "FLAVOR",
+            RecordKind::Preset => "PRESET",
+        }
+    }
+}
+
+/// One catalog record: its kind, id, parent (a flavor's service) and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub kind: RecordKind,
+    pub id: Uuid,
+    pub parent: Option<Uuid>,
+    pub body: serde_json::Value,
+}
+
+/// What a put expects of the stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expect {
+    /// The record must not exist yet.
+    New,
+    /// The record must still have this `updated_at` (optimistic concurrency).
+    UpdatedAt(String),
+}
+
+/// One write of an atomic catalog change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogWrite {
+    Put {
+        record: Record,
+        expect: Expect,
+    },
+    Delete {
+        kind: RecordKind,
+        id: Uuid,
+        parent: Option<Uuid>,
+    },
+    /// Reserves a unique key (e.g. a name within its scope) for `owner`; fails with
+    /// [`WriteError::Taken`] when another owner holds it.
+    Claim {
+        key: String,
+        owner: Uuid,
+    },
+    /// Frees a unique key.
+    Release {
+        key: String,
+    },
+}
+
+/// Why an atomic catalog change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("unique key {0} is taken")]
+    Taken(String),
+    #[error("the record changed concurrently")]
+    Stale,
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// Catalog records for the catalog API: typed reads for the job engine are [`Catalog`].
+#[async_trait]
+pub trait CatalogStore: Send + Sync {
+    /// A record by kind and id (flavors by id alone).
+    async fn record(&self, kind: RecordKind, id: Uuid) -> IoResult<Option<Record>>;
+    /// Every record of a kind.
+    async fn records(&self, kind: RecordKind) -> IoResult<Vec<Record>>;
+    /// Applies the writes atomically (all or none).
+    async fn write(&self, writes: Vec<CatalogWrite>) -> Result<(), WriteError>;
+}
+
 /// Large text and artefacts, by key.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
@@ -94,6 +188,8 @@ pub trait JobQueue: Send + Sync {
 pub trait Secrets: Send + Sync {
     /// Decrypts base64 ciphertext into the secret.
     async fn decrypt(&self, ciphertext_b64: &str) -> IoResult<String>;
+    /// Encrypts a secret into base64 ciphertext.
+    async fn encrypt(&self, secret: &str) -> IoResult<String>;
 }
 
 /// Keys of a job's objects in the blob store, all derived from the job id.

@@ -1,7 +1,7 @@
 //! The execute handler against the emulator: accepted jobs are stored and enqueued;
 //! rejected requests get a 4xx naming the problem and write nothing.
 
-use gateway_core::domain::{Flavor, JobStatus, ProcessingMode, Service};
+use gateway_core::domain::{Flavor, JobStatus, Service};
 use gateway_core::error::JsonResponse;
 use gateway_core::ports::{keys, Catalog, JobQuery};
 use gateway_test_support::{api_request, seeds, transcript, TestStack};
@@ -123,36 +123,25 @@ async fn flavor_by_name_and_by_id() {
 async fn rejected_requests_name_the_problem_and_write_nothing() {
     let stack = TestStack::start().await;
     // A second service with its own flavor, to try it on the summarize service.
-    let other = Service {
-        id: Uuid::new_v4(),
-        name: "other".into(),
-        route: "other".into(),
-        service_type: "summary".into(),
-        organization_id: None,
-        is_active: true,
-        description: None,
-    };
+    let other: Service = serde_json::from_value(serde_json::json!({
+        "id": Uuid::new_v4(),
+        "name": "other",
+        "route": "other",
+        "service_type": "summary",
+    }))
+    .unwrap();
     stack.catalog.put_service(&other).await.unwrap();
-    let foreign_flavor = Flavor {
-        id: Uuid::new_v4(),
-        service_id: other.id,
-        name: "foreign".into(),
-        model_id: seeds::MODEL_ID,
-        is_default: true,
-        is_active: true,
-        temperature: 0.2,
-        top_p: 0.9,
-        processing_mode: ProcessingMode::SinglePass,
-        create_new_turn_after: None,
-        summary_turns: None,
-        max_new_turns: None,
-        prompt_user_content: "{}".into(),
-        prompt_system_content: None,
-        tokenizer_override: None,
-        estimated_cost_per_1k_tokens: None,
-        default_ttl_seconds: None,
-        priority: 5,
-    };
+    let foreign_flavor: Flavor = serde_json::from_value(serde_json::json!({
+        "id": Uuid::new_v4(),
+        "service_id": other.id,
+        "name": "foreign",
+        "model_id": seeds::MODEL_ID,
+        "is_default": true,
+        "temperature": 0.2,
+        "processing_mode": "single_pass",
+        "prompt_user_content": "{}",
+    }))
+    .unwrap();
     stack.catalog.put_flavor(&foreign_flavor).await.unwrap();
 
     let summarize = seeds::SUMMARIZE_SERVICE_ID.to_string();
@@ -300,15 +289,14 @@ async fn single_pass_input_over_the_context_is_context_exceeded() {
 #[tokio::test]
 async fn service_of_another_organization_is_not_found() {
     let stack = TestStack::start().await;
-    let private = Service {
-        id: Uuid::new_v4(),
-        name: "private".into(),
-        route: "private".into(),
-        service_type: "summary".into(),
-        organization_id: Some("org-owner".into()),
-        is_active: true,
-        description: None,
-    };
+    let private: Service = serde_json::from_value(serde_json::json!({
+        "id": Uuid::new_v4(),
+        "name": "private",
+        "route": "private",
+        "service_type": "summary",
+        "organization_id": "org-owner",
+    }))
+    .unwrap();
     stack.catalog.put_service(&private).await.unwrap();
     let body = br#"{"input": "x", "organization_id": "org-intruder"}"#;
     let response = execute(&stack, &private.id.to_string(), body).await;

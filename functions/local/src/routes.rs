@@ -33,6 +33,107 @@ pub const ROUTES: &[Route] = &[
         resource: "/api/v1/jobs/{id}/{proxy+}",
         function: "jobs",
     },
+    // Static segments before their variable siblings: the first match wins.
+    Route {
+        resource: "/api/v1/providers",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/providers/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/providers/{id}/models",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/providers/{id}/discover-models",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/models",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/models/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/models/{id}/limits",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/prompts",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/prompts/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/prompt-types",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/prompt-types/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/service-types",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/service-types/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/flavor-presets",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/flavor-presets/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/flavor-presets/{id}/apply",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/services",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/services/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/services/{id}/flavors",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/services/{id}/flavors/{flavor_id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/services/{id}/flavors/{flavor_id}/{action}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/flavors/validate-prompt",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/flavors/{flavor_id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/flavors/{flavor_id}/{action}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/openapi.json",
+        function: "catalog",
+    },
 ];
 
 /// A request path matched to a route, with its path parameters (percent-decoded).

@@ -210,8 +210,8 @@ pub async fn submit(
         context_length: model.context_length,
         max_generation_length: model.max_generation_length,
         tokenizer: counter.name().to_string(),
-        temperature: flavor.temperature,
-        top_p: flavor.top_p,
+        temperature: flavor.temperature as f32,
+        top_p: flavor.top_p as f32,
         prompt_user_content: flavor.prompt_user_content.clone(),
         prompt_system_content: flavor.prompt_system_content.clone(),
         create_new_turn_after: flavor

@@ -1,9 +1,11 @@
 //! The step engine: submission (execute), one step per queue message (worker), and the
 //! job views returned by the API. Everything goes through the ports in [`crate::ports`].
 
+pub mod catalog;
 pub mod execute;
 pub mod lifecycle;
 pub mod notify;
+pub mod openapi;
 pub mod views;
 pub mod worker;
 
@@ -13,8 +15,8 @@ use std::time::Duration;
 use crate::aws::{
     AwsClients, DynamoCatalog, DynamoJobStore, GatewayEnv, KmsSecrets, S3Blobs, SqsJobQueue,
 };
-use crate::llm::{LlmClient, OpenAiClient, RetryPolicy};
-use crate::ports::{BlobStore, Catalog, JobQueue, JobStore, Secrets};
+use crate::llm::{Endpoint, LlmClient, OpenAiClient, RetryPolicy};
+use crate::ports::{BlobStore, Catalog, CatalogStore, IoResult, JobQueue, JobStore, Secrets};
 
 /// Operational limits, from the environment with safe defaults.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +68,8 @@ impl Limits {
 pub struct Gateway {
     pub jobs: Arc<dyn JobStore>,
     pub catalog: Arc<dyn Catalog>,
+    /// The catalog's records, for the catalog API.
+    pub records: Arc<dyn CatalogStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub queue: Arc<dyn JobQueue>,
     pub secrets: Arc<dyn Secrets>,
@@ -74,20 +78,35 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The endpoint of a provider, its API key decrypted with KMS (kept in memory only).
+    pub async fn endpoint_of(&self, provider: crate::domain::Provider) -> IoResult<Endpoint> {
+        let api_key = match &provider.api_key_ciphertext {
+            Some(ciphertext) => Some(self.secrets.decrypt(ciphertext).await?),
+            None => None,
+        };
+        Ok(Endpoint {
+            base_url: provider.api_base_url,
+            api_key,
+            provider_name: provider.name,
+        })
+    }
+
     /// The AWS-backed gateway over the given resources and clients.
     pub fn with_clients(env: GatewayEnv, clients: &AwsClients, limits: Limits) -> Self {
+        let catalog = Arc::new(DynamoCatalog::new(
+            clients.dynamodb.clone(),
+            env.catalog_table,
+        ));
         Gateway {
             jobs: Arc::new(DynamoJobStore::new(
                 clients.dynamodb.clone(),
                 env.jobs_table,
             )),
-            catalog: Arc::new(DynamoCatalog::new(
-                clients.dynamodb.clone(),
-                env.catalog_table,
-            )),
+            catalog: catalog.clone(),
+            records: catalog,
             blobs: Arc::new(S3Blobs::new(clients.s3.clone(), env.bucket)),
             queue: Arc::new(SqsJobQueue::new(clients.sqs.clone(), env.job_queues)),
-            secrets: Arc::new(KmsSecrets::new(clients.kms.clone())),
+            secrets: Arc::new(KmsSecrets::new(clients.kms.clone(), env.kms_key_id.clone())),
             llm: Arc::new(OpenAiClient::new(limits.llm_timeout)),
             limits,
         }

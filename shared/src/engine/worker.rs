@@ -275,15 +275,7 @@ async fn endpoint(gateway: &Gateway, job: &Job) -> IoResult<Result<Endpoint, Job
             message: format!("provider '{}' was deleted", job.settings.provider_name),
         }));
     };
-    let api_key = match &provider.api_key_ciphertext {
-        Some(ciphertext) => Some(gateway.secrets.decrypt(ciphertext).await?),
-        None => None,
-    };
-    Ok(Ok(Endpoint {
-        base_url: provider.api_base_url,
-        api_key,
-        provider_name: provider.name,
-    }))
+    Ok(Ok(gateway.endpoint_of(provider).await?))
 }
 
 async fn load_turns(gateway: &Gateway, job: &Job) -> IoResult<Vec<NormalizedTurn>> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gateway_test_support::{python, repo_root, TestStack};
 
 /// The function binaries of the gateway.
-pub const FUNCTIONS: [&str; 4] = ["execute", "jobs", "batch-worker", "ws"];
+pub const FUNCTIONS: [&str; 5] = ["execute", "jobs", "catalog", "batch-worker", "ws"];
 
 /// A running local stack.
 pub struct LocalRun {

@@ -110,6 +110,11 @@ impl MockLlm {
         self.shared.set_latency(latency);
     }
 
+    /// Requires `Authorization: Bearer <key>` on every request (None: no check).
+    pub fn require_api_key(&self, key: Option<&str>) {
+        self.shared.set_api_key(key.map(str::to_owned));
+    }
+
     /// Removes all queued fault rules.
     pub fn clear_faults(&self) {
         self.shared.clear_faults();

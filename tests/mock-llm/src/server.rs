@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,6 +27,8 @@ pub(crate) struct Shared {
 #[derive(Default)]
 struct Inner {
     latency: Duration,
+    /// When set, requests must send `Authorization: Bearer <key>` (else 401).
+    api_key: Option<String>,
     faults: Vec<FaultRule>,
     log: Vec<RequestLogEntry>,
     next_seq: u64,
@@ -66,6 +68,16 @@ impl Shared {
         self.lock().faults.clear();
     }
 
+    pub(crate) fn set_api_key(&self, key: Option<String>) {
+        self.lock().api_key = key;
+    }
+
+    /// Whether `headers` carry the required key (always true when none is required).
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let required = self.lock().api_key.clone();
+        required.is_none_or(|key| bearer(headers).as_deref() == Some(key.as_str()))
+    }
+
     pub(crate) fn clear_requests(&self) {
         self.lock().log.clear();
     }
@@ -75,6 +87,7 @@ impl Shared {
         inner.faults.clear();
         inner.log.clear();
         inner.latency = Duration::ZERO;
+        inner.api_key = None;
     }
 
     /// Logs a new pending request and consumes the first matching fault rule.
@@ -83,6 +96,7 @@ impl Shared {
         model: &str,
         prompt: &str,
         messages_count: usize,
+        api_key: Option<String>,
     ) -> (u64, Option<FaultRule>, Duration) {
         let mut inner = self.lock();
         let seq = inner.next_seq;
@@ -92,6 +106,7 @@ impl Shared {
             model: model.to_owned(),
             prompt: prompt.to_owned(),
             messages_count,
+            api_key,
             received_at_ms: now_ms(),
             outcome: Outcome::Pending,
             status: None,
@@ -256,7 +271,20 @@ fn content_text(content: &Value) -> Result<String, String> {
     }
 }
 
-async fn chat_completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+/// The bearer token of a request, if any.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_owned)
+}
+
+async fn chat_completions(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req: ChatRequest = match serde_json::from_slice(&body) {
         Ok(req) => req,
         Err(err) => return bad_request(format!("invalid request body: {err}")),
@@ -287,12 +315,17 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| MODEL_ID.to_owned());
 
-    let (seq, fault, base_latency) = shared.begin(&model, &prompt, req.messages.len());
+    let (seq, fault, base_latency) =
+        shared.begin(&model, &prompt, req.messages.len(), bearer(&headers));
     let guard = EntryGuard {
         shared: shared.clone(),
         seq,
         done: false,
     };
+    if !shared.authorized(&headers) {
+        guard.finish(Outcome::Fault, StatusCode::UNAUTHORIZED, None);
+        return openai_error(StatusCode::UNAUTHORIZED, "Incorrect API key provided");
+    }
     tracing::debug!(seq, fault = ?fault.as_ref().map(|f| f.kind), "completion request");
     if !base_latency.is_zero() {
         tokio::time::sleep(base_latency).await;
@@ -369,11 +402,15 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     (StatusCode::OK, Json(body)).into_response()
 }
 
-async fn models() -> Json<Value> {
+async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !shared.authorized(&headers) {
+        return openai_error(StatusCode::UNAUTHORIZED, "Incorrect API key provided");
+    }
     Json(json!({
         "object": "list",
         "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "mock"}],
     }))
+    .into_response()
 }
 
 #[derive(Deserialize)]

@@ -150,6 +150,9 @@ pub struct RequestLogEntry {
     pub prompt: String,
     /// Number of messages in the request.
     pub messages_count: usize,
+    /// The bearer token sent (`Authorization: Bearer ...`), if any.
+    #[serde(default)]
+    pub api_key: Option<String>,
     /// Arrival time, milliseconds since the Unix epoch.
     pub received_at_ms: u64,
     /// How the request ended.

@@ -23,6 +23,9 @@ pub mod seeds {
     pub const SINGLE_PASS_FLAVOR_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000302");
 }
 
+/// API key of the seeded provider in test stacks; the mock LLM requires it.
+pub const SEEDED_API_KEY: &str = "test-key-not-secret";
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -85,6 +88,8 @@ impl TestStack {
         let mock = MockLlm::start("127.0.0.1:0".parse().unwrap())
             .await
             .expect("mock LLM starts");
+        // Every call must authenticate with the seeded provider's key (stored encrypted).
+        mock.require_api_key(Some(SEEDED_API_KEY));
         let root = repo_root();
         let provision = run_python(
             &[
@@ -132,7 +137,7 @@ impl TestStack {
             ],
             &[
                 ("LLM_BASE_URL", &mock.base_url()),
-                ("LLM_API_KEY", "test-key-not-secret"),
+                ("LLM_API_KEY", SEEDED_API_KEY),
             ],
         );
         let var = |name: &str| {

@@ -1,0 +1,531 @@
+//! `/api/v1/prompts`: reusable prompt texts with their `{}` placeholder count, and the
+//! seeded `/api/v1/prompt-types` and `/api/v1/service-types` they are classified by.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::entity::{
+    commit, create_writes, delete_writes, from_json, list, load, load_for_change, merge_patch,
+    new_object, parse_object, scoped_key, update_writes, Entity, Scope, SERVER_FIELDS,
+};
+use super::page::PageRequest;
+use super::providers::{one_of, text_length};
+use crate::domain::{empty_object, now_timestamp, Flavor};
+use crate::engine::Gateway;
+use crate::error::{ApiError, JsonResponse};
+use crate::ports::RecordKind;
+use crate::text::prompt::placeholder_count;
+
+/// Default page size of prompt lists (the reference's).
+pub const PAGE_SIZE: usize = 20;
+
+/// A stored prompt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Prompt {
+    pub id: Uuid,
+    pub name: String,
+    pub content: String,
+    /// Translations, e.g. `{"en": ..., "fr": ...}`.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub description: Value,
+    pub service_type: String,
+    /// `system` or `user`.
+    pub prompt_category: String,
+    /// Code of a prompt type (`standard`, `reduce`, `field_extraction`, `categorization`).
+    #[serde(default = "standard")]
+    pub prompt_type: String,
+    #[serde(default)]
+    pub parent_template_id: Option<Uuid>,
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+fn standard() -> String {
+    "standard".to_string()
+}
+
+impl Entity for Prompt {
+    const KIND: RecordKind = RecordKind::Prompt;
+    const NAME: &'static str = "prompt";
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn organization_id(&self) -> Option<&str> {
+        self.organization_id.as_deref()
+    }
+    fn updated_at(&self) -> &str {
+        &self.updated_at
+    }
+    fn unique_keys(&self) -> Vec<(String, String)> {
+        vec![(
+            scoped_key("prompt-name", self.organization_id.as_deref(), &self.name),
+            format!("Prompt with name '{}' already exists", self.name),
+        )]
+    }
+    fn validate(&self) -> Result<(), ApiError> {
+        text_length("name", &self.name, 1, 100)?;
+        if self.content.is_empty() {
+            return Err(ApiError::validation("body", "content", "must not be empty"));
+        }
+        one_of(
+            "prompt_category",
+            &self.prompt_category,
+            &["system", "user"],
+        )?;
+        if !self.description.is_object() {
+            return Err(ApiError::validation(
+                "body",
+                "description",
+                "must be an object",
+            ));
+        }
+        Ok(())
+    }
+    fn to_json(&self) -> Value {
+        let mut json = serde_json::to_value(self).unwrap_or(Value::Null);
+        json["placeholder_count"] = json!(placeholder_count(&self.content));
+        json
+    }
+}
+
+/// A seeded classification (service type or prompt type), addressed by `code`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct TypeEntry {
+    pub id: Uuid,
+    pub code: String,
+    /// Translations `{"en": ..., "fr": ...}`.
+    #[schema(value_type = Object)]
+    pub name: Value,
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub description: Value,
+    #[serde(default)]
+    pub is_system: bool,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    #[serde(default)]
+    pub display_order: i64,
+    /// Service types only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supports_reduce: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supports_chunking: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_processing_mode: Option<String>,
+    /// Prompt types only: the service type they belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_type_id: Option<Uuid>,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A service type record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct ServiceType(pub TypeEntry);
+
+/// A prompt type record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct PromptType(pub TypeEntry);
+
+macro_rules! type_entity {
+    ($type:ty, $kind:expr, $name:literal, $key:literal) => {
+        impl Entity for $type {
+            const KIND: RecordKind = $kind;
+            const NAME: &'static str = $name;
+            fn id(&self) -> Uuid {
+                self.0.id
+            }
+            fn organization_id(&self) -> Option<&str> {
+                None
+            }
+            fn updated_at(&self) -> &str {
+                &self.0.updated_at
+            }
+            fn unique_keys(&self) -> Vec<(String, String)> {
+                vec![(
+                    format!(concat!($key, ":{}"), self.0.code),
+                    format!("{} with code '{}' already exists", $name, self.0.code),
+                )]
+            }
+            fn validate(&self) -> Result<(), ApiError> {
+                validate_type_entry(&self.0)
+            }
+        }
+    };
+}
+type_entity!(
+    ServiceType,
+    RecordKind::ServiceType,
+    "service type",
+    "service-type"
+);
+type_entity!(
+    PromptType,
+    RecordKind::PromptType,
+    "prompt type",
+    "prompt-type"
+);
+
+fn validate_type_entry(entry: &TypeEntry) -> Result<(), ApiError> {
+    let code_ok = entry.code.len() <= 50
+        && entry.code.starts_with(|c: char| c.is_ascii_lowercase())
+        && entry
+            .code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !code_ok {
+        return Err(ApiError::validation(
+            "body",
+            "code",
+            "must match ^[a-z][a-z0-9_]*$ (at most 50 characters)",
+        ));
+    }
+    if !entry.name.is_object() {
+        return Err(ApiError::validation(
+            "body",
+            "name",
+            "must be an object of translations",
+        ));
+    }
+    if let Some(mode) = &entry.default_processing_mode {
+        one_of(
+            "default_processing_mode",
+            mode,
+            &["single_pass", "iterative"],
+        )?;
+    }
+    Ok(())
+}
+
+/// Codes of the active service types.
+async fn service_type_codes(gateway: &Gateway) -> Result<Vec<String>, ApiError> {
+    let types: Vec<ServiceType> = list(gateway.records.as_ref(), &Scope::default()).await?;
+    Ok(types.into_iter().map(|t| t.0.code).collect())
+}
+
+/// 400 unless `code` is a known service type (the reference's answer).
+async fn check_service_type(gateway: &Gateway, code: &str) -> Result<(), ApiError> {
+    let codes = service_type_codes(gateway).await?;
+    if codes.iter().any(|known| known == code) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        400,
+        "UNKNOWN_SERVICE_TYPE",
+        format!(
+            "Invalid service_type '{code}'. Must be one of: {}",
+            codes.join(", ")
+        ),
+    )
+    .with("field", "service_type"))
+}
+
+async fn check_prompt_type(gateway: &Gateway, code: &str) -> Result<(), ApiError> {
+    let types: Vec<PromptType> = list(gateway.records.as_ref(), &Scope::default()).await?;
+    if types.iter().any(|t| t.0.code == code) {
+        return Ok(());
+    }
+    let codes: Vec<String> = types.into_iter().map(|t| t.0.code).collect();
+    Err(ApiError::new(
+        400,
+        "UNKNOWN_PROMPT_TYPE",
+        format!(
+            "Invalid prompt_type '{code}'. Must be one of: {}",
+            codes.join(", ")
+        ),
+    )
+    .with("field", "prompt_type"))
+}
+
+/// A prompt's JSON with its type expanded to the type object, like the reference.
+fn prompt_json(prompt: &Prompt, types: &[PromptType]) -> Value {
+    let mut json = prompt.to_json();
+    json["prompt_type"] = types
+        .iter()
+        .find(|t| t.0.code == prompt.prompt_type)
+        .map_or_else(|| json!({"code": prompt.prompt_type}), Entity::to_json);
+    json
+}
+
+/// `POST /prompts` → 201.
+pub async fn create(
+    gateway: &Gateway,
+    scope: &Scope,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let mut fields = new_object(parse_object(body)?, scope, &now_timestamp())?;
+    fields.remove("placeholder_count");
+    if fields.get("prompt_type") == Some(&Value::Null) {
+        fields.remove("prompt_type");
+    }
+    let prompt: Prompt = from_json(Value::Object(fields))?;
+    prompt.validate()?;
+    check_service_type(gateway, &prompt.service_type).await?;
+    check_prompt_type(gateway, &prompt.prompt_type).await?;
+    commit(
+        gateway.records.as_ref(),
+        create_writes(&prompt)?,
+        &prompt.unique_keys(),
+    )
+    .await?;
+    let types: Vec<PromptType> = list(gateway.records.as_ref(), &Scope::default()).await?;
+    Ok(JsonResponse::new(201, prompt_json(&prompt, &types)))
+}
+
+/// Filters of a prompt listing.
+#[derive(Debug, Default, Clone)]
+pub struct PromptFilter<'a> {
+    /// Case-insensitive substring of the name.
+    pub name: Option<&'a str>,
+    pub service_type: Option<&'a str>,
+    pub prompt_category: Option<&'a str>,
+    pub prompt_type: Option<&'a str>,
+}
+
+/// `GET /prompts` → a page, by name.
+pub async fn list_page(
+    gateway: &Gateway,
+    scope: &Scope,
+    filter: PromptFilter<'_>,
+    page: PageRequest,
+) -> Result<JsonResponse, ApiError> {
+    let mut prompts: Vec<Prompt> = list(gateway.records.as_ref(), scope).await?;
+    let name = filter.name.map(str::to_lowercase);
+    prompts.retain(|p| {
+        name.as_deref()
+            .is_none_or(|n| p.name.to_lowercase().contains(n))
+            && filter.service_type.is_none_or(|t| p.service_type == t)
+            && filter
+                .prompt_category
+                .is_none_or(|c| p.prompt_category == c)
+            && filter.prompt_type.is_none_or(|t| p.prompt_type == t)
+    });
+    prompts.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    let types: Vec<PromptType> = list(gateway.records.as_ref(), &Scope::default()).await?;
+    let items = prompts.iter().map(|p| prompt_json(p, &types)).collect();
+    Ok(JsonResponse::new(200, page.envelope(items)))
+}
+
+/// `GET /prompts/{id}`.
+pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+    let prompt: Prompt = load(gateway.records.as_ref(), id, scope).await?;
+    let types: Vec<PromptType> = list(gateway.records.as_ref(), &Scope::default()).await?;
+    Ok(JsonResponse::new(200, prompt_json(&prompt, &types)))
+}
+
+/// `PATCH|PUT /prompts/{id}`.
+pub async fn update(
+    gateway: &Gateway,
+    scope: &Scope,
+    id: Uuid,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let store = gateway.records.as_ref();
+    let old: Prompt = load_for_change(store, id, scope).await?;
+    let mut fields = parse_object(body)?;
+    fields.remove("placeholder_count");
+    let mut current = serde_json::to_value(&old)
+        .map_err(|error| ApiError::new(500, "INTERNAL", error.to_string()))?;
+    current["updated_at"] = Value::String(now_timestamp());
+    let prompt: Prompt = from_json(merge_patch(current, fields, SERVER_FIELDS))?;
+    prompt.validate()?;
+    if prompt.service_type != old.service_type {
+        check_service_type(gateway, &prompt.service_type).await?;
+    }
+    if prompt.prompt_type != old.prompt_type {
+        check_prompt_type(gateway, &prompt.prompt_type).await?;
+    }
+    commit(store, update_writes(&old, &prompt)?, &prompt.unique_keys()).await?;
+    let types: Vec<PromptType> = list(store, &Scope::default()).await?;
+    Ok(JsonResponse::new(200, prompt_json(&prompt, &types)))
+}
+
+/// `DELETE /prompts/{id}` → 204; 409 while a flavor uses it.
+pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+    let store = gateway.records.as_ref();
+    let prompt: Prompt = load_for_change(store, id, scope).await?;
+    let flavors: Vec<Flavor> = list(store, &Scope::default()).await?;
+    let users: Vec<&str> = flavors
+        .iter()
+        .filter(|f| {
+            [
+                f.system_prompt_id,
+                f.user_prompt_template_id,
+                f.reduce_prompt_id,
+                f.placeholder_extraction_prompt_id,
+                f.categorization_prompt_id,
+            ]
+            .contains(&Some(id))
+        })
+        .map(|f| f.name.as_str())
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "Cannot delete prompt '{}': it is used by flavor(s): {}",
+            prompt.name,
+            users.join(", ")
+        )));
+    }
+    commit(store, delete_writes(&prompt), &[]).await?;
+    Ok(JsonResponse::new(204, Value::Null))
+}
+
+/// Which type list a `/service-types` or `/prompt-types` request is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeList {
+    Service,
+    Prompt,
+}
+
+/// `GET /service-types` or `/prompt-types`: a plain array by display order.
+pub async fn list_types(
+    gateway: &Gateway,
+    which: TypeList,
+    active_only: bool,
+) -> Result<JsonResponse, ApiError> {
+    let store = gateway.records.as_ref();
+    let mut entries: Vec<TypeEntry> = match which {
+        TypeList::Service => list::<ServiceType>(store, &Scope::default())
+            .await?
+            .into_iter()
+            .map(|t| t.0)
+            .collect(),
+        TypeList::Prompt => list::<PromptType>(store, &Scope::default())
+            .await?
+            .into_iter()
+            .map(|t| t.0)
+            .collect(),
+    };
+    entries.retain(|t| !active_only || t.is_active);
+    entries.sort_by(|a, b| {
+        a.display_order
+            .cmp(&b.display_order)
+            .then(a.code.cmp(&b.code))
+    });
+    Ok(JsonResponse::new(200, json!(entries)))
+}
+
+/// `GET /service-types/{id or code}` or `/prompt-types/{id or code}`.
+pub async fn get_type(
+    gateway: &Gateway,
+    which: TypeList,
+    key: &str,
+) -> Result<JsonResponse, ApiError> {
+    let found = find_type(gateway, which, key).await?;
+    Ok(JsonResponse::new(200, json!(found)))
+}
+
+async fn find_type(gateway: &Gateway, which: TypeList, key: &str) -> Result<TypeEntry, ApiError> {
+    let store = gateway.records.as_ref();
+    let entries: Vec<TypeEntry> = match which {
+        TypeList::Service => list::<ServiceType>(store, &Scope::default())
+            .await?
+            .into_iter()
+            .map(|t| t.0)
+            .collect(),
+        TypeList::Prompt => list::<PromptType>(store, &Scope::default())
+            .await?
+            .into_iter()
+            .map(|t| t.0)
+            .collect(),
+    };
+    let what = match which {
+        TypeList::Service => "service type",
+        TypeList::Prompt => "prompt type",
+    };
+    entries
+        .into_iter()
+        .find(|t| t.code == key || t.id.to_string() == key)
+        .ok_or_else(|| super::entity::not_found(what, key))
+}
+
+/// `POST /service-types` or `/prompt-types` → 201 (never a system type).
+pub async fn create_type(
+    gateway: &Gateway,
+    which: TypeList,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let mut fields = new_object(parse_object(body)?, &Scope::default(), &now_timestamp())?;
+    fields.insert("is_system".into(), Value::Bool(false));
+    fields.remove("organization_id");
+    let store = gateway.records.as_ref();
+    let entry = match which {
+        TypeList::Service => {
+            let entry: ServiceType = from_json(Value::Object(fields))?;
+            commit(store, create_writes(&entry)?, &entry.unique_keys()).await?;
+            entry.0
+        }
+        TypeList::Prompt => {
+            let entry: PromptType = from_json(Value::Object(fields))?;
+            commit(store, create_writes(&entry)?, &entry.unique_keys()).await?;
+            entry.0
+        }
+    };
+    Ok(JsonResponse::new(201, json!(entry)))
+}
+
+/// `PATCH|PUT /service-types/{id}` or `/prompt-types/{id}` (code and is_system fixed).
+pub async fn update_type(
+    gateway: &Gateway,
+    which: TypeList,
+    key: &str,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let old = find_type(gateway, which, key).await?;
+    let fields = parse_object(body)?;
+    let mut current = json!(old);
+    current["updated_at"] = Value::String(now_timestamp());
+    let protected = [SERVER_FIELDS, &["code", "is_system"]].concat();
+    let merged = merge_patch(current, fields, &protected);
+    let store = gateway.records.as_ref();
+    let entry = match which {
+        TypeList::Service => {
+            let (old, new): (ServiceType, ServiceType) = (ServiceType(old), from_json(merged)?);
+            commit(store, update_writes(&old, &new)?, &[]).await?;
+            new.0
+        }
+        TypeList::Prompt => {
+            let (old, new): (PromptType, PromptType) = (PromptType(old), from_json(merged)?);
+            commit(store, update_writes(&old, &new)?, &[]).await?;
+            new.0
+        }
+    };
+    Ok(JsonResponse::new(200, json!(entry)))
+}
+
+/// `DELETE /service-types/{id}` or `/prompt-types/{id}` → 204; system types → 403.
+pub async fn delete_type(
+    gateway: &Gateway,
+    which: TypeList,
+    key: &str,
+) -> Result<JsonResponse, ApiError> {
+    let entry = find_type(gateway, which, key).await?;
+    if entry.is_system {
+        return Err(ApiError::new(
+            403,
+            "SYSTEM_TYPE",
+            "Cannot delete a system type",
+        ));
+    }
+    let writes = match which {
+        TypeList::Service => delete_writes(&ServiceType(entry)),
+        TypeList::Prompt => delete_writes(&PromptType(entry)),
+    };
+    commit(gateway.records.as_ref(), writes, &[]).await?;
+    Ok(JsonResponse::new(204, Value::Null))
+}

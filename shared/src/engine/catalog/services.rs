@@ -1,0 +1,993 @@
+//! `/api/v1/services` and their flavors (`/services/{id}/flavors…`, `/flavors/{id}…`).
+//! A service created with its flavors is one atomic write: an invalid flavor leaves
+//! nothing behind.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::entity::{
+    commit, create_writes, decode, delete_writes, from_json, list, load, load_for_change,
+    merge_patch, new_object, not_found, parse_object, record_of, scoped_key, update_writes, Entity,
+    Scope, SERVER_FIELDS,
+};
+use super::page::PageRequest;
+use super::prompts::Prompt;
+use super::providers::{one_of, text_length};
+use crate::domain::{now_timestamp, Flavor, Model, ProcessingMode, Service};
+use crate::engine::Gateway;
+use crate::error::{ApiError, JsonResponse};
+use crate::ports::{CatalogWrite, Expect, RecordKind};
+use crate::text::prompt::placeholder_count;
+
+/// Default page size of service lists.
+pub const PAGE_SIZE: usize = 50;
+/// Most flavors a service may be created with in one request (one atomic write).
+pub const MAX_FLAVORS_PER_REQUEST: usize = 30;
+/// Longest accepted `default_ttl_seconds` (one year).
+pub const MAX_TTL_SECONDS: u32 = 31_536_000;
+
+impl Entity for Service {
+    const KIND: RecordKind = RecordKind::Service;
+    const NAME: &'static str = "service";
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn organization_id(&self) -> Option<&str> {
+        self.organization_id.as_deref()
+    }
+    fn updated_at(&self) -> &str {
+        &self.updated_at
+    }
+
+    fn unique_keys(&self) -> Vec<(String, String)> {
+        let org = self.organization_id.as_deref();
+        vec![
+            (
+                scoped_key("service-name", org, &self.name),
+                format!("Service with name '{}' already exists", self.name),
+            ),
+            (
+                scoped_key("service-route", org, &self.route),
+                format!("Service with route '{}' already exists", self.route),
+            ),
+        ]
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        text_length("name", &self.name, 1, 100)?;
+        text_length("route", &self.route, 1, 100)?;
+        if !self
+            .route
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ApiError::validation(
+                "body",
+                "route",
+                "may hold only letters, digits, '-' and '_'",
+            ));
+        }
+        text_length("service_type", &self.service_type, 1, 50)?;
+        if !self.metadata.is_object() {
+            return Err(ApiError::validation(
+                "body",
+                "metadata",
+                "must be an object",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Entity for Flavor {
+    const KIND: RecordKind = RecordKind::Flavor;
+    const NAME: &'static str = "flavor";
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn parent(&self) -> Option<Uuid> {
+        Some(self.service_id)
+    }
+    /// Flavors follow their service's tenancy, checked through the service.
+    fn organization_id(&self) -> Option<&str> {
+        None
+    }
+    fn updated_at(&self) -> &str {
+        &self.updated_at
+    }
+
+    fn unique_keys(&self) -> Vec<(String, String)> {
+        vec![(
+            format!(
+                "flavor-name:{}:{}",
+                self.service_id,
+                self.name.trim().to_lowercase()
+            ),
+            format!(
+                "Flavor with name '{}' already exists for this service",
+                self.name
+            ),
+        )]
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        text_length("name", &self.name, 1, 50)?;
+        let range = |field: &str, value: f64, low: f64, high: f64, low_open: bool| {
+            let above_low = if low_open { value > low } else { value >= low };
+            if above_low && value <= high && value.is_finite() {
+                Ok(())
+            } else {
+                let bracket = if low_open { "(" } else { "[" };
+                Err(ApiError::validation(
+                    "body",
+                    field,
+                    format!("must be in {bracket}{low}, {high}]"),
+                ))
+            }
+        };
+        range("temperature", self.temperature, 0.0, 2.0, false)?;
+        range("top_p", self.top_p, 0.0, 1.0, true)?;
+        range("frequency_penalty", self.frequency_penalty, 0.0, 2.0, false)?;
+        range("presence_penalty", self.presence_penalty, 0.0, 2.0, false)?;
+        let whole = |field: &str, value: Option<u32>, low: u32, high: u32| match value {
+            Some(v) if !(low..=high).contains(&v) => Err(ApiError::validation(
+                "body",
+                field,
+                format!("must be from {low} to {high}"),
+            )),
+            _ => Ok(()),
+        };
+        whole("summary_turns", self.summary_turns, 1, 20)?;
+        whole("max_new_turns", self.max_new_turns, 1, 50)?;
+        whole(
+            "create_new_turn_after",
+            self.create_new_turn_after,
+            1,
+            100_000,
+        )?;
+        whole(
+            "default_ttl_seconds",
+            self.default_ttl_seconds,
+            1,
+            MAX_TTL_SECONDS,
+        )?;
+        whole(
+            "max_concurrent_requests",
+            self.max_concurrent_requests,
+            1,
+            1000,
+        )?;
+        whole("priority", Some(u32::from(self.priority)), 0, 9)?;
+        whole(
+            "max_failover_depth",
+            Some(u32::from(self.max_failover_depth)),
+            1,
+            10,
+        )?;
+        if self.stop_sequences.len() > 4 {
+            return Err(ApiError::validation(
+                "body",
+                "stop_sequences",
+                "at most 4 sequences",
+            ));
+        }
+        one_of(
+            "output_type",
+            &self.output_type,
+            &["text", "markdown", "json"],
+        )?;
+        if self
+            .estimated_cost_per_1k_tokens
+            .is_some_and(|cost| !(cost > 0.0 && cost.is_finite()))
+        {
+            return Err(ApiError::validation(
+                "body",
+                "estimated_cost_per_1k_tokens",
+                "must be greater than 0 (or null)",
+            ));
+        }
+        if !self.custom_params.is_object() {
+            return Err(ApiError::validation(
+                "body",
+                "custom_params",
+                "must be an object",
+            ));
+        }
+        if self.failover_flavor_id == Some(self.id) {
+            return Err(ApiError::validation(
+                "body",
+                "failover_flavor_id",
+                "a flavor cannot fail over to itself",
+            ));
+        }
+        if self.fallback_flavor_id == Some(self.id) {
+            return Err(ApiError::validation(
+                "body",
+                "fallback_flavor_id",
+                "a flavor cannot fall back to itself",
+            ));
+        }
+        let source = if self.user_prompt_template_id.is_some() {
+            "user_prompt_template_id"
+        } else {
+            "prompt_user_content"
+        };
+        check_placeholders(self.processing_mode, &self.prompt_user_content, source)
+    }
+}
+
+/// 400 with the reference's `prompt_validation_error` detail when the user prompt has the
+/// wrong number of `{}` for the mode (an empty prompt passes). `field` names where the
+/// prompt came from (`prompt_user_content` or `user_prompt_template_id`).
+pub fn check_placeholders(mode: ProcessingMode, prompt: &str, field: &str) -> Result<(), ApiError> {
+    let required = mode.required_placeholders();
+    let actual = placeholder_count(prompt);
+    if prompt.is_empty() || actual == required {
+        return Ok(());
+    }
+    let (mode_name, message) = match mode {
+        ProcessingMode::SinglePass => (
+            "single_pass",
+            format!("Single pass processing requires exactly 1 placeholder ({{}}), but prompt has {actual}"),
+        ),
+        ProcessingMode::Iterative => (
+            "iterative",
+            format!("Iterative processing requires exactly 2 placeholders ({{}} for previous summary and {{}} for new content), but prompt has {actual}"),
+        ),
+    };
+    Err(
+        ApiError::new(400, "PROMPT_VALIDATION_ERROR", message.clone())
+            .with("field", field)
+            .with(
+                "detail",
+                json!({
+                    "type": "prompt_validation_error",
+                    "field": field,
+                    "message": message,
+                    "processing_mode": mode_name,
+                    "required_placeholders": required,
+                    "actual_placeholders": actual,
+                }),
+            ),
+    )
+}
+
+/// Names of the objects flavors refer to, for the reference's `*_name` fields and the
+/// embedded `model`.
+pub struct Names {
+    prompts: HashMap<Uuid, String>,
+    flavors: HashMap<Uuid, (String, Uuid)>,
+    services: HashMap<Uuid, String>,
+    models: HashMap<Uuid, Model>,
+    providers: HashMap<Uuid, String>,
+}
+
+impl Names {
+    /// Reads the catalog once.
+    pub async fn load(gateway: &Gateway) -> Result<Self, ApiError> {
+        let store = gateway.records.as_ref();
+        let all = Scope::default();
+        let prompts: Vec<Prompt> = list(store, &all).await?;
+        let flavors: Vec<Flavor> = list(store, &all).await?;
+        let services: Vec<Service> = list(store, &all).await?;
+        let models: Vec<Model> = list(store, &all).await?;
+        let providers: Vec<crate::domain::Provider> = list(store, &all).await?;
+        Ok(Names {
+            prompts: prompts.into_iter().map(|p| (p.id, p.name)).collect(),
+            flavors: flavors
+                .into_iter()
+                .map(|f| (f.id, (f.name, f.service_id)))
+                .collect(),
+            services: services.into_iter().map(|s| (s.id, s.name)).collect(),
+            models: models.into_iter().map(|m| (m.id, m)).collect(),
+            providers: providers.into_iter().map(|p| (p.id, p.name)).collect(),
+        })
+    }
+
+    /// A flavor's JSON with the names of what it refers to and its model.
+    pub fn flavor_json(&self, flavor: &Flavor) -> Value {
+        let mut json = flavor.to_json();
+        let prompt = |id: Option<Uuid>| {
+            id.and_then(|id| self.prompts.get(&id))
+                .map_or(Value::Null, |n| json!(n))
+        };
+        json["system_prompt_name"] = prompt(flavor.system_prompt_id);
+        json["user_prompt_template_name"] = prompt(flavor.user_prompt_template_id);
+        json["reduce_prompt_name"] = prompt(flavor.reduce_prompt_id);
+        json["placeholder_extraction_prompt_name"] =
+            prompt(flavor.placeholder_extraction_prompt_id);
+        json["categorization_prompt_name"] = prompt(flavor.categorization_prompt_id);
+        for (kind, id) in [
+            ("fallback", flavor.fallback_flavor_id),
+            ("failover", flavor.failover_flavor_id),
+        ] {
+            let target = id.and_then(|id| self.flavors.get(&id));
+            json[format!("{kind}_flavor_name")] =
+                target.map_or(Value::Null, |(name, _)| json!(name));
+            json[format!("{kind}_service_name")] = target
+                .and_then(|(_, service)| self.services.get(service))
+                .map_or(Value::Null, |name| json!(name));
+        }
+        json["model"] = self
+            .models
+            .get(&flavor.model_id)
+            .map_or(Value::Null, |model| {
+                json!({
+                    "id": model.id,
+                    "model_name": model.model_name,
+                    "model_identifier": model.model_identifier,
+                    "provider_id": model.provider_id,
+                    "provider_name": self.providers.get(&model.provider_id),
+                    "context_length": model.context_length,
+                    "max_generation_length": model.max_generation_length,
+                    "security_level": model.security_level,
+                })
+            });
+        json
+    }
+
+    /// Flavors as JSON in the reference's order: priority descending, then creation.
+    pub fn flavors_json(&self, flavors: &[Flavor]) -> Value {
+        let mut sorted: Vec<&Flavor> = flavors.iter().collect();
+        sorted.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.created_at.cmp(&b.created_at))
+        });
+        Value::Array(sorted.into_iter().map(|f| self.flavor_json(f)).collect())
+    }
+}
+
+/// The route a service gets when none is given: lower case, spaces and `_` as `-`.
+pub fn default_route(name: &str) -> String {
+    name.trim().to_lowercase().replace([' ', '_'], "-")
+}
+
+/// A service's JSON with its flavors.
+fn service_json(service: &Service, flavors: &[Flavor], names: &Names) -> Value {
+    let mut json = service.to_json();
+    json["flavors"] = names.flavors_json(flavors);
+    json
+}
+
+/// The flavors of a service.
+async fn flavors_of(gateway: &Gateway, service_id: Uuid) -> Result<Vec<Flavor>, ApiError> {
+    let flavors: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
+    Ok(flavors
+        .into_iter()
+        .filter(|flavor| flavor.service_id == service_id)
+        .collect())
+}
+
+/// Builds a flavor of `service` from request fields: server fields set, prompt templates
+/// copied in, references checked. `existing` is the flavor being updated, if any.
+async fn build_flavor(
+    gateway: &Gateway,
+    scope: &Scope,
+    service: &Service,
+    mut fields: Map<String, Value>,
+    field_prefix: &str,
+) -> Result<Flavor, ApiError> {
+    fields.insert("service_id".into(), json!(service.id));
+    for computed in ["model", "service_name"] {
+        fields.remove(computed);
+    }
+    let flavor: Flavor =
+        from_json(Value::Object(fields)).map_err(|error| prefixed(error, field_prefix))?;
+    let flavor = resolve_prompts(gateway, scope, flavor)
+        .await
+        .map_err(|e| prefixed(e, field_prefix))?;
+    flavor
+        .validate()
+        .map_err(|error| prefixed(error, field_prefix))?;
+    let store = gateway.records.as_ref();
+    let model = store
+        .record(RecordKind::Model, flavor.model_id)
+        .await?
+        .map(decode::<Model>)
+        .transpose()?
+        .filter(|model| scope.can_see(model.organization_id.as_deref()))
+        .ok_or_else(|| not_found("model", flavor.model_id))?;
+    if !model.is_active {
+        return Err(ApiError::validation(
+            "body",
+            &format!("{field_prefix}model_id"),
+            format!("model '{}' is inactive", model.model_name),
+        ));
+    }
+    for (field, id) in [
+        ("fallback_flavor_id", flavor.fallback_flavor_id),
+        ("failover_flavor_id", flavor.failover_flavor_id),
+    ] {
+        if let Some(id) = id {
+            if store.record(RecordKind::Flavor, id).await?.is_none() {
+                return Err(ApiError::validation(
+                    "body",
+                    &format!("{field_prefix}{field}"),
+                    format!("flavor '{id}' does not exist"),
+                ));
+            }
+        }
+    }
+    Ok(flavor)
+}
+
+/// Re-labels a 422 with the position of the flavor in a service request.
+fn prefixed(mut error: ApiError, prefix: &str) -> ApiError {
+    if prefix.is_empty() || error.status != 422 {
+        return error;
+    }
+    if let Some(Value::String(field)) = error.extra.get("field").cloned() {
+        error = ApiError::validation("body", &format!("{prefix}{field}"), error.detail);
+    }
+    error
+}
+
+/// Copies prompt templates into the content fields: system and reduce always, user only
+/// when no inline content was given (the reference's rule).
+async fn resolve_prompts(
+    gateway: &Gateway,
+    scope: &Scope,
+    mut flavor: Flavor,
+) -> Result<Flavor, ApiError> {
+    let store = gateway.records.as_ref();
+    let fetch = |field: &'static str, id: Uuid| async move {
+        let prompt: Prompt = load(store, id, scope).await.map_err(|_| {
+            ApiError::validation("body", field, format!("prompt '{id}' does not exist"))
+        })?;
+        Ok::<String, ApiError>(prompt.content)
+    };
+    if let Some(id) = flavor.system_prompt_id {
+        flavor.prompt_system_content = Some(fetch("system_prompt_id", id).await?);
+    }
+    if let Some(id) = flavor.reduce_prompt_id {
+        flavor.prompt_reduce_content = Some(fetch("reduce_prompt_id", id).await?);
+    }
+    if let Some(id) = flavor.user_prompt_template_id {
+        let content = fetch("user_prompt_template_id", id).await?;
+        if flavor.prompt_user_content.is_empty() {
+            flavor.prompt_user_content = content;
+        }
+    }
+    for (field, id) in [
+        (
+            "placeholder_extraction_prompt_id",
+            flavor.placeholder_extraction_prompt_id,
+        ),
+        ("categorization_prompt_id", flavor.categorization_prompt_id),
+    ] {
+        if let Some(id) = id {
+            fetch(field, id).await?;
+        }
+    }
+    Ok(flavor)
+}
+
+/// 400 when following `failover_flavor_id` from `flavor` comes back to a flavor already
+/// seen (a cycle), using `pending` for flavors being written in the same change.
+async fn check_failover_cycle(
+    gateway: &Gateway,
+    flavor: &Flavor,
+    pending: &[Flavor],
+) -> Result<(), ApiError> {
+    let mut seen = HashSet::from([flavor.id]);
+    let mut next = flavor.failover_flavor_id;
+    while let Some(id) = next {
+        if !seen.insert(id) {
+            return Err(ApiError::new(
+                400,
+                "FAILOVER_CYCLE",
+                format!("failover_flavor_id would create a cycle through flavor '{id}'"),
+            )
+            .with("field", "failover_flavor_id"));
+        }
+        next = match pending.iter().find(|f| f.id == id) {
+            Some(flavor) => flavor.failover_flavor_id,
+            None => match gateway.records.record(RecordKind::Flavor, id).await? {
+                Some(record) => decode::<Flavor>(record)?.failover_flavor_id,
+                None => None,
+            },
+        };
+    }
+    Ok(())
+}
+
+/// Writes that unset `is_default` on the other flavors of the service.
+fn unset_other_defaults(
+    flavors: &[Flavor],
+    keep: Uuid,
+    now: &str,
+) -> Result<Vec<CatalogWrite>, ApiError> {
+    let mut writes = Vec::new();
+    for other in flavors.iter().filter(|f| f.is_default && f.id != keep) {
+        let mut changed = other.clone();
+        changed.is_default = false;
+        changed.updated_at = now.to_string();
+        writes.push(CatalogWrite::Put {
+            record: record_of(&changed)?,
+            expect: Expect::UpdatedAt(other.updated_at.clone()),
+        });
+    }
+    Ok(writes)
+}
+
+fn conflicts_of(service: Option<&Service>, flavors: &[Flavor]) -> Vec<(String, String)> {
+    let mut conflicts: Vec<(String, String)> = service.map(Entity::unique_keys).unwrap_or_default();
+    conflicts.extend(flavors.iter().flat_map(Entity::unique_keys));
+    conflicts
+}
+
+/// `POST /services` (optionally with `flavors`) → 201 with the service and its flavors.
+pub async fn create(
+    gateway: &Gateway,
+    scope: &Scope,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let now = now_timestamp();
+    let mut fields = new_object(parse_object(body)?, scope, &now)?;
+    let flavor_fields = match fields.remove("flavors") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() <= MAX_FLAVORS_PER_REQUEST => items,
+        Some(Value::Array(_)) => {
+            return Err(ApiError::validation(
+                "body",
+                "flavors",
+                format!("at most {MAX_FLAVORS_PER_REQUEST} flavors per request"),
+            ))
+        }
+        Some(_) => return Err(ApiError::validation("body", "flavors", "must be a list")),
+    };
+    fields.remove("flavor_count");
+    if matches!(fields.get("route"), None | Some(Value::Null)) {
+        let name = fields
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        fields.insert("route".into(), json!(default_route(name)));
+    }
+    let service: Service = from_json(Value::Object(fields))?;
+    let mut writes = create_writes(&service)?;
+    let mut flavors = Vec::new();
+    for (index, item) in flavor_fields.into_iter().enumerate() {
+        let prefix = format!("flavors.{index}.");
+        let Value::Object(item) = item else {
+            return Err(ApiError::validation(
+                "body",
+                &format!("flavors.{index}"),
+                "must be an object",
+            ));
+        };
+        let item = new_object(item, &Scope::new(service.organization_id.as_deref()), &now)?;
+        flavors.push(build_flavor(gateway, scope, &service, item, &prefix).await?);
+    }
+    if flavors.iter().filter(|f| f.is_default).count() > 1 {
+        return Err(ApiError::validation(
+            "body",
+            "flavors",
+            "at most one flavor may be the default",
+        ));
+    }
+    let mut names = HashSet::new();
+    for flavor in &flavors {
+        if !names.insert(flavor.name.trim().to_lowercase()) {
+            return Err(ApiError::conflict(format!(
+                "Flavor with name '{}' already exists for this service",
+                flavor.name
+            )));
+        }
+        check_failover_cycle(gateway, flavor, &flavors).await?;
+        writes.extend(create_writes(flavor)?);
+    }
+    commit(
+        gateway.records.as_ref(),
+        writes,
+        &conflicts_of(Some(&service), &flavors),
+    )
+    .await?;
+    tracing::info!(service_id = %service.id, flavors = flavors.len(), "service created");
+    let names = Names::load(gateway).await?;
+    Ok(JsonResponse::new(
+        201,
+        service_json(&service, &flavors, &names),
+    ))
+}
+
+/// `GET /services` → a page (filters `service_type`, `is_active`), by name.
+pub async fn list_page(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_type: Option<&str>,
+    is_active: Option<bool>,
+    page: PageRequest,
+) -> Result<JsonResponse, ApiError> {
+    let store = gateway.records.as_ref();
+    let mut services: Vec<Service> = list(store, scope).await?;
+    services.retain(|s| {
+        service_type.is_none_or(|t| s.service_type == t)
+            && is_active.is_none_or(|a| s.is_active == a)
+    });
+    services.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    let all_flavors: Vec<Flavor> = list(store, &Scope::default()).await?;
+    let names = Names::load(gateway).await?;
+    let items = services
+        .iter()
+        .map(|service| {
+            let flavors: Vec<Flavor> = all_flavors
+                .iter()
+                .filter(|f| f.service_id == service.id)
+                .cloned()
+                .collect();
+            service_json(service, &flavors, &names)
+        })
+        .collect();
+    Ok(JsonResponse::new(200, page.envelope(items)))
+}
+
+/// `GET /services/{id}` with its flavors.
+pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+    let service: Service = load(gateway.records.as_ref(), id, scope).await?;
+    let flavors = flavors_of(gateway, id).await?;
+    let names = Names::load(gateway).await?;
+    Ok(JsonResponse::new(
+        200,
+        service_json(&service, &flavors, &names),
+    ))
+}
+
+/// `PATCH|PUT /services/{id}` (service fields only; flavors have their own routes).
+pub async fn update(
+    gateway: &Gateway,
+    scope: &Scope,
+    id: Uuid,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let store = gateway.records.as_ref();
+    let old: Service = load_for_change(store, id, scope).await?;
+    let mut fields = parse_object(body)?;
+    if fields.contains_key("flavors") {
+        return Err(ApiError::validation(
+            "body",
+            "flavors",
+            "change flavors through /services/{id}/flavors",
+        ));
+    }
+    let mut current = serde_json::to_value(&old)
+        .map_err(|error| ApiError::new(500, "INTERNAL", error.to_string()))?;
+    current["updated_at"] = Value::String(now_timestamp());
+    if fields.get("route") == Some(&Value::Null) {
+        fields.remove("route");
+    }
+    let service: Service = from_json(merge_patch(current, fields, SERVER_FIELDS))?;
+    commit(
+        store,
+        update_writes(&old, &service)?,
+        &service.unique_keys(),
+    )
+    .await?;
+    let flavors = flavors_of(gateway, id).await?;
+    let names = Names::load(gateway).await?;
+    Ok(JsonResponse::new(
+        200,
+        service_json(&service, &flavors, &names),
+    ))
+}
+
+/// `DELETE /services/{id}` → 204, with its flavors. Jobs keep their frozen settings.
+pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+    let service: Service = load_for_change(gateway.records.as_ref(), id, scope).await?;
+    let mut writes = delete_writes(&service);
+    for flavor in flavors_of(gateway, id).await? {
+        writes.extend(delete_writes(&flavor));
+    }
+    commit(gateway.records.as_ref(), writes, &[]).await?;
+    Ok(JsonResponse::new(204, Value::Null))
+}
+
+/// A flavor and its service, visible to `scope`; `service_id` (when the route names one)
+/// must be the flavor's.
+async fn load_flavor(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+) -> Result<(Service, Flavor), ApiError> {
+    let store = gateway.records.as_ref();
+    let flavor: Flavor = load(store, flavor_id, &Scope::default()).await?;
+    if service_id.is_some_and(|id| id != flavor.service_id) {
+        return Err(not_found("flavor", flavor_id));
+    }
+    let service: Service = load(store, flavor.service_id, scope)
+        .await
+        .map_err(|_| not_found("flavor", flavor_id))?;
+    Ok((service, flavor))
+}
+
+/// `POST /services/{id}/flavors` → 201.
+pub async fn create_flavor(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Uuid,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let store = gateway.records.as_ref();
+    let service: Service = load_for_change(store, service_id, scope).await?;
+    let now = now_timestamp();
+    let fields = new_object(
+        parse_object(body)?,
+        &Scope::new(service.organization_id.as_deref()),
+        &now,
+    )?;
+    let flavor = build_flavor(gateway, scope, &service, fields, "").await?;
+    check_failover_cycle(gateway, &flavor, &[]).await?;
+    let mut writes = create_writes(&flavor)?;
+    if flavor.is_default {
+        writes.extend(unset_other_defaults(
+            &flavors_of(gateway, service_id).await?,
+            flavor.id,
+            &now,
+        )?);
+    }
+    commit(store, writes, &flavor.unique_keys()).await?;
+    Ok(JsonResponse::new(
+        201,
+        Names::load(gateway).await?.flavor_json(&flavor),
+    ))
+}
+
+/// `GET /services/{id}/flavors?is_active=` → `{items, total}`.
+pub async fn list_flavors(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Uuid,
+    is_active: Option<bool>,
+) -> Result<JsonResponse, ApiError> {
+    load::<Service>(gateway.records.as_ref(), service_id, scope).await?;
+    let mut flavors = flavors_of(gateway, service_id).await?;
+    flavors.retain(|f| is_active.is_none_or(|active| f.is_active == active));
+    let items = Names::load(gateway).await?.flavors_json(&flavors);
+    Ok(JsonResponse::new(
+        200,
+        json!({"items": items, "total": flavors.len()}),
+    ))
+}
+
+/// `GET /flavors/{id}` or `/services/{sid}/flavors/{id}`.
+pub async fn get_flavor(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+) -> Result<JsonResponse, ApiError> {
+    let (_, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    Ok(JsonResponse::new(
+        200,
+        Names::load(gateway).await?.flavor_json(&flavor),
+    ))
+}
+
+/// `PATCH|PUT /flavors/{id}` (or under its service).
+pub async fn update_flavor(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let (service, old) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    scope.check_change("service", service.id, service.organization_id.as_deref())?;
+    let patch = parse_object(body)?;
+    let now = now_timestamp();
+    let mut current = serde_json::to_value(&old)
+        .map_err(|error| ApiError::new(500, "INTERNAL", error.to_string()))?;
+    current["updated_at"] = Value::String(now.clone());
+    let protected = [SERVER_FIELDS, &["service_id"]].concat();
+    let Value::Object(fields) = merge_patch(current, patch, &protected) else {
+        return Err(ApiError::new(500, "INTERNAL", "flavor is not an object"));
+    };
+    let flavor = build_flavor(gateway, scope, &service, fields, "").await?;
+    check_failover_cycle(gateway, &flavor, &[]).await?;
+    let siblings = flavors_of(gateway, service.id).await?;
+    if old.is_default
+        && !flavor.is_default
+        && siblings.iter().all(|f| f.id == flavor.id || !f.is_default)
+    {
+        return Err(ApiError::new(
+            400,
+            "DEFAULT_FLAVOR_REQUIRED",
+            "cannot unset the default flavor: set another flavor as default instead",
+        ));
+    }
+    let mut writes = update_writes(&old, &flavor)?;
+    if flavor.is_default {
+        writes.extend(unset_other_defaults(&siblings, flavor.id, &now)?);
+    }
+    commit(gateway.records.as_ref(), writes, &flavor.unique_keys()).await?;
+    Ok(JsonResponse::new(
+        200,
+        Names::load(gateway).await?.flavor_json(&flavor),
+    ))
+}
+
+/// `POST /flavors/{id}/set-default`: 400 for an inactive flavor.
+pub async fn set_default(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+) -> Result<JsonResponse, ApiError> {
+    let (service, old) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    scope.check_change("service", service.id, service.organization_id.as_deref())?;
+    if !old.is_active {
+        return Err(ApiError::new(
+            400,
+            "FLAVOR_INACTIVE",
+            "Cannot set inactive flavor as default",
+        ));
+    }
+    let now = now_timestamp();
+    let mut flavor = old.clone();
+    flavor.is_default = true;
+    flavor.updated_at = now.clone();
+    let mut writes = update_writes(&old, &flavor)?;
+    writes.extend(unset_other_defaults(
+        &flavors_of(gateway, service.id).await?,
+        flavor.id,
+        &now,
+    )?);
+    commit(gateway.records.as_ref(), writes, &[]).await?;
+    Ok(JsonResponse::new(
+        200,
+        json!({"message": "Flavor set as default successfully", "flavor_id": flavor.id, "service_id": flavor.service_id}),
+    ))
+}
+
+/// `DELETE /flavors/{id}` → 204; the default flavor cannot be deleted (400) while the
+/// service has others, and a flavor another flavor fails over or falls back to is a 409.
+pub async fn delete_flavor(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+) -> Result<JsonResponse, ApiError> {
+    let (service, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    scope.check_change("service", service.id, service.organization_id.as_deref())?;
+    let siblings = flavors_of(gateway, service.id).await?;
+    if flavor.is_default && siblings.len() > 1 {
+        return Err(ApiError::new(
+            400,
+            "DEFAULT_FLAVOR",
+            "Cannot delete default flavor. Set another flavor as default first.",
+        ));
+    }
+    let all: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
+    if let Some(user) = all.iter().find(|f| {
+        f.id != flavor.id
+            && (f.failover_flavor_id == Some(flavor.id) || f.fallback_flavor_id == Some(flavor.id))
+    }) {
+        return Err(ApiError::conflict(format!(
+            "Cannot delete flavor '{}': flavor '{}' uses it as failover or fallback",
+            flavor.name, user.name
+        )));
+    }
+    commit(gateway.records.as_ref(), delete_writes(&flavor), &[]).await?;
+    Ok(JsonResponse::new(204, Value::Null))
+}
+
+/// Longest failover chain reported.
+const MAX_CHAIN: usize = 10;
+
+/// `GET /flavors/{id}/failover-chain`: `{chain, max_depth, has_cycle}`, following
+/// `failover_flavor_id` from the flavor (depth 0), at most 10 items.
+pub async fn failover_chain(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+) -> Result<JsonResponse, ApiError> {
+    let (_, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    let names = Names::load(gateway).await?;
+    let item = |step: &Flavor, depth: usize| {
+        json!({
+            "id": step.id,
+            "name": step.name,
+            "service_id": step.service_id,
+            "service_name": names.services.get(&step.service_id),
+            "model_name": names.models.get(&step.model_id).map(|m| m.model_name.clone()),
+            "is_active": step.is_active,
+            "depth": depth,
+        })
+    };
+    let mut chain = vec![item(&flavor, 0)];
+    let mut seen = HashSet::from([flavor.id]);
+    let mut has_cycle = false;
+    let mut next = flavor.failover_flavor_id;
+    while let Some(id) = next {
+        if chain.len() >= MAX_CHAIN {
+            break;
+        }
+        if !seen.insert(id) {
+            has_cycle = true;
+            break;
+        }
+        let Some(record) = gateway.records.record(RecordKind::Flavor, id).await? else {
+            break;
+        };
+        let step: Flavor = decode(record)?;
+        chain.push(item(&step, chain.len()));
+        next = step.failover_flavor_id;
+    }
+    Ok(JsonResponse::new(
+        200,
+        json!({"chain": chain, "max_depth": flavor.max_failover_depth, "has_cycle": has_cycle}),
+    ))
+}
+
+/// `POST /flavors/validate-prompt` `{processing_mode, prompt_content | user_prompt_template_id}`.
+pub async fn validate_prompt(
+    gateway: &Gateway,
+    scope: &Scope,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let fields = parse_object(body)?;
+    let template = match fields
+        .get("user_prompt_template_id")
+        .and_then(Value::as_str)
+    {
+        Some(id) => {
+            let id = Uuid::parse_str(id).map_err(|_| {
+                ApiError::validation("body", "user_prompt_template_id", "must be a UUID")
+            })?;
+            let prompt: Prompt = load(gateway.records.as_ref(), id, scope)
+                .await
+                .map_err(|_| ApiError::new(404, "NOT_FOUND", "Prompt template not found"))?;
+            Some(prompt.content)
+        }
+        None => None,
+    };
+    let prompt = match (
+        fields.get("prompt_content").and_then(Value::as_str),
+        &template,
+    ) {
+        (Some(content), _) => content,
+        (None, Some(content)) => content.as_str(),
+        (None, None) => {
+            return Err(ApiError::new(
+                400,
+                "INVALID_REQUEST",
+                "Must provide prompt_content or user_prompt_template_id",
+            ))
+        }
+    };
+    let mode: ProcessingMode = from_json(
+        fields
+            .get("processing_mode")
+            .cloned()
+            .unwrap_or(json!("iterative")),
+    )
+    .map_err(|_| {
+        ApiError::validation(
+            "body",
+            "processing_mode",
+            "must be single_pass or iterative",
+        )
+    })?;
+    let error = check_placeholders(mode, prompt, "prompt_content").err();
+    Ok(JsonResponse::new(
+        200,
+        json!({
+            "valid": error.is_none(),
+            "placeholder_count": placeholder_count(prompt),
+            "processing_mode": mode,
+            "required_placeholders": mode.required_placeholders(),
+            "error": error.map(|_| format!(
+                "Expected {} placeholder(s), found {}",
+                mode.required_placeholders(),
+                placeholder_count(prompt)
+            )),
+        }),
+    ))
+}
