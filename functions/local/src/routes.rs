@@ -288,6 +288,34 @@ mod tests {
     }
 
     #[test]
+    fn catalog_routes_prefer_static_segments() {
+        assert_eq!(
+            matched("/api/v1/flavors/validate-prompt"),
+            Some(("/api/v1/flavors/validate-prompt", "catalog", vec![]))
+        );
+        assert_eq!(
+            matched("/api/v1/flavors/f1/set-default"),
+            Some((
+                "/api/v1/flavors/{flavor_id}/{action}",
+                "catalog",
+                params(&[("action", "set-default"), ("flavor_id", "f1")])
+            ))
+        );
+        assert_eq!(
+            matched("/api/v1/services/s1/flavors"),
+            Some((
+                "/api/v1/services/{id}/flavors",
+                "catalog",
+                params(&[("id", "s1")])
+            ))
+        );
+        assert_eq!(
+            matched("/openapi.json"),
+            Some(("/openapi.json", "catalog", vec![]))
+        );
+    }
+
+    #[test]
     fn path_parameters_are_percent_decoded() {
         assert_eq!(
             matched("/api/v1/services/a%20b%2Fc/execute"),
@@ -308,7 +336,8 @@ mod tests {
             "",
             "/x",
             "/api/v1",
-            "/api/v1/services/abc",
+            "/api/v1/unknown",
+            "/api/v1/services/abc/unknown",
             "/api/v1/services//execute",
             "/api/v1/services/abc/execute/more",
             "/api/v1/jobs//cancel",

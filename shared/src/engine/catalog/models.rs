@@ -188,7 +188,7 @@ pub async fn create(
     Ok(JsonResponse::new(201, model_json(&model, Some(&provider))))
 }
 
-/// `GET /models?provider_id=` or `GET /providers/{id}/models` → a page, by name.
+/// `GET /models?provider_id=` or `GET /providers/{id}/models` → a page, newest first.
 pub async fn list_page(
     gateway: &Gateway,
     scope: &Scope,

@@ -140,7 +140,7 @@ pub async fn list_presets(
     presets.retain(|p| {
         service_type.is_none_or(|t| p.service_type == t) && (!active_only || p.is_active)
     });
-    presets.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    presets.sort_by_key(|preset| preset.name.to_lowercase());
     Ok(JsonResponse::new(200, json!(presets)))
 }
 

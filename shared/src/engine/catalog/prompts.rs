@@ -315,7 +315,7 @@ pub async fn list_page(
                 .is_none_or(|c| p.prompt_category == c)
             && filter.prompt_type.is_none_or(|t| p.prompt_type == t)
     });
-    prompts.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    prompts.sort_by_key(|prompt| prompt.name.to_lowercase());
     let types: Vec<PromptType> = list(gateway.records.as_ref(), &Scope::default()).await?;
     let items = prompts.iter().map(|p| prompt_json(p, &types)).collect();
     Ok(JsonResponse::new(200, page.envelope(items)))

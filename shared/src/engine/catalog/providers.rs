@@ -170,14 +170,14 @@ pub async fn create(
     Ok(JsonResponse::new(201, provider.to_json()))
 }
 
-/// `GET /providers` → a page, by name.
+/// `GET /providers` → a page, newest first.
 pub async fn list_page(
     gateway: &Gateway,
     scope: &Scope,
     page: PageRequest,
 ) -> Result<JsonResponse, ApiError> {
     let mut providers: Vec<Provider> = list(gateway.records.as_ref(), scope).await?;
-    providers.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    providers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
     let items = providers.iter().map(Entity::to_json).collect();
     Ok(JsonResponse::new(200, page.envelope(items)))
 }

@@ -596,7 +596,7 @@ pub async fn create(
     ))
 }
 
-/// `GET /services` → a page (filters `service_type`, `is_active`), by name.
+/// `GET /services` → a page (filters `service_type`, `is_active`), newest first.
 pub async fn list_page(
     gateway: &Gateway,
     scope: &Scope,
