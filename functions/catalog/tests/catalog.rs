@@ -1030,3 +1030,64 @@ async fn openapi_document_covers_every_route_and_validates() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn every_sample_event_is_answered_by_its_route() {
+    let stack = TestStack::start().await;
+    let expected: &[(&str, u16)] = &[
+        ("catalog-providers-list", 200),
+        ("catalog-providers-create", 201),
+        ("catalog-provider-get", 200),
+        ("catalog-provider-models", 200),
+        ("catalog-provider-discover-models", 404),
+        ("catalog-models-list", 200),
+        ("catalog-model-update", 200),
+        ("catalog-model-limits", 200),
+        ("catalog-prompts-create", 201),
+        ("catalog-prompt-get", 404),
+        ("catalog-prompt-types-list", 200),
+        ("catalog-prompt-type-get", 200),
+        ("catalog-service-types-list", 200),
+        ("catalog-service-type-get", 200),
+        ("catalog-presets-list", 200),
+        ("catalog-preset-get", 404),
+        ("catalog-preset-apply", 404),
+        ("catalog-services-list", 200),
+        ("catalog-services-create", 201),
+        ("catalog-service-get", 200),
+        ("catalog-service-flavors", 200),
+        ("catalog-service-flavor-get", 200),
+        ("catalog-service-flavor-failover-chain", 200),
+        ("catalog-flavors-validate-prompt", 200),
+        ("catalog-flavor-update", 200),
+        ("catalog-flavor-set-default", 200),
+        ("catalog-openapi", 200),
+    ];
+    let on_disk = std::fs::read_dir(repo_root().join("events"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("catalog-"))
+        .count();
+    assert_eq!(
+        on_disk,
+        expected.len(),
+        "every catalog event has an expectation"
+    );
+    let mut resources = std::collections::HashSet::new();
+    for (name, status) in expected {
+        let text =
+            std::fs::read_to_string(repo_root().join(format!("events/{name}.json"))).unwrap();
+        let event: Value = serde_json::from_str(&text).unwrap();
+        resources.insert(event["resource"].as_str().unwrap().to_string());
+        let request =
+            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let response = catalog::handle(&stack.gateway, request).await;
+        assert_eq!(response.status, *status, "{name}: {}", response.body);
+    }
+    for resource in catalog::RESOURCES {
+        assert!(
+            resources.contains(*resource),
+            "no sample event for {resource}"
+        );
+    }
+}

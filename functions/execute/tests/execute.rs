@@ -369,3 +369,60 @@ async fn flavor_ttl_sets_the_job_expiry() {
         "{expires_at} vs {before}"
     );
 }
+
+#[tokio::test]
+async fn validate_execution_is_a_dry_run() {
+    let stack = TestStack::start().await;
+    let service = seeds::SUMMARIZE_SERVICE_ID.to_string();
+    let resource = "/api/v1/services/{id}/validate-execution";
+    let path = format!("/api/v1/services/{service}/validate-execution");
+    let dry_run = |body: String| {
+        api_request(
+            "POST",
+            resource,
+            &path,
+            &[("id", &service)],
+            &[],
+            Some(body.as_bytes()),
+        )
+    };
+    let body = serde_json::json!({"input": transcript(40), "organization_id": "org-v"}).to_string();
+    let response = execute::handle(&stack.gateway, dry_run(body)).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.body["valid"], true);
+    assert_eq!(response.body["flavor_name"], "iterative");
+    assert!(response.body["estimated_batches"].as_u64().unwrap() >= 4);
+    assert!(response.body["estimated_cost"].as_f64().unwrap() > 0.0);
+
+    let huge =
+        serde_json::json!({"input": transcript(3000), "flavor_name": "single-pass"}).to_string();
+    let too_long = execute::handle(&stack.gateway, dry_run(huge)).await;
+    assert_eq!(too_long.status, 200, "{}", too_long.body);
+    assert_eq!(too_long.body["valid"], false);
+    assert_eq!(too_long.body["error_code"], "CONTEXT_EXCEEDED");
+
+    let unknown = serde_json::json!({"input": "x", "flavor_name": "nope"}).to_string();
+    assert_eq!(
+        execute::handle(&stack.gateway, dry_run(unknown))
+            .await
+            .status,
+        404
+    );
+    let event = std::fs::read_to_string(
+        gateway_test_support::repo_root().join("events/execute-validate.json"),
+    )
+    .unwrap();
+    let sample = execute::handle(
+        &stack.gateway,
+        lambda_http::request::from_str(&event).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (sample.status, sample.body["valid"].as_bool()),
+        (200, Some(true)),
+        "{}",
+        sample.body
+    );
+    assert_eq!(job_count(&stack, None).await, 0, "a dry run writes no job");
+    assert_eq!(queued_messages(&stack).await, 0, "and enqueues nothing");
+}

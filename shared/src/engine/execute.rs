@@ -156,13 +156,21 @@ struct Target {
     provider: Provider,
 }
 
-/// Submits a job: returns it queued, with its first step enqueued.
-pub async fn submit(
+/// A job ready to be stored: the queued record and, for iterative jobs, its turns.
+pub struct Plan {
+    pub job: Job,
+    /// The normalised turns (JSON), for iterative jobs.
+    pub turns_json: Option<Vec<u8>>,
+}
+
+/// Checks a request against the catalog and plans its job (flavor, tokens, turns,
+/// batches) without writing anything.
+pub async fn plan(
     gateway: &Gateway,
     service_id: Uuid,
-    request: ExecuteRequest,
-) -> Result<Job, ApiError> {
-    let target = resolve_target(gateway, service_id, &request).await?;
+    request: &ExecuteRequest,
+) -> Result<Plan, ApiError> {
+    let target = resolve_target(gateway, service_id, request).await?;
     let Target {
         service,
         flavor,
@@ -281,6 +289,23 @@ pub async fn submit(
             .filter(|ttl| *ttl > 0)
             .map(|ttl| chrono::Utc::now().timestamp() + i64::from(ttl)),
     };
+    Ok(Plan {
+        job,
+        turns_json: turns_blob,
+    })
+}
+
+/// Submits a job: returns it queued, with its first step enqueued.
+pub async fn submit(
+    gateway: &Gateway,
+    service_id: Uuid,
+    request: ExecuteRequest,
+) -> Result<Job, ApiError> {
+    let Plan {
+        job,
+        turns_json: turns_blob,
+    } = plan(gateway, service_id, &request).await?;
+    let job_id = job.id;
 
     gateway
         .blobs
@@ -314,7 +339,7 @@ pub async fn submit(
         let _ = gateway.jobs.replace(&failed, 0).await;
         return Err(error.into());
     }
-    tracing::info!(job_id = %job.id, organization_id = job.organization_id.as_deref().unwrap_or(""), input_tokens, mode = ?job.processing_mode, total_batches = job.progress.total_batches, "job queued");
+    tracing::info!(job_id = %job.id, organization_id = job.organization_id.as_deref().unwrap_or(""), input_tokens = job.input_tokens, mode = ?job.processing_mode, total_batches = job.progress.total_batches, "job queued");
     Ok(job)
 }
 

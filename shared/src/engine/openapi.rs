@@ -67,7 +67,7 @@ pub const OPERATIONS: &[ApiOperation] = &[
         "POST",
         "/api/v1/services/{id}/validate-execution",
         "execute",
-        "Dry-run an execution (not built yet: 501)",
+        "Dry run of execute: the same checks and figures, nothing written",
         Some("object"),
         200,
         "object",
