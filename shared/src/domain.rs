@@ -369,6 +369,33 @@ pub struct JobSettings {
     /// The flavor's priority at submission (0 = most urgent).
     #[serde(default = "default_priority")]
     pub priority: u8,
+    /// The model's prices per million input / output tokens, when the catalog has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_price_per_million: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_price_per_million: Option<f64>,
+}
+
+impl JobSettings {
+    /// Cost of some tokens: from the model's input and output prices when the catalog has
+    /// them, else from the flavor's flat rate per 1k tokens; None without either (or
+    /// without tokens).
+    pub fn cost_of(&self, prompt_tokens: u64, completion_tokens: u64) -> Option<f64> {
+        if prompt_tokens + completion_tokens == 0 {
+            return None;
+        }
+        if let (Some(input), Some(output)) =
+            (self.input_price_per_million, self.output_price_per_million)
+        {
+            return Some(round6(
+                (prompt_tokens as f64 * input + completion_tokens as f64 * output) / 1_000_000.0,
+            ));
+        }
+        let rate = self.estimated_cost_per_1k_tokens?;
+        Some(round6(
+            (prompt_tokens + completion_tokens) as f64 / 1000.0 * rate,
+        ))
+    }
 }
 
 /// Progress of a job as stored: the cursor of the step engine.
@@ -442,11 +469,10 @@ impl Job {
         ((self.progress.cursor as u64 * 100) / total).min(100) as u32
     }
 
-    /// Estimated cost of the tokens used so far, if the flavor has a rate.
+    /// Estimated cost of the tokens used so far (see [`JobSettings::cost_of`]).
     pub fn estimated_cost(&self) -> Option<f64> {
-        let rate = self.settings.estimated_cost_per_1k_tokens?;
-        let tokens = self.usage.prompt_tokens + self.usage.completion_tokens;
-        (tokens > 0).then(|| round6(tokens as f64 / 1000.0 * rate))
+        self.settings
+            .cost_of(self.usage.prompt_tokens, self.usage.completion_tokens)
     }
 
     /// The queue lane of this job's steps.
@@ -510,6 +536,34 @@ pub fn now_timestamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cost_uses_model_prices_then_the_flavor_rate() {
+        let mut settings: JobSettings = serde_json::from_value(serde_json::json!({
+            "provider_id": Uuid::nil(), "provider_name": "p", "model_identifier": "m",
+            "context_length": 8192, "max_generation_length": 2048, "tokenizer": "cl100k_base",
+            "temperature": 0.2, "top_p": 0.9, "prompt_user_content": "{}",
+            "create_new_turn_after": 500, "summary_turns": 3, "max_new_turns": 10,
+            "prompt_tokens": 5, "estimated_cost_per_1k_tokens": 0.002
+        }))
+        .unwrap();
+        assert_eq!(settings.cost_of(0, 0), None);
+        assert_eq!(
+            settings.cost_of(1500, 500),
+            Some(0.004),
+            "flat rate on 2,000 tokens"
+        );
+        settings.input_price_per_million = Some(2.5);
+        settings.output_price_per_million = Some(10.0);
+        assert_eq!(settings.cost_of(1_000_000, 100_000), Some(3.5));
+        settings.estimated_cost_per_1k_tokens = None;
+        settings.output_price_per_million = None;
+        assert_eq!(
+            settings.cost_of(10, 10),
+            None,
+            "half a price list is no price"
+        );
+    }
 
     #[test]
     fn priorities_map_to_lanes_zero_most_urgent() {

@@ -1091,3 +1091,138 @@ async fn every_sample_event_is_answered_by_its_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn types_and_presets_round_trip() {
+    let stack = TestStack::start().await;
+    for (collection, item) in [
+        ("/api/v1/service-types", "/api/v1/service-types/{id}"),
+        ("/api/v1/prompt-types", "/api/v1/prompt-types/{id}"),
+    ] {
+        let created = call(&stack, "POST", collection, &[], &[], Some(json!({
+            "code": "legal_review", "name": {"en": "Legal review", "fr": "Revue juridique"}, "display_order": 9
+        }))).await;
+        assert_eq!(created.status, 201, "{collection}: {}", created.body);
+        assert_eq!(created.body["is_system"], false);
+        let duplicate = call(
+            &stack,
+            "POST",
+            collection,
+            &[],
+            &[],
+            Some(json!({"code": "legal_review", "name": {"en": "x"}})),
+        )
+        .await;
+        assert_eq!(duplicate.status, 409);
+        let bad_code = call(
+            &stack,
+            "POST",
+            collection,
+            &[],
+            &[],
+            Some(json!({"code": "Legal-Review", "name": {"en": "x"}})),
+        )
+        .await;
+        assert_eq!(
+            (bad_code.status, bad_code.body["field"].as_str()),
+            (422, Some("code"))
+        );
+        let id = id_of(&created);
+        let renamed = call(
+            &stack,
+            "PATCH",
+            item,
+            &[("id", &id)],
+            &[],
+            Some(json!({"name": {"en": "Contracts"}, "code": "ignored"})),
+        )
+        .await;
+        assert_eq!(
+            (
+                renamed.body["name"]["en"].as_str(),
+                renamed.body["code"].as_str()
+            ),
+            (Some("Contracts"), Some("legal_review"))
+        );
+        assert_eq!(
+            call(&stack, "DELETE", item, &[("id", &id)], &[], None)
+                .await
+                .status,
+            204
+        );
+        assert_eq!(
+            call(&stack, "GET", item, &[("id", &id)], &[], None)
+                .await
+                .status,
+            404
+        );
+    }
+    let created = call(
+        &stack,
+        "POST",
+        "/api/v1/flavor-presets",
+        &[],
+        &[],
+        Some(json!({
+            "name": "careful", "config": {"temperature": 0.1, "processing_mode": "single_pass"}
+        })),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["service_type"], "summary");
+    let invalid = call(
+        &stack,
+        "POST",
+        "/api/v1/flavor-presets",
+        &[],
+        &[],
+        Some(json!({
+            "name": "hot", "config": {"temperature": 5}
+        })),
+    )
+    .await;
+    assert_eq!(invalid.status, 400, "{}", invalid.body);
+    assert!(invalid.body["detail"]["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("temperature"));
+    let id = id_of(&created);
+    let updated = call(
+        &stack,
+        "PATCH",
+        "/api/v1/flavor-presets/{id}",
+        &[("id", &id)],
+        &[],
+        Some(json!({"is_active": false})),
+    )
+    .await;
+    assert_eq!(updated.body["is_active"], false);
+    let active = call(
+        &stack,
+        "GET",
+        "/api/v1/flavor-presets",
+        &[],
+        &[("active_only", "true")],
+        None,
+    )
+    .await;
+    assert!(active
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["name"] != "careful"));
+    assert_eq!(
+        call(
+            &stack,
+            "DELETE",
+            "/api/v1/flavor-presets/{id}",
+            &[("id", &id)],
+            &[],
+            None
+        )
+        .await
+        .status,
+        204
+    );
+}

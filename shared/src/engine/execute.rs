@@ -230,6 +230,8 @@ pub async fn plan(
         prompt_tokens: prompt_tokens as u32,
         estimated_cost_per_1k_tokens: flavor.estimated_cost_per_1k_tokens,
         priority: flavor.priority,
+        input_price_per_million: model.input_price_per_million,
+        output_price_per_million: model.output_price_per_million,
     };
 
     let job_id = Uuid::new_v4();

@@ -325,6 +325,8 @@ mod tests {
                 prompt_tokens: 10,
                 estimated_cost_per_1k_tokens: Some(0.5),
                 priority: 5,
+                input_price_per_million: None,
+                output_price_per_million: None,
             },
             progress: JobProgress {
                 step,

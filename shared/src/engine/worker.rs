@@ -395,9 +395,10 @@ async fn finish(gateway: &Gateway, job: &mut Job) -> IoResult<()> {
                 "output_chars": output.output.chars().count(),
                 "batch_start": output.batch_start,
                 "batch_end": output.batch_end,
-                "estimated_cost": job.settings.estimated_cost_per_1k_tokens
-                    .filter(|_| total > 0)
-                    .map(|rate| crate::domain::round6(f64::from(total) / 1000.0 * rate)),
+                "estimated_cost": job.settings.cost_of(
+                    u64::from(output.prompt_tokens),
+                    u64::from(output.completion_tokens),
+                ),
             })
         })
         .collect();
