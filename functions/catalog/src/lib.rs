@@ -263,7 +263,16 @@ async fn route(gateway: &Gateway, request: &Request) -> Result<JsonResponse, Api
                 ("failover-chain", "GET") => {
                     services::failover_chain(gateway, scope, service_id, flavor_id).await
                 }
-                ("set-default" | "failover-chain", _) => Err(method_not_allowed(method)),
+                ("fallback-available", "GET") => {
+                    services::fallback_available(gateway, scope, service_id, flavor_id).await
+                }
+                ("validate-failover", "POST") => {
+                    services::validate_failover(gateway, scope, service_id, flavor_id, body).await
+                }
+                (
+                    "set-default" | "failover-chain" | "fallback-available" | "validate-failover",
+                    _,
+                ) => Err(method_not_allowed(method)),
                 (action, _) => Err(ApiError::new(
                     404,
                     "NOT_FOUND",

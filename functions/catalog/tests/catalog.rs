@@ -313,6 +313,39 @@ async fn models_round_trip_with_limits_and_in_use_conflicts() {
     .await;
     assert_eq!(unknown_provider.status, 404);
 
+    // Discovery asks the provider (the mock, which requires the decrypted key).
+    let discovered = call(
+        &stack,
+        "GET",
+        "/api/v1/providers/{id}/discover-models",
+        &[("id", &provider)],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(discovered.status, 200, "{}", discovered.body);
+    assert_eq!(discovered.body[0]["model_identifier"], "mock-model");
+    assert_eq!(
+        discovered.body[0]["context_length"], 4096,
+        "unknown family: the default limits"
+    );
+    stack.mock.require_api_key(Some("another-key"));
+    let refused = call(
+        &stack,
+        "GET",
+        "/api/v1/providers/{id}/discover-models",
+        &[("id", &provider)],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert!(refused.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("provider 'default'"));
+    assert!(!refused.body.to_string().contains(SEEDED_API_KEY));
+
     let seeded = seeds::MODEL_ID.to_string();
     let in_use = call(
         &stack,
@@ -505,6 +538,49 @@ async fn services_with_flavors_are_created_atomically_and_validated() {
         .collect();
     assert_eq!(names, ["long", "fast"]);
     assert_eq!(chain.body["has_cycle"], false);
+    let flavor_action = |flavor: &str, action: &'static str| {
+        [
+            ("id", service_id.clone()),
+            ("flavor_id", flavor.to_string()),
+            ("action", action.to_string()),
+        ]
+    };
+    let params = flavor_action(&fast, "validate-failover");
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let looped = call(
+        &stack,
+        "POST",
+        "/api/v1/services/{id}/flavors/{flavor_id}/{action}",
+        &params,
+        &[],
+        Some(json!({"failover_flavor_id": long})),
+    )
+    .await;
+    assert_eq!(
+        (
+            looped.body["valid"].as_bool(),
+            looped.body["error"].as_str()
+        ),
+        (Some(false), Some("Cycle detected: flavor chain loops back")),
+        "{}",
+        looped.body
+    );
+    let params = flavor_action(&fast, "fallback-available");
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let fallback = call(
+        &stack,
+        "GET",
+        "/api/v1/services/{id}/flavors/{flavor_id}/{action}",
+        &params,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        fallback.body["fallback_flavor_name"], "long",
+        "{}",
+        fallback.body
+    );
 
     // Out-of-range values name their field.
     for (patch, field) in [

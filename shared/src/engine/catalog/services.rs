@@ -991,3 +991,91 @@ pub async fn validate_prompt(
         }),
     ))
 }
+
+/// `GET /services/{id}/flavors/{flavor_id}/fallback-available`: the service's active
+/// iterative flavor (highest priority, then oldest) a too-long input could fall back to.
+pub async fn fallback_available(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+) -> Result<JsonResponse, ApiError> {
+    let (service, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    let mut candidates: Vec<Flavor> = flavors_of(gateway, service.id)
+        .await?
+        .into_iter()
+        .filter(|f| {
+            f.id != flavor.id && f.is_active && f.processing_mode == ProcessingMode::Iterative
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.created_at.cmp(&b.created_at))
+    });
+    let body = match candidates.first() {
+        Some(fallback) => json!({
+            "fallback_available": true,
+            "fallback_flavor_id": fallback.id,
+            "fallback_flavor_name": fallback.name,
+            "reason": Value::Null,
+        }),
+        None => json!({
+            "fallback_available": false,
+            "fallback_flavor_id": Value::Null,
+            "fallback_flavor_name": Value::Null,
+            "reason": "No active iterative flavor in this service",
+        }),
+    };
+    Ok(JsonResponse::new(200, body))
+}
+
+/// `POST /services/{id}/flavors/{flavor_id}/validate-failover` `{failover_flavor_id}`:
+/// whether pointing the flavor at that failover keeps the chain free of cycles.
+pub async fn validate_failover(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+    body: &[u8],
+) -> Result<JsonResponse, ApiError> {
+    let (_, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    let fields = parse_object(body)?;
+    let target: Uuid = from_json(
+        fields
+            .get("failover_flavor_id")
+            .cloned()
+            .unwrap_or(Value::Null),
+    )
+    .map_err(|_| ApiError::validation("body", "failover_flavor_id", "must be a UUID"))?;
+    if target == flavor.id {
+        return Ok(JsonResponse::new(
+            200,
+            json!({"valid": false, "error": "Cannot set failover to self", "chain_depth": 0, "chain_preview": []}),
+        ));
+    }
+    let mut preview = vec![flavor.name.clone()];
+    let mut seen = HashSet::from([flavor.id]);
+    let mut next = Some(target);
+    while let Some(id) = next {
+        if preview.len() > MAX_CHAIN {
+            break;
+        }
+        if !seen.insert(id) {
+            return Ok(JsonResponse::new(
+                200,
+                json!({"valid": false, "error": "Cycle detected: flavor chain loops back", "chain_depth": preview.len() - 1, "chain_preview": preview}),
+            ));
+        }
+        let Some(record) = gateway.records.record(RecordKind::Flavor, id).await? else {
+            break;
+        };
+        let step: Flavor = decode(record)?;
+        preview.push(step.name.clone());
+        next = step.failover_flavor_id;
+    }
+    Ok(JsonResponse::new(
+        200,
+        json!({"valid": true, "error": Value::Null, "chain_depth": preview.len() - 1, "chain_preview": preview}),
+    ))
+}
