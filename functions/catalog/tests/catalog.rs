@@ -891,6 +891,16 @@ async fn organizations_see_their_objects_and_global_ones_only() {
             200
         );
     }
+    let borrowing = call(&stack, "POST", "/api/v1/services", &[], &org_b, Some(json!({
+        "name": "borrower", "service_type": "summary",
+        "flavors": [{"name": "f", "model_id": seeds::MODEL_ID, "temperature": 0.2, "failover_flavor_id": flavor_id}]
+    }))).await;
+    assert_eq!(
+        (borrowing.status, borrowing.body["field"].as_str()),
+        (422, Some("flavors.0.failover_flavor_id")),
+        "another organization's flavor is not a failover target: {}",
+        borrowing.body
+    );
     let listed_b = call(&stack, "GET", "/api/v1/services", &[], &org_b, None).await;
     let names: Vec<&str> = listed_b.body["items"]
         .as_array()

@@ -404,7 +404,8 @@ async fn build_flavor(
         ("failover_flavor_id", flavor.failover_flavor_id),
     ] {
         if let Some(id) = id {
-            if store.record(RecordKind::Flavor, id).await?.is_none() {
+            // It must exist and belong to a service this scope can see.
+            if load_flavor(gateway, scope, None, id).await.is_err() {
                 return Err(ApiError::validation(
                     "body",
                     &format!("{field_prefix}{field}"),
