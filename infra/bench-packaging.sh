@@ -17,9 +17,9 @@
 #
 # Env: VARIANTS (default "3 s s+hot"; arguments win), RUNS (20), WARMUP (1),
 #      PIPELINE_VARIANTS (variants that also run the text-pipeline bench; default all,
-#      "none" to skip), HOT_PACKAGES, MEMORY_MB (1024, the template's MemorySize), MOTO_PORT (default: a free port),
+#      "none" to skip), PIPELINE_ROUNDS (3), HOT_PACKAGES, MEMORY_MB (1024, the template's MemorySize), MOTO_PORT (default: a free port),
 #      RESULTS_DIR (default target/packaging-results), SKIP_BUILD=1 (measure the binaries
-#      already in RESULTS_DIR/bin), SNAPSHOT (what is built, extracted once to
+#      already in RESULTS_DIR/bin, with the snapshot they were built from), SNAPSHOT (what is built, extracted once to
 #      target/packaging-src so that edits made while the script runs cannot reach some
 #      variants only: "head" (default) = git archive HEAD; "worktree" = the working tree's
 #      tracked and untracked files; "none" builds the checkout in place), PACKAGING_TARGET_DIR (one target dir
@@ -31,7 +31,7 @@
 set -euo pipefail
 
 # The deployed functions (binary names); functions/local is dev-only and not measured.
-FUNCTIONS="execute jobs batch-worker ws"
+FUNCTIONS="execute jobs catalog batch-worker ws"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -40,6 +40,7 @@ RUNS="${RUNS:-20}"
 WARMUP="${WARMUP:-1}"
 MEMORY_MB="${MEMORY_MB:-1024}"
 PIPELINE_VARIANTS="${PIPELINE_VARIANTS:-$VARIANTS}"
+PIPELINE_ROUNDS="${PIPELINE_ROUNDS:-3}"
 HOT_PACKAGES="${HOT_PACKAGES:-gateway-core tiktoken regex regex-automata fancy-regex tokenizers ruzstd rustc-hash memchr aho-corasick}"
 RESULTS="${RESULTS_DIR:-$REPO/target/packaging-results}"
 STATE_DIR="$REPO/.local/bench-packaging"
@@ -51,6 +52,7 @@ log() { echo "bench-packaging: $*" >&2; }
 event_for() {
     case "$1" in
         jobs) echo "$REPO/events/jobs-get.json" ;;
+        catalog) echo "$REPO/events/catalog-providers-list.json" ;;
         batch-worker) echo "$REPO/events/batch-worker-sqs.json" ;;
         ws) echo "$REPO/events/ws-connect.json" ;;
         *) echo "$REPO/events/$1.json" ;;
@@ -108,15 +110,21 @@ case "${SNAPSHOT:-head}" in
     none) ;;
     worktree | head)
         SRC="$REPO/target/packaging-src"
-        rm -rf "$SRC"
-        mkdir -p "$SRC"
-        if [ "${SNAPSHOT:-head}" = head ]; then
-            git -C "$REPO" archive HEAD | tar -x -C "$SRC"
+        if [ "${SKIP_BUILD:-0}" = 1 ] && [ -f "$SRC/.snapshot" ]; then
+            log "reusing the snapshot the binaries were built from: $(cat "$SRC/.snapshot")"
         else
-            (cd "$REPO" && git ls-files -z -co --exclude-standard \
-                | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -x -C "$SRC"
+            rm -rf "$SRC"
+            mkdir -p "$SRC"
+            if [ "${SNAPSHOT:-head}" = head ]; then
+                git -C "$REPO" archive HEAD | tar -x -C "$SRC"
+                echo "HEAD $(git -C "$REPO" rev-parse --short HEAD)" >"$SRC/.snapshot"
+            else
+                (cd "$REPO" && git ls-files -z -co --exclude-standard \
+                    | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -x -C "$SRC"
+                echo "worktree at $(date -u +%FT%TZ) (HEAD $(git -C "$REPO" rev-parse --short HEAD))" >"$SRC/.snapshot"
+            fi
+            log "building from a snapshot in $SRC: $(cat "$SRC/.snapshot")"
         fi
-        log "building from a snapshot of the ${SNAPSHOT:-head} in $SRC"
         ;;
     *) log "SNAPSHOT must be worktree, head or none"; exit 2 ;;
 esac
@@ -164,10 +172,18 @@ done
 export GATEWAY_STATE_DIR="$STATE_DIR"
 MOTO_PORT="${MOTO_PORT:-$(free_port)}"
 export MOTO_PORT
-cleanup() { bash "$REPO/localstack/stop.sh" || true; }
+# The emulator, resources and seeds come from the same snapshot as the binaries (a newer
+# seed or table shape in the checkout would make the old handlers answer 503). Its venv is
+# the project venv when the requirements are the same, else a private one.
+if cmp -s "$SRC/localstack/requirements.txt" "$REPO/localstack/requirements.txt"; then
+    export GATEWAY_VENV="${GATEWAY_VENV:-$REPO/.local/venv}"
+else
+    export GATEWAY_VENV="$STATE_DIR/venv"
+fi
+cleanup() { bash "$SRC/localstack/stop.sh" || true; }
 trap cleanup EXIT
 log "starting the emulator on 127.0.0.1:$MOTO_PORT (state in $STATE_DIR)"
-bash "$REPO/localstack/start.sh" >/dev/null
+bash "$SRC/localstack/start.sh" >/dev/null
 # GATEWAY_* resources and AWS_ENDPOINT_URL/AWS_REGION/credentials for the emulator.
 # shellcheck source=/dev/null
 . "$STATE_DIR/stack.env"
@@ -189,20 +205,24 @@ done
 
 # ---------------------------------------------------------------- text pipeline
 if [ "$PIPELINE_VARIANTS" != none ]; then
-    for variant in $PIPELINE_VARIANTS; do
-        label="$(label_for "$variant")"
-        target="$(target_for "$label")"
-        # cargo bench uses the bench profile (which inherits release): pin both.
-        profile_args "$variant" release >/dev/null
-        args=(${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"})
-        profile_args "$variant" bench >/dev/null
-        args+=(${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"})
-        log "text pipeline bench for $label"
-        start=$SECONDS
-        (cd "$SRC" && CARGO_TARGET_DIR="$target" cargo bench --locked ${args[@]+"${args[@]}"} \
-            -p gateway-core --bench text_pipeline) >"$RESULTS/pipeline-$label.txt" \
-            2>"$RESULTS/pipeline-$label.log"
-        log "text pipeline bench for $label: $((SECONDS - start)) s (build included)"
+    # Round 1 builds each variant's bench binary; later rounds only run it. Rounds go
+    # through the variants in turn, and the report takes the median of the rounds.
+    for round in $(seq "$PIPELINE_ROUNDS"); do
+        for variant in $PIPELINE_VARIANTS; do
+            label="$(label_for "$variant")"
+            target="$(target_for "$label")"
+            # cargo bench uses the bench profile (which inherits release): pin both.
+            profile_args "$variant" release >/dev/null
+            args=(${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"})
+            profile_args "$variant" bench >/dev/null
+            args+=(${PROFILE_ARGS[@]+"${PROFILE_ARGS[@]}"})
+            log "text pipeline bench for $label, round $round of $PIPELINE_ROUNDS"
+            start=$SECONDS
+            (cd "$SRC" && CARGO_TARGET_DIR="$target" cargo bench --locked ${args[@]+"${args[@]}"} \
+                -p gateway-core --bench text_pipeline) >>"$RESULTS/pipeline-$label.txt" \
+                2>>"$RESULTS/pipeline-$label.log"
+            log "text pipeline bench for $label: $((SECONDS - start)) s (build included)"
+        done
     done
 fi
 

@@ -280,15 +280,18 @@ def cmd_report(args):
         [f for f in functions if f not in args.functions.split()]
     order = [label for label in args.order.split() if label in labels] + \
         [label for label in labels if label not in args.order.split()]
-    pipeline = {}
+    pipeline, rounds = {}, {}
     for label in order:
         path = os.path.join(args.results, f"pipeline-{label}.txt")
         if os.path.exists(path):
-            rates = {}
+            runs = {}
             for line in open(path, encoding="utf-8"):
                 match = re.match(r"(baseline|pipeline)\s+(.+?)\s+([\d.]+) MB/s", line)
                 if match:
-                    rates[match.group(2).split()[0]] = float(match.group(3))
+                    runs.setdefault(match.group(2).split()[0], []).append(float(match.group(3)))
+            # median over the bench rounds (the file holds one block per round)
+            rates = {name: statistics.median(values) for name, values in runs.items()}
+            rounds[label] = max((len(values) for values in runs.values()), default=0)
             pipeline[label] = rates
 
     def fmt_size(size):
@@ -309,14 +312,14 @@ def cmd_report(args):
                   f"{s['cold_p90']:9.1f} {s['invoke_med']:10.1f} {s['rss_mib']:9.1f}  {s['answered']}")
         if label in pipeline:
             rates = pipeline[label]
-            print("text pipeline (10 MB transcript): " + ", ".join(
+            print(f"text pipeline (10 MB transcript, median of {rounds[label]} bench runs): " + ", ".join(
                 f"{name} {rate:.1f} MB/s" for name, rate in rates.items()))
 
     base = args.baseline
     if base not in order:
         return
     print(f"\n== ratios to the {base} build, same run (size, cold start median, first invoke median, "
-          f"peak RSS; <1 is better)")
+          f"peak RSS: <1 is better; MB/s rows: >1 is better)")
     print(f"{'function':<13} " + " ".join(f"{label:>26}" for label in order if label != base))
     for function in functions:
         b = stats.get((base, function))
@@ -333,12 +336,13 @@ def cmd_report(args):
             cells.append(f"{size_ratio:5.2f} {s['cold_med'] / b['cold_med']:5.2f} "
                          f"{s['invoke_med'] / b['invoke_med']:5.2f} {s['rss_mib'] / b['rss_mib']:5.2f}".rjust(26))
         print(f"{function:<13} " + " ".join(cells))
-    if base in pipeline and pipeline[base].get("normalise+count+batch"):
-        print(f"{'text pipeline':<13} " + " ".join(
-            (f"{pipeline[label]['normalise+count+batch'] / pipeline[base]['normalise+count+batch']:.2f}x MB/s"
-             if pipeline.get(label, {}).get("normalise+count+batch") else "-").rjust(26)
+    for name, title in (("normalise+count+batch", "pipeline MB/s"), ("tiktoken", "count MB/s")):
+        if not pipeline.get(base, {}).get(name):
+            continue
+        print(f"{title:<13} " + " ".join(
+            (f"{pipeline[label][name] / pipeline[base][name]:.2f}x"
+             if pipeline.get(label, {}).get(name) else "-").rjust(26)
             for label in order if label != base))
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
