@@ -130,6 +130,41 @@ impl OpenAiClient {
     }
 }
 
+impl OpenAiClient {
+    /// Sends one request with the attempt timeout and the endpoint's key; the body of a 2xx
+    /// answer, else [`LlmError::Status`] with the provider's message and Retry-After.
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, LlmError> {
+        let mut builder = builder.timeout(self.timeout);
+        if let Some(key) = &endpoint.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let response = builder.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if !(200..300).contains(&status) {
+            return Err(LlmError::Status {
+                status,
+                message: error_message(&body),
+                retry_after,
+            });
+        }
+        Ok(body.to_vec())
+    }
+}
+
 #[derive(Deserialize)]
 struct CompletionBody {
     choices: Vec<Choice>,
@@ -165,29 +200,9 @@ impl LlmClient for OpenAiClient {
             "{}/chat/completions",
             endpoint.base_url.trim_end_matches('/')
         );
-        let mut builder = self.http.post(url).timeout(self.timeout).json(request);
-        if let Some(key) = &endpoint.api_key {
-            builder = builder.bearer_auth(key);
-        }
-        let response = builder.send().await.map_err(|e| self.transport_error(e))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        if !(200..300).contains(&status) {
-            return Err(LlmError::Status {
-                status,
-                message: error_message(&body),
-                retry_after,
-            });
-        }
+        let body = self
+            .send(endpoint, self.http.post(url).json(request))
+            .await?;
         let parsed: CompletionBody =
             serde_json::from_slice(&body).map_err(|e| LlmError::InvalidResponse(e.to_string()))?;
         let choice = parsed
@@ -205,23 +220,7 @@ impl LlmClient for OpenAiClient {
 
     async fn models(&self, endpoint: &Endpoint) -> Result<Vec<serde_json::Value>, LlmError> {
         let url = format!("{}/models", endpoint.base_url.trim_end_matches('/'));
-        let mut builder = self.http.get(url).timeout(self.timeout);
-        if let Some(key) = &endpoint.api_key {
-            builder = builder.bearer_auth(key);
-        }
-        let response = builder.send().await.map_err(|e| self.transport_error(e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        if !(200..300).contains(&status) {
-            return Err(LlmError::Status {
-                status,
-                message: error_message(&body),
-                retry_after: None,
-            });
-        }
+        let body = self.send(endpoint, self.http.get(url)).await?;
         let parsed: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| LlmError::InvalidResponse(e.to_string()))?;
         // OpenAI: {"data": [...]}; Ollama's /api/tags style: {"models": [...]}.

@@ -392,14 +392,10 @@ pub enum TypeList {
     Prompt,
 }
 
-/// `GET /service-types` or `/prompt-types`: a plain array by display order.
-pub async fn list_types(
-    gateway: &Gateway,
-    which: TypeList,
-    active_only: bool,
-) -> Result<JsonResponse, ApiError> {
+/// Every entry of one type list.
+async fn type_entries(gateway: &Gateway, which: TypeList) -> Result<Vec<TypeEntry>, ApiError> {
     let store = gateway.records.as_ref();
-    let mut entries: Vec<TypeEntry> = match which {
+    Ok(match which {
         TypeList::Service => list::<ServiceType>(store, &Scope::default())
             .await?
             .into_iter()
@@ -410,7 +406,16 @@ pub async fn list_types(
             .into_iter()
             .map(|t| t.0)
             .collect(),
-    };
+    })
+}
+
+/// `GET /service-types` or `/prompt-types`: a plain array by display order.
+pub async fn list_types(
+    gateway: &Gateway,
+    which: TypeList,
+    active_only: bool,
+) -> Result<JsonResponse, ApiError> {
+    let mut entries = type_entries(gateway, which).await?;
     entries.retain(|t| !active_only || t.is_active);
     entries.sort_by(|a, b| {
         a.display_order
@@ -431,19 +436,7 @@ pub async fn get_type(
 }
 
 async fn find_type(gateway: &Gateway, which: TypeList, key: &str) -> Result<TypeEntry, ApiError> {
-    let store = gateway.records.as_ref();
-    let entries: Vec<TypeEntry> = match which {
-        TypeList::Service => list::<ServiceType>(store, &Scope::default())
-            .await?
-            .into_iter()
-            .map(|t| t.0)
-            .collect(),
-        TypeList::Prompt => list::<PromptType>(store, &Scope::default())
-            .await?
-            .into_iter()
-            .map(|t| t.0)
-            .collect(),
-    };
+    let entries = type_entries(gateway, which).await?;
     let what = match which {
         TypeList::Service => "service type",
         TypeList::Prompt => "prompt type",
