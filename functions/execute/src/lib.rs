@@ -36,11 +36,7 @@ async fn execute(gateway: &Gateway, request: Request) -> Result<JsonResponse, Ap
         _ => &[],
     };
     let parsed = ExecuteRequest::parse(body, gateway.limits.max_input_bytes)?;
-    let dry_run = matches!(
-        request.request_context_ref(),
-        Some(lambda_http::request::RequestContext::ApiGatewayV1(context))
-            if context.resource_path.as_deref().is_some_and(|r| r.ends_with("/validate-execution"))
-    );
+    let dry_run = request.uri().path().ends_with("/validate-execution");
     if dry_run {
         return validate_execution(gateway, service_id, &parsed).await;
     }

@@ -123,9 +123,8 @@ pub async fn models_of_provider(
         .collect())
 }
 
-/// 409 when a flavor uses `model` (a model in use cannot be deleted).
-pub async fn ensure_unused(gateway: &Gateway, model: &Model) -> Result<(), ApiError> {
-    let flavors: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
+/// 409 when one of `flavors` uses `model` (a model in use cannot be deleted).
+pub fn ensure_unused(model: &Model, flavors: &[Flavor]) -> Result<(), ApiError> {
     let users: Vec<&str> = flavors
         .iter()
         .filter(|flavor| flavor.model_id == model.id)
@@ -267,7 +266,8 @@ pub async fn update(
 /// `DELETE /models/{id}` → 204; 409 while a flavor uses it.
 pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
     let model: Model = load_for_change(gateway.records.as_ref(), id, scope).await?;
-    ensure_unused(gateway, &model).await?;
+    let flavors: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
+    ensure_unused(&model, &flavors)?;
     commit(gateway.records.as_ref(), delete_writes(&model), &[]).await?;
     Ok(JsonResponse::new(204, Value::Null))
 }

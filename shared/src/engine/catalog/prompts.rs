@@ -235,12 +235,13 @@ async fn check_service_type(gateway: &Gateway, code: &str) -> Result<(), ApiErro
     .with("field", "service_type"))
 }
 
-async fn check_prompt_type(gateway: &Gateway, code: &str) -> Result<(), ApiError> {
+/// The prompt types, after a 400 unless `code` is one of them.
+async fn check_prompt_type(gateway: &Gateway, code: &str) -> Result<Vec<PromptType>, ApiError> {
     let types: Vec<PromptType> = list(gateway.records.as_ref(), &Scope::default()).await?;
     if types.iter().any(|t| t.0.code == code) {
-        return Ok(());
+        return Ok(types);
     }
-    let codes: Vec<String> = types.into_iter().map(|t| t.0.code).collect();
+    let codes: Vec<&str> = types.iter().map(|t| t.0.code.as_str()).collect();
     Err(ApiError::new(
         400,
         "UNKNOWN_PROMPT_TYPE",
@@ -276,14 +277,13 @@ pub async fn create(
     let prompt: Prompt = from_json(Value::Object(fields))?;
     prompt.validate()?;
     check_service_type(gateway, &prompt.service_type).await?;
-    check_prompt_type(gateway, &prompt.prompt_type).await?;
+    let types = check_prompt_type(gateway, &prompt.prompt_type).await?;
     commit(
         gateway.records.as_ref(),
         create_writes(&prompt)?,
         &prompt.unique_keys(),
     )
     .await?;
-    let types: Vec<PromptType> = list(gateway.records.as_ref(), &Scope::default()).await?;
     Ok(JsonResponse::new(201, prompt_json(&prompt, &types)))
 }
 

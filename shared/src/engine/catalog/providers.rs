@@ -222,9 +222,11 @@ pub async fn update(
 pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
     let provider: Provider = load_for_change(gateway.records.as_ref(), id, scope).await?;
     let models = models_of_provider(gateway, id).await?;
+    let flavors: Vec<crate::domain::Flavor> =
+        list(gateway.records.as_ref(), &Scope::default()).await?;
     let mut writes = delete_writes(&provider);
     for model in &models {
-        super::models::ensure_unused(gateway, model).await?;
+        super::models::ensure_unused(model, &flavors)?;
         writes.extend(delete_writes(model));
     }
     commit(gateway.records.as_ref(), writes, &[]).await?;

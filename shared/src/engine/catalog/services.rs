@@ -260,7 +260,7 @@ pub fn check_placeholders(mode: ProcessingMode, prompt: &str, field: &str) -> Re
 /// embedded `model`.
 pub struct Names {
     prompts: HashMap<Uuid, String>,
-    flavors: HashMap<Uuid, (String, Uuid)>,
+    flavors: HashMap<Uuid, Flavor>,
     services: HashMap<Uuid, String>,
     models: HashMap<Uuid, Model>,
     providers: HashMap<Uuid, String>,
@@ -278,14 +278,20 @@ impl Names {
         let providers: Vec<crate::domain::Provider> = list(store, &all).await?;
         Ok(Names {
             prompts: prompts.into_iter().map(|p| (p.id, p.name)).collect(),
-            flavors: flavors
-                .into_iter()
-                .map(|f| (f.id, (f.name, f.service_id)))
-                .collect(),
+            flavors: flavors.into_iter().map(|f| (f.id, f)).collect(),
             services: services.into_iter().map(|s| (s.id, s.name)).collect(),
             models: models.into_iter().map(|m| (m.id, m)).collect(),
             providers: providers.into_iter().map(|p| (p.id, p.name)).collect(),
         })
+    }
+
+    /// The flavors of a service, as read by [`Names::load`].
+    pub fn flavors_of(&self, service_id: Uuid) -> Vec<Flavor> {
+        self.flavors
+            .values()
+            .filter(|flavor| flavor.service_id == service_id)
+            .cloned()
+            .collect()
     }
 
     /// A flavor's JSON with the names of what it refers to and its model.
@@ -307,9 +313,9 @@ impl Names {
         ] {
             let target = id.and_then(|id| self.flavors.get(&id));
             json[format!("{kind}_flavor_name")] =
-                target.map_or(Value::Null, |(name, _)| json!(name));
+                target.map_or(Value::Null, |target| json!(target.name));
             json[format!("{kind}_service_name")] = target
-                .and_then(|(_, service)| self.services.get(service))
+                .and_then(|target| self.services.get(&target.service_id))
                 .map_or(Value::Null, |name| json!(name));
         }
         json["model"] = self
@@ -364,7 +370,7 @@ async fn flavors_of(gateway: &Gateway, service_id: Uuid) -> Result<Vec<Flavor>, 
 }
 
 /// Builds a flavor of `service` from request fields: server fields set, prompt templates
-/// copied in, references checked. `existing` is the flavor being updated, if any.
+/// copied in, references checked.
 async fn build_flavor(
     gateway: &Gateway,
     scope: &Scope,
@@ -384,14 +390,7 @@ async fn build_flavor(
     flavor
         .validate()
         .map_err(|error| prefixed(error, field_prefix))?;
-    let store = gateway.records.as_ref();
-    let model = store
-        .record(RecordKind::Model, flavor.model_id)
-        .await?
-        .map(decode::<Model>)
-        .transpose()?
-        .filter(|model| scope.can_see(model.organization_id.as_deref()))
-        .ok_or_else(|| not_found("model", flavor.model_id))?;
+    let model: Model = load(gateway.records.as_ref(), flavor.model_id, scope).await?;
     if !model.is_active {
         return Err(ApiError::validation(
             "body",
@@ -612,18 +611,10 @@ pub async fn list_page(
             && is_active.is_none_or(|a| s.is_active == a)
     });
     services.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-    let all_flavors: Vec<Flavor> = list(store, &Scope::default()).await?;
     let names = Names::load(gateway).await?;
     let items = services
         .iter()
-        .map(|service| {
-            let flavors: Vec<Flavor> = all_flavors
-                .iter()
-                .filter(|f| f.service_id == service.id)
-                .cloned()
-                .collect();
-            service_json(service, &flavors, &names)
-        })
+        .map(|service| service_json(service, &names.flavors_of(service.id), &names))
         .collect();
     Ok(JsonResponse::new(200, page.envelope(items)))
 }
@@ -631,11 +622,10 @@ pub async fn list_page(
 /// `GET /services/{id}` with its flavors.
 pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
     let service: Service = load(gateway.records.as_ref(), id, scope).await?;
-    let flavors = flavors_of(gateway, id).await?;
     let names = Names::load(gateway).await?;
     Ok(JsonResponse::new(
         200,
-        service_json(&service, &flavors, &names),
+        service_json(&service, &names.flavors_of(id), &names),
     ))
 }
 
@@ -669,11 +659,10 @@ pub async fn update(
         &service.unique_keys(),
     )
     .await?;
-    let flavors = flavors_of(gateway, id).await?;
     let names = Names::load(gateway).await?;
     Ok(JsonResponse::new(
         200,
-        service_json(&service, &flavors, &names),
+        service_json(&service, &names.flavors_of(id), &names),
     ))
 }
 
@@ -747,9 +736,10 @@ pub async fn list_flavors(
     is_active: Option<bool>,
 ) -> Result<JsonResponse, ApiError> {
     load::<Service>(gateway.records.as_ref(), service_id, scope).await?;
-    let mut flavors = flavors_of(gateway, service_id).await?;
+    let names = Names::load(gateway).await?;
+    let mut flavors = names.flavors_of(service_id);
     flavors.retain(|f| is_active.is_none_or(|active| f.is_active == active));
-    let items = Names::load(gateway).await?.flavors_json(&flavors);
+    let items = names.flavors_json(&flavors);
     Ok(JsonResponse::new(
         200,
         json!({"items": items, "total": flavors.len()}),
@@ -791,7 +781,8 @@ pub async fn update_flavor(
     };
     let flavor = build_flavor(gateway, scope, &service, fields, "").await?;
     check_failover_cycle(gateway, &flavor, &[]).await?;
-    let siblings = flavors_of(gateway, service.id).await?;
+    let names = Names::load(gateway).await?;
+    let siblings = names.flavors_of(service.id);
     if old.is_default
         && !flavor.is_default
         && siblings.iter().all(|f| f.id == flavor.id || !f.is_default)
@@ -807,10 +798,7 @@ pub async fn update_flavor(
         writes.extend(unset_other_defaults(&siblings, flavor.id, &now)?);
     }
     commit(gateway.records.as_ref(), writes, &flavor.unique_keys()).await?;
-    Ok(JsonResponse::new(
-        200,
-        Names::load(gateway).await?.flavor_json(&flavor),
-    ))
+    Ok(JsonResponse::new(200, names.flavor_json(&flavor)))
 }
 
 /// `POST /flavors/{id}/set-default`: 400 for an inactive flavor.
@@ -856,15 +844,15 @@ pub async fn delete_flavor(
 ) -> Result<JsonResponse, ApiError> {
     let (service, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
     scope.check_change("service", service.id, service.organization_id.as_deref())?;
-    let siblings = flavors_of(gateway, service.id).await?;
-    if flavor.is_default && siblings.len() > 1 {
+    let all: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
+    let siblings = all.iter().filter(|f| f.service_id == service.id).count();
+    if flavor.is_default && siblings > 1 {
         return Err(ApiError::new(
             400,
             "DEFAULT_FLAVOR",
             "Cannot delete default flavor. Set another flavor as default first.",
         ));
     }
-    let all: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
     if let Some(user) = all.iter().find(|f| {
         f.id != flavor.id
             && (f.failover_flavor_id == Some(flavor.id) || f.fallback_flavor_id == Some(flavor.id))
