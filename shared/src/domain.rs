@@ -2,6 +2,8 @@
 //! progress and metrics, and the queue message of one job step.
 
 use serde::{Deserialize, Serialize};
+
+use crate::text::batching::BatchBudget;
 use uuid::Uuid;
 
 /// Chunk size (tokens) above which a turn is split when a flavor leaves it unset.
@@ -338,6 +340,7 @@ impl JobStatus {
             JobStatus::Processing,
             JobStatus::Completed,
             JobStatus::Failed,
+            JobStatus::Cancelled,
         ]
         .into_iter()
         .find(|status| status.as_str() == value)
@@ -374,6 +377,18 @@ pub struct JobSettings {
     pub input_price_per_million: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_price_per_million: Option<f64>,
+}
+
+impl From<&JobSettings> for BatchBudget {
+    /// The token budget of the job's LLM calls.
+    fn from(settings: &JobSettings) -> Self {
+        BatchBudget {
+            context_length: settings.context_length as usize,
+            max_generation: settings.max_generation_length as usize,
+            prompt_tokens: settings.prompt_tokens as usize,
+            max_new_turns: settings.max_new_turns as usize,
+        }
+    }
 }
 
 impl JobSettings {
@@ -586,6 +601,7 @@ mod tests {
             JobStatus::Processing,
             JobStatus::Completed,
             JobStatus::Failed,
+            JobStatus::Cancelled,
         ] {
             assert_eq!(JobStatus::parse(status.as_str()), Some(status));
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());

@@ -1,10 +1,10 @@
 //! LLM Gateway core (`gateway-core`): domain types, text processing, token counting, the
 //! job step engine, and the AWS adapters behind small I/O traits. No Lambda types here.
 
+pub mod api;
 pub mod aws;
 pub mod domain;
 pub mod engine;
-pub mod error;
 pub mod llm;
 pub mod logging;
 pub mod ports;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::domain::{Flavor, Job, JobStatus, Model, Provider, QueueLane, Service, StepMessage};
 
 /// A storage or transport failure (always worth a retry, never the caller's fault).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{operation} failed: {message}")]
 pub struct IoError {
     pub operation: &'static str,
@@ -45,6 +45,16 @@ pub struct JobPage {
     pub next_cursor: Option<String>,
 }
 
+/// Why a job listing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The cursor is not one a previous page returned.
+    #[error("the cursor is not one this API returned")]
+    InvalidCursor,
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
 /// Job records.
 #[async_trait]
 pub trait JobStore: Send + Sync {
@@ -56,7 +66,7 @@ pub trait JobStore: Send + Sync {
     /// when the condition does not hold (another delivery got there first).
     async fn replace(&self, job: &Job, expected_step: u32) -> IoResult<bool>;
     /// Lists jobs newest first.
-    async fn list(&self, query: &JobQuery) -> IoResult<JobPage>;
+    async fn list(&self, query: &JobQuery) -> Result<JobPage, ListError>;
     /// Deletes a job record if it is terminal; returns false when it is not (or is gone).
     async fn delete_terminal(&self, id: Uuid) -> IoResult<bool>;
 }

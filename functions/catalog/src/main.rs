@@ -2,7 +2,7 @@ use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let gateway = &gateway_core::engine::bootstrap().await?;
+    let gateway = &gateway_core::aws::bootstrap().await?;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(catalog::handle(gateway, request).await.into_http())
     }))

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use gateway_core::error::JsonResponse;
+use gateway_core::engine::JsonResponse;
 use gateway_test_support::{api_request, python, repo_root, seeds, TestStack, SEEDED_API_KEY};
 use serde_json::{json, Value};
 
@@ -939,7 +939,7 @@ async fn organizations_see_their_objects_and_global_ones_only() {
     )
     .await;
     assert_eq!(
-        execute_b.unwrap_err().status,
+        execute_b.unwrap_err().status(),
         404,
         "org-b cannot run org-a's service"
     );
@@ -1099,9 +1099,6 @@ async fn openapi_document_covers_every_route_and_validates() {
             route.resource
         );
     }
-    for resource in catalog::RESOURCES {
-        assert!(covered.contains(resource), "{resource} missing");
-    }
     let document = std::env::temp_dir().join(format!("openapi-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&document, response.body.to_string()).unwrap();
     let output = std::process::Command::new(python())
@@ -1170,10 +1167,14 @@ async fn every_sample_event_is_answered_by_its_route() {
         let response = catalog::handle(&stack.gateway, request).await;
         assert_eq!(response.status, *status, "{name}: {}", response.body);
     }
-    for resource in catalog::RESOURCES {
+    for route in local::routes::ROUTES
+        .iter()
+        .filter(|route| route.function == "catalog")
+    {
         assert!(
-            resources.contains(*resource),
-            "no sample event for {resource}"
+            resources.contains(route.resource),
+            "no sample event for {}",
+            route.resource
         );
     }
 }

@@ -2,7 +2,7 @@
 //! rejected requests get a 4xx naming the problem and write nothing.
 
 use gateway_core::domain::{Flavor, JobStatus, Service};
-use gateway_core::error::JsonResponse;
+use gateway_core::engine::JsonResponse;
 use gateway_core::ports::{keys, Catalog, JobQuery};
 use gateway_test_support::{api_request, seeds, transcript, TestStack};
 use uuid::Uuid;

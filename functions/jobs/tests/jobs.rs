@@ -1,7 +1,7 @@
 //! The jobs handler against the emulator: job detail with tenant isolation, and listings
 //! newest first with filters and cursor pagination.
 
-use gateway_core::error::JsonResponse;
+use gateway_core::engine::JsonResponse;
 use gateway_test_support::{api_request, seeds, TestStack};
 use uuid::Uuid;
 

@@ -8,6 +8,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use gateway_core::api::response::error_body;
 use gateway_core::domain::Job;
 use gateway_core::engine::notify::{client_message, connect, job_update, publish, Realtime};
 use gateway_core::engine::Gateway;
@@ -62,7 +63,7 @@ async fn websocket(
                 Ok(()) => json!({"statusCode": 200}),
                 Err(error) => {
                     tracing::info!(connection_id, %error, "connection refused");
-                    response(error.status, &error.body())
+                    response(error.status(), &error_body(&error))
                 }
             }
         }
@@ -74,10 +75,14 @@ async fn websocket(
         }
         _ => {
             let body = request.body.as_deref().unwrap_or_default();
-            response(
-                200,
-                &client_message(gateway, realtime, &connection_id, body).await,
-            )
+            let answer = client_message(gateway, realtime, &connection_id, body)
+                .await
+                .unwrap_or_else(|error| {
+                    let mut body = error_body(&error);
+                    body["type"] = json!("error");
+                    body
+                });
+            response(200, &answer)
         }
     }
 }

@@ -5,17 +5,20 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::catalog::validate::check_placeholders;
 use super::Gateway;
 use crate::domain::{
-    now_timestamp, Flavor, Job, JobProgress, JobSettings, JobStatus, Model, ProcessingMode,
+    now_timestamp, round6, Flavor, Job, JobProgress, JobSettings, JobStatus, Model, ProcessingMode,
     Provider, Service, StepMessage, UsageTotals, DEFAULT_CREATE_NEW_TURN_AFTER,
     DEFAULT_MAX_NEW_TURNS, DEFAULT_SUMMARY_TURNS,
 };
-use crate::error::ApiError;
+use crate::engine::error::{
+    BodyProblem, ContextExceeded, EngineError, EngineResult, Resource, Rule,
+};
 use crate::ports::keys;
-use crate::text::batching::BatchBudget;
+use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
 use crate::text::normalize::{normalize_transcript, NormalizeLimits};
-use crate::text::prompt::{placeholder_count, template_text};
+use crate::text::prompt::template_text;
 use crate::tokens::{load_or_default, resolve_tokenizer_name, TokenCounter};
 
 /// Longest accepted `organization_id`.
@@ -35,64 +38,41 @@ pub struct ExecuteRequest {
 
 impl ExecuteRequest {
     /// Parses and validates a request body; errors name the field and the problem.
-    pub fn parse(body: &[u8], max_input_bytes: usize) -> Result<Self, ApiError> {
+    pub fn parse(body: &[u8], max_input_bytes: usize) -> EngineResult<Self> {
         let text = std::str::from_utf8(body).map_err(|e| {
-            ApiError::new(
-                400,
-                "INVALID_ENCODING",
-                format!(
-                    "request body is not valid UTF-8 (at byte {})",
-                    e.valid_up_to()
-                ),
-            )
+            EngineError::InvalidBody(BodyProblem::NotUtf8 {
+                valid_up_to: e.valid_up_to(),
+            })
         })?;
         if text.trim().is_empty() {
-            return Err(ApiError::new(
-                400,
-                "INVALID_JSON",
-                "request body is empty; expected a JSON object",
-            ));
+            return Err(EngineError::InvalidBody(BodyProblem::Empty));
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            ApiError::new(
-                400,
-                "INVALID_JSON",
-                format!("request body is not valid JSON: {e}"),
-            )
-        })?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| EngineError::InvalidBody(BodyProblem::NotJson(e.to_string())))?;
         let Value::Object(mut fields) = value else {
-            return Err(ApiError::new(
-                400,
-                "INVALID_JSON",
-                "request body must be a JSON object",
-            ));
+            return Err(EngineError::InvalidBody(BodyProblem::NotObject));
         };
         let input = match fields.remove("input") {
             None | Some(Value::Null) => {
-                return Err(ApiError::invalid_field("input", "is required"))
+                return Err(EngineError::invalid_field("input", "is required"))
             }
             Some(Value::String(input)) => input,
-            Some(_) => return Err(ApiError::invalid_field("input", "must be a string")),
+            Some(_) => return Err(EngineError::invalid_field("input", "must be a string")),
         };
         if input.trim().is_empty() {
-            return Err(ApiError::invalid_field("input", "must not be empty"));
+            return Err(EngineError::invalid_field("input", "must not be empty"));
         }
         if input.len() > max_input_bytes {
-            return Err(ApiError::new(
-                413,
-                "INPUT_TOO_LARGE",
-                format!(
-                    "input: {} bytes exceeds the limit of {max_input_bytes} bytes",
-                    input.len()
-                ),
-            )
-            .with("field", "input")
-            .with("max_input_bytes", max_input_bytes));
+            return Err(EngineError::InvalidBody(BodyProblem::TooLarge {
+                field: "input",
+                size: input.len(),
+                limit: max_input_bytes,
+            }));
         }
         let flavor_id = optional_string(&mut fields, "flavor_id")?
             .map(|id| {
                 Uuid::parse_str(&id)
-                    .map_err(|_| ApiError::invalid_field("flavor_id", "must be a UUID"))
+                    .map_err(|_| EngineError::invalid_field("flavor_id", "must be a UUID"))
             })
             .transpose()?;
         let flavor_name = optional_string(&mut fields, "flavor_name")?;
@@ -100,7 +80,10 @@ impl ExecuteRequest {
             .as_deref()
             .is_some_and(|name| name.trim().is_empty())
         {
-            return Err(ApiError::invalid_field("flavor_name", "must not be empty"));
+            return Err(EngineError::invalid_field(
+                "flavor_name",
+                "must not be empty",
+            ));
         }
         let organization_id = optional_string(&mut fields, "organization_id")?;
         if let Some(org) = &organization_id {
@@ -109,7 +92,12 @@ impl ExecuteRequest {
         let context = match fields.remove("context") {
             None | Some(Value::Null) => None,
             Some(Value::Object(context)) => Some(context),
-            Some(_) => return Err(ApiError::invalid_field("context", "must be a JSON object")),
+            Some(_) => {
+                return Err(EngineError::invalid_field(
+                    "context",
+                    "must be a JSON object",
+                ))
+            }
         };
         Ok(ExecuteRequest {
             input,
@@ -122,12 +110,12 @@ impl ExecuteRequest {
 }
 
 /// Checks an organization id: 1–100 characters, no control characters.
-pub fn validate_organization_id(org: &str) -> Result<(), ApiError> {
+pub fn validate_organization_id(org: &str) -> EngineResult<()> {
     if org.is_empty()
         || org.chars().count() > MAX_ORGANIZATION_ID_CHARS
         || org.chars().any(char::is_control)
     {
-        return Err(ApiError::invalid_field(
+        return Err(EngineError::invalid_field(
             "organization_id",
             format!(
                 "must be 1 to {MAX_ORGANIZATION_ID_CHARS} characters without control characters"
@@ -137,14 +125,11 @@ pub fn validate_organization_id(org: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn optional_string(
-    fields: &mut Map<String, Value>,
-    name: &str,
-) -> Result<Option<String>, ApiError> {
+fn optional_string(fields: &mut Map<String, Value>, name: &str) -> EngineResult<Option<String>> {
     match fields.remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(value)) => Ok(Some(value)),
-        Some(_) => Err(ApiError::invalid_field(name, "must be a string")),
+        Some(_) => Err(EngineError::invalid_field(name, "must be a string")),
     }
 }
 
@@ -169,7 +154,7 @@ pub async fn plan(
     gateway: &Gateway,
     service_id: Uuid,
     request: &ExecuteRequest,
-) -> Result<Plan, ApiError> {
+) -> EngineResult<Plan> {
     let target = resolve_target(gateway, service_id, request).await?;
     let Target {
         service,
@@ -178,19 +163,11 @@ pub async fn plan(
         provider,
     } = target;
 
-    let required = flavor.processing_mode.required_placeholders();
-    let found = placeholder_count(&flavor.prompt_user_content);
-    if found != required {
-        return Err(ApiError::new(
-            400,
-            "INVALID_FLAVOR_PROMPT",
-            format!(
-                "flavor '{}' is {:?} and needs {required} '{{}}' placeholder(s) in its user prompt, but it has {found}",
-                flavor.name, flavor.processing_mode
-            ),
-        )
-        .with("flavor_id", flavor.id.to_string()));
-    }
+    check_placeholders(
+        flavor.processing_mode,
+        &flavor.prompt_user_content,
+        "prompt_user_content",
+    )?;
 
     let tokenizer_name = resolve_tokenizer_name(
         flavor.tokenizer_override.as_deref(),
@@ -204,13 +181,6 @@ pub async fn plan(
             .as_deref()
             .map_or(0, |system| counter.count(system));
     let input_tokens = counter.count(&request.input);
-    let budget = BatchBudget {
-        context_length: model.context_length as usize,
-        max_generation: model.max_generation_length as usize,
-        prompt_tokens,
-        max_new_turns: flavor.max_new_turns.unwrap_or(DEFAULT_MAX_NEW_TURNS) as usize,
-    };
-    let available = budget.available();
     let settings = JobSettings {
         provider_id: provider.id,
         provider_name: provider.name.clone(),
@@ -226,27 +196,23 @@ pub async fn plan(
             .create_new_turn_after
             .unwrap_or(DEFAULT_CREATE_NEW_TURN_AFTER),
         summary_turns: flavor.summary_turns.unwrap_or(DEFAULT_SUMMARY_TURNS),
-        max_new_turns: budget.max_new_turns as u32,
+        max_new_turns: flavor.max_new_turns.unwrap_or(DEFAULT_MAX_NEW_TURNS),
         prompt_tokens: prompt_tokens as u32,
         estimated_cost_per_1k_tokens: flavor.estimated_cost_per_1k_tokens,
         priority: flavor.priority,
         input_price_per_million: model.input_price_per_million,
         output_price_per_million: model.output_price_per_million,
     };
+    let budget = BatchBudget::from(&settings);
+    let available = budget.available();
 
     let job_id = Uuid::new_v4();
     let (progress, turns_blob) = match flavor.processing_mode {
         ProcessingMode::SinglePass => {
             if input_tokens > available {
-                return Err(context_exceeded(
-                    gateway,
-                    &service,
-                    &flavor,
-                    input_tokens,
-                    available,
-                    &budget,
-                )
-                .await);
+                return Err(
+                    context_exceeded(gateway, &service, &flavor, input_tokens, &budget).await,
+                );
             }
             (
                 JobProgress {
@@ -302,7 +268,7 @@ pub async fn submit(
     gateway: &Gateway,
     service_id: Uuid,
     request: ExecuteRequest,
-) -> Result<Job, ApiError> {
+) -> EngineResult<Job> {
     let Plan {
         job,
         turns_json: turns_blob,
@@ -338,11 +304,58 @@ pub async fn submit(
             message: error.to_string(),
         });
         failed.completed_at = Some(now_timestamp());
-        let _ = gateway.jobs.replace(&failed, 0).await;
+        if let Err(store_error) = gateway.jobs.replace(&failed, 0).await {
+            tracing::error!(job_id = %job.id, error = %store_error, "could not mark the unqueued job failed; it stays queued without a message");
+        }
         return Err(error.into());
     }
     tracing::info!(job_id = %job.id, organization_id = job.organization_id.as_deref().unwrap_or(""), input_tokens = job.input_tokens, mode = ?job.processing_mode, total_batches = job.progress.total_batches, "job queued");
     Ok(job)
+}
+
+/// The 202 answer to a submitted job.
+pub fn accepted_json(job: &Job) -> Value {
+    json!({
+        "job_id": job.id,
+        "status": job.status,
+        "service_id": job.service_id,
+        "service_name": job.service_name,
+        "flavor_id": job.flavor_id,
+        "flavor_name": job.flavor_name,
+        "organization_id": job.organization_id,
+        "processing_mode": job.processing_mode,
+        "created_at": job.created_at,
+        "input_tokens": job.input_tokens,
+        "context_available": job.context_available,
+        "tokenizer": job.settings.tokenizer,
+        "total_turns": job.progress.total_turns,
+        "estimated_batches": job.progress.total_batches,
+    })
+}
+
+/// The answer of a dry run whose plan fits: the figures and the estimated cost. Every
+/// batch sends its prompt and may generate up to half the generation budget.
+pub fn dry_run_json(job: &Job) -> Value {
+    let settings = &job.settings;
+    let estimated_tokens = u64::from(job.input_tokens)
+        + u64::from(job.progress.total_batches)
+            * (u64::from(settings.prompt_tokens) + u64::from(settings.max_generation_length) / 2);
+    json!({
+        "valid": true,
+        "service_id": job.service_id,
+        "flavor_id": job.flavor_id,
+        "flavor_name": job.flavor_name,
+        "processing_mode": job.processing_mode,
+        "input_tokens": job.input_tokens,
+        "context_available": job.context_available,
+        "tokenizer": settings.tokenizer,
+        "total_turns": job.progress.total_turns,
+        "estimated_batches": job.progress.total_batches,
+        "estimated_tokens": estimated_tokens,
+        "estimated_cost": settings
+            .estimated_cost_per_1k_tokens
+            .map(|rate| round6(estimated_tokens as f64 / 1000.0 * rate)),
+    })
 }
 
 /// Normalises the transcript into turns and estimates the batches; returns the progress
@@ -353,20 +366,19 @@ fn plan_iterative(
     settings: &JobSettings,
     budget: &BatchBudget,
     flavor: &Flavor,
-) -> Result<(JobProgress, Vec<u8>), ApiError> {
-    if budget.available() < 64 {
-        return Err(ApiError::new(
-            400,
-            "CONTEXT_EXCEEDED",
-            format!(
-                "flavor '{}' leaves {} tokens for input after generation ({}) and prompt ({}); at least 64 are needed",
-                flavor.name,
-                budget.available(),
-                budget.max_generation,
-                budget.prompt_tokens
-            ),
-        )
-        .with("available_tokens", budget.available()));
+) -> EngineResult<(JobProgress, Vec<u8>)> {
+    if budget.available() < MIN_INPUT_TOKENS {
+        return Err(EngineError::ContextExceeded(Box::new(ContextExceeded {
+            flavor_id: flavor.id,
+            flavor_name: flavor.name.clone(),
+            input_tokens: None,
+            available_tokens: budget.available(),
+            context_length: budget.context_length,
+            max_generation_length: budget.max_generation,
+            prompt_tokens: budget.prompt_tokens,
+            suggestion:
+                "use a model with a larger context, or a shorter prompt or generation length".into(),
+        })));
     }
     let turns = normalize_transcript(
         input,
@@ -379,8 +391,7 @@ fn plan_iterative(
     let tokens: Vec<u32> = turns.iter().map(|turn| turn.tokens).collect();
     let context_estimate = settings.summary_turns as usize * ESTIMATED_TOKENS_PER_CONTEXT_LINE;
     let total_batches = budget.estimate_batches(&tokens, context_estimate) as u32;
-    let json =
-        serde_json::to_vec(&turns).map_err(|e| ApiError::new(500, "INTERNAL", e.to_string()))?;
+    let json = serde_json::to_vec(&turns).map_err(|e| EngineError::internal("encode turns", e))?;
     Ok((
         JobProgress {
             step: 0,
@@ -396,7 +407,7 @@ async fn resolve_target(
     gateway: &Gateway,
     service_id: Uuid,
     request: &ExecuteRequest,
-) -> Result<Target, ApiError> {
+) -> EngineResult<Target> {
     let service = gateway
         .catalog
         .service(service_id)
@@ -404,11 +415,10 @@ async fn resolve_target(
         .filter(|service| {
             service.organization_id.is_none() || service.organization_id == request.organization_id
         })
-        .ok_or_else(|| ApiError::not_found("service", service_id))?;
+        .ok_or_else(|| EngineError::not_found(Resource::Service, service_id))?;
     if !service.is_active {
-        return Err(ApiError::new(
-            400,
-            "SERVICE_INACTIVE",
+        return Err(EngineError::refused(
+            Rule::ServiceInactive,
             format!("service '{}' is inactive", service.name),
         ));
     }
@@ -417,22 +427,21 @@ async fn resolve_target(
         flavors
             .into_iter()
             .find(|flavor| &flavor.name == name)
-            .ok_or_else(|| ApiError::not_found("flavor", name).with("field", "flavor_name"))?
+            .ok_or_else(|| EngineError::not_found_by(Resource::Flavor, name, "flavor_name"))?
     } else if let Some(flavor_id) = request.flavor_id {
         gateway
             .catalog
             .flavor(service_id, flavor_id)
             .await?
-            .ok_or_else(|| ApiError::not_found("flavor", flavor_id).with("field", "flavor_id"))?
+            .ok_or_else(|| EngineError::not_found_by(Resource::Flavor, flavor_id, "flavor_id"))?
     } else {
         let flavors = gateway.catalog.flavors(service_id).await?;
         flavors
             .into_iter()
             .find(|flavor| flavor.is_default)
             .ok_or_else(|| {
-                ApiError::new(
-                    400,
-                    "NO_DEFAULT_FLAVOR",
+                EngineError::refused(
+                    Rule::NoDefaultFlavor,
                     format!(
                         "service '{}' has no default flavor; pass flavor_id or flavor_name",
                         service.name
@@ -441,21 +450,19 @@ async fn resolve_target(
             })?
     };
     if !flavor.is_active {
-        return Err(ApiError::new(
-            400,
-            "FLAVOR_INACTIVE",
+        return Err(EngineError::refused(
+            Rule::FlavorInactive,
             format!("flavor '{}' is inactive", flavor.name),
         )
-        .with("flavor_id", flavor.id.to_string()));
+        .about("flavor_id", flavor.id));
     }
     let model = gateway
         .catalog
         .model(flavor.model_id)
         .await?
         .ok_or_else(|| {
-            ApiError::new(
-                400,
-                "MODEL_NOT_FOUND",
+            EngineError::refused(
+                Rule::FlavorModelMissing,
                 format!(
                     "flavor '{}' uses model {} which does not exist",
                     flavor.name, flavor.model_id
@@ -463,9 +470,8 @@ async fn resolve_target(
             )
         })?;
     if !model.is_active {
-        return Err(ApiError::new(
-            400,
-            "MODEL_INACTIVE",
+        return Err(EngineError::refused(
+            Rule::ModelInactive,
             format!("model '{}' is inactive", model.model_name),
         ));
     }
@@ -474,9 +480,8 @@ async fn resolve_target(
         .provider(model.provider_id)
         .await?
         .ok_or_else(|| {
-            ApiError::new(
-                400,
-                "PROVIDER_NOT_FOUND",
+            EngineError::refused(
+                Rule::FlavorProviderMissing,
                 format!(
                     "model '{}' uses provider {} which does not exist",
                     model.model_name, model.provider_id
@@ -496,46 +501,39 @@ async fn context_exceeded(
     service: &Service,
     flavor: &Flavor,
     input_tokens: usize,
-    available: usize,
     budget: &BatchBudget,
-) -> ApiError {
-    let iterative = gateway
-        .catalog
-        .flavors(service.id)
-        .await
-        .unwrap_or_default()
+) -> EngineError {
+    let flavors = match gateway.catalog.flavors(service.id).await {
+        Ok(flavors) => flavors,
+        Err(error) => return error.into(),
+    };
+    let iterative = flavors
         .into_iter()
         .find(|other| other.is_active && other.processing_mode == ProcessingMode::Iterative);
     let suggestion = match &iterative {
-        Some(other) => json!(format!(
+        Some(other) => format!(
             "use the iterative flavor '{}' (flavor_id {}), which processes long inputs in batches",
             other.name, other.id
-        )),
-        None => json!("shorten the input or use an iterative flavor"),
-    };
-    ApiError::new(
-        400,
-        "CONTEXT_EXCEEDED",
-        format!(
-            "input has {input_tokens} tokens but flavor '{}' allows {available} in one pass (context {} − generation {} − prompt {})",
-            flavor.name, budget.context_length, budget.max_generation, budget.prompt_tokens
         ),
-    )
-    .with("input_tokens", input_tokens)
-    .with("available_tokens", available)
-    .with("context_length", budget.context_length)
-    .with("max_generation_length", budget.max_generation)
-    .with("prompt_tokens", budget.prompt_tokens)
-    .with("flavor_id", flavor.id.to_string())
-    .with("flavor_name", flavor.name.clone())
-    .with("suggestion", suggestion)
+        None => "shorten the input or use an iterative flavor".into(),
+    };
+    EngineError::ContextExceeded(Box::new(ContextExceeded {
+        flavor_id: flavor.id,
+        flavor_name: flavor.name.clone(),
+        input_tokens: Some(input_tokens),
+        available_tokens: budget.available(),
+        context_length: budget.context_length,
+        max_generation_length: budget.max_generation,
+        prompt_tokens: budget.prompt_tokens,
+        suggestion,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(body: &str) -> Result<ExecuteRequest, ApiError> {
+    fn parse(body: &str) -> EngineResult<ExecuteRequest> {
         ExecuteRequest::parse(body.as_bytes(), 100)
     }
 
@@ -582,22 +580,18 @@ mod tests {
         ];
         for (body, code, field) in cases {
             let error = parse(body).unwrap_err();
-            assert_eq!(error.status, 400, "{body}");
-            assert_eq!(error.error_code, code, "{body}");
-            assert_eq!(
-                error.extra.get("field").and_then(|f| f.as_str()),
-                field,
-                "{body}"
-            );
+            assert_eq!(error.status(), 400, "{body}");
+            assert_eq!(error.code(), code, "{body}");
+            assert_eq!(error.field(), field, "{body}");
         }
         let too_large = parse(&format!(r#"{{"input":"{}"}}"#, "a".repeat(101))).unwrap_err();
         assert_eq!(
-            (too_large.status, too_large.error_code),
+            (too_large.status(), too_large.code()),
             (413, "INPUT_TOO_LARGE")
         );
         let not_utf8 = ExecuteRequest::parse(b"{\"input\":\"\xff\xfe\"}", 100).unwrap_err();
         assert_eq!(
-            (not_utf8.status, not_utf8.error_code),
+            (not_utf8.status(), not_utf8.code()),
             (400, "INVALID_ENCODING")
         );
     }

@@ -7,23 +7,22 @@ use uuid::Uuid;
 use super::views::visible_job;
 use super::Gateway;
 use crate::domain::{now_timestamp, Job, JobStatus};
-use crate::error::ApiError;
+use crate::engine::error::{EngineError, EngineResult, Resource, Rule};
 use crate::ports::keys;
 
 /// Attempts before giving up when the worker keeps advancing the job under us.
 const CANCEL_ATTEMPTS: usize = 5;
 
-fn already_finished(job: &Job) -> ApiError {
-    ApiError::new(
-        400,
-        "JOB_ALREADY_FINISHED",
+fn already_finished(job: &Job) -> EngineError {
+    EngineError::refused(
+        Rule::JobAlreadyFinished,
         format!(
             "job {} is already {} and cannot be cancelled",
             job.id,
             job.status.as_str()
         ),
     )
-    .with("status", job.status.as_str())
+    .about("status", job.status.as_str())
 }
 
 /// Cancels a queued or processing job: stored as `cancelled`; the worker drops the job's
@@ -32,7 +31,7 @@ pub async fn cancel(
     gateway: &Gateway,
     id: Uuid,
     organization_id: Option<&str>,
-) -> Result<Job, ApiError> {
+) -> EngineResult<Job> {
     let mut job = visible_job(gateway, id, organization_id).await?;
     for _ in 0..CANCEL_ATTEMPTS {
         if job.status.is_terminal() {
@@ -49,9 +48,8 @@ pub async fn cancel(
         }
         job = visible_job(gateway, id, organization_id).await?;
     }
-    Err(ApiError::new(
-        409,
-        "JOB_BUSY",
+    Err(EngineError::refused(
+        Rule::JobBusy,
         format!("job {id} kept changing; try again"),
     ))
 }
@@ -61,18 +59,17 @@ pub async fn delete(
     gateway: &Gateway,
     id: Uuid,
     organization_id: Option<&str>,
-) -> Result<serde_json::Value, ApiError> {
+) -> EngineResult<serde_json::Value> {
     let job = visible_job(gateway, id, organization_id).await?;
     if !job.status.is_terminal() {
-        return Err(ApiError::new(
-            400,
-            "JOB_NOT_FINISHED",
+        return Err(EngineError::refused(
+            Rule::JobNotFinished,
             format!("job {id} is {}; cancel it first", job.status.as_str()),
         )
-        .with("status", job.status.as_str()));
+        .about("status", job.status.as_str()));
     }
     if !gateway.jobs.delete_terminal(id).await? {
-        return Err(ApiError::not_found("job", id));
+        return Err(EngineError::not_found(Resource::Job, id));
     }
     let objects = gateway.blobs.delete_prefix(&keys::job_prefix(id)).await?;
     tracing::info!(job_id = %id, organization_id = organization_id.unwrap_or(""), objects, "job deleted");

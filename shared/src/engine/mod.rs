@@ -2,20 +2,20 @@
 //! job views returned by the API. Everything goes through the ports in [`crate::ports`].
 
 pub mod catalog;
+pub mod error;
 pub mod execute;
 pub mod lifecycle;
 pub mod notify;
-pub mod openapi;
+mod response;
 pub mod views;
 pub mod worker;
+
+pub use response::JsonResponse;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::aws::{
-    AwsClients, DynamoCatalog, DynamoJobStore, GatewayEnv, KmsSecrets, S3Blobs, SqsJobQueue,
-};
-use crate::llm::{Endpoint, LlmClient, OpenAiClient, RetryPolicy};
+use crate::llm::{Endpoint, LlmClient, RetryPolicy};
 use crate::ports::{BlobStore, Catalog, CatalogStore, IoResult, JobQueue, JobStore, Secrets};
 
 /// Operational limits, from the environment with safe defaults.
@@ -90,43 +90,4 @@ impl Gateway {
             provider_name: provider.name,
         })
     }
-
-    /// The AWS-backed gateway over the given resources and clients.
-    pub fn with_clients(env: GatewayEnv, clients: &AwsClients, limits: Limits) -> Self {
-        let catalog = Arc::new(DynamoCatalog::new(
-            clients.dynamodb.clone(),
-            env.catalog_table,
-        ));
-        Gateway {
-            jobs: Arc::new(DynamoJobStore::new(
-                clients.dynamodb.clone(),
-                env.jobs_table,
-            )),
-            catalog: catalog.clone(),
-            records: catalog,
-            blobs: Arc::new(S3Blobs::new(clients.s3.clone(), env.bucket)),
-            queue: Arc::new(SqsJobQueue::new(clients.sqs.clone(), env.job_queues)),
-            secrets: Arc::new(KmsSecrets::new(clients.kms.clone(), env.kms_key_id.clone())),
-            llm: Arc::new(OpenAiClient::new(limits.llm_timeout)),
-            limits,
-        }
-    }
-}
-
-/// Start-up shared by every function binary: JSON logs, then the gateway from the
-/// environment.
-pub async fn bootstrap() -> Result<Gateway, String> {
-    Ok(bootstrap_with_clients().await?.0)
-}
-
-/// Like [`bootstrap`], also returning the AWS clients for functions that need more of them
-/// (the configuration is loaded once).
-pub async fn bootstrap_with_clients() -> Result<(Gateway, AwsClients), String> {
-    crate::logging::init();
-    let env = GatewayEnv::from_env()?;
-    let clients = AwsClients::load().await;
-    Ok((
-        Gateway::with_clients(env, &clients, Limits::from_env()),
-        clients,
-    ))
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::views::visible_job;
 use super::Gateway;
 use crate::domain::{Job, JobStatus};
-use crate::error::ApiError;
+use crate::engine::error::{BodyProblem, EngineError, EngineResult, Resource};
 use crate::ports::{ConnectionStore, Delivery, IoResult, JobQuery, Notifier, Topic};
 
 /// Posts in flight at once during a fan-out.
@@ -90,7 +90,7 @@ pub async fn connect(
     connection_id: &str,
     job_id: Option<&str>,
     organization_id: Option<&str>,
-) -> Result<(), ApiError> {
+) -> EngineResult<()> {
     let topic = topic_for(gateway, job_id, organization_id).await?;
     realtime
         .connections
@@ -104,11 +104,11 @@ async fn topic_for(
     gateway: &Gateway,
     job_id: Option<&str>,
     organization_id: Option<&str>,
-) -> Result<Topic, ApiError> {
+) -> EngineResult<Topic> {
     match (job_id, organization_id) {
         (Some(job_id), org) => {
             let id = Uuid::parse_str(job_id)
-                .map_err(|_| ApiError::invalid_field("job_id", "must be a UUID"))?;
+                .map_err(|_| EngineError::invalid_field("job_id", "must be a UUID"))?;
             visible_job(gateway, id, org).await?;
             Ok(Topic::Job(id))
         }
@@ -116,9 +116,8 @@ async fn topic_for(
             super::execute::validate_organization_id(org)?;
             Ok(Topic::Organization(org.to_string()))
         }
-        (None, None) => Err(ApiError::new(
-            400,
-            "INVALID_REQUEST",
+        (None, None) => Err(EngineError::invalid_field(
+            "job_id",
             "give job_id or organization_id to follow",
         )),
     }
@@ -133,33 +132,12 @@ pub async fn client_message(
     realtime: &Realtime,
     connection_id: &str,
     body: &str,
-) -> Value {
-    match handle_client_message(gateway, realtime, connection_id, body).await {
-        Ok(answer) => answer,
-        Err(error) => {
-            let mut body = error.body();
-            body["type"] = json!("error");
-            body
-        }
-    }
-}
-
-async fn handle_client_message(
-    gateway: &Gateway,
-    realtime: &Realtime,
-    connection_id: &str,
-    body: &str,
-) -> Result<Value, ApiError> {
-    let message: Value = serde_json::from_str(body).map_err(|e| {
-        ApiError::new(
-            400,
-            "INVALID_JSON",
-            format!("message is not valid JSON: {e}"),
-        )
-    })?;
+) -> EngineResult<Value> {
+    let message: Value = serde_json::from_str(body)
+        .map_err(|e| EngineError::InvalidBody(BodyProblem::NotJson(e.to_string())))?;
     let field = |name: &str| message.get(name).and_then(Value::as_str);
     let action = field("action").ok_or_else(|| {
-        ApiError::invalid_field("action", "is required (subscribe or unsubscribe)")
+        EngineError::invalid_field("action", "is required (subscribe or unsubscribe)")
     })?;
     // A connection keeps the organization it connected with; it cannot borrow another.
     let organization = realtime
@@ -172,8 +150,8 @@ async fn handle_client_message(
         .or(organization.clone())
         .filter(|requested| organization.as_ref().is_none_or(|own| own == requested));
     if field("organization_id").is_some() && organization.is_none() {
-        return Err(ApiError::not_found(
-            "organization",
+        return Err(EngineError::not_found(
+            Resource::Organization,
             field("organization_id").unwrap_or_default(),
         ));
     }
@@ -193,21 +171,21 @@ async fn handle_client_message(
                 .await?;
             Ok(json!({"type": "unsubscribed", "topic": topic.key()}))
         }
-        other => Err(ApiError::invalid_field(
+        other => Err(EngineError::invalid_field(
             "action",
             format!("unknown action '{other}' (subscribe or unsubscribe)"),
         )),
     }
 }
 
-async fn current_state(gateway: &Gateway, topic: &Topic) -> Result<Value, ApiError> {
+async fn current_state(gateway: &Gateway, topic: &Topic) -> EngineResult<Value> {
     match topic {
         Topic::Job(id) => {
             let job = gateway
                 .jobs
                 .get(*id)
                 .await?
-                .ok_or_else(|| ApiError::not_found("job", id))?;
+                .ok_or_else(|| EngineError::not_found(Resource::Job, id))?;
             Ok(update_message(&job, "status_change"))
         }
         Topic::Organization(org) => {

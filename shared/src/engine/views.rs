@@ -4,9 +4,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::Gateway;
-use crate::aws::INVALID_CURSOR;
 use crate::domain::{Job, JobStatus};
-use crate::error::ApiError;
+use crate::engine::error::{EngineError, EngineResult, Resource};
 use crate::ports::{keys, IoError, JobQuery};
 
 /// Default and largest page sizes of job listings.
@@ -86,7 +85,7 @@ pub async fn visible_job(
     gateway: &Gateway,
     id: Uuid,
     organization_id: Option<&str>,
-) -> Result<Job, ApiError> {
+) -> EngineResult<Job> {
     gateway
         .jobs
         .get(id)
@@ -94,7 +93,7 @@ pub async fn visible_job(
         .filter(|job| {
             job.organization_id.is_none() || job.organization_id.as_deref() == organization_id
         })
-        .ok_or_else(|| ApiError::not_found("job", id))
+        .ok_or_else(|| EngineError::not_found(Resource::Job, id))
 }
 
 /// The full job: status, progress, metrics, and for a completed job the result and passes.
@@ -102,7 +101,7 @@ pub async fn job_detail(
     gateway: &Gateway,
     id: Uuid,
     organization_id: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> EngineResult<Value> {
     let job = visible_job(gateway, id, organization_id).await?;
     let mut body = job_json(&job);
     if job.status == JobStatus::Completed {
@@ -124,14 +123,8 @@ pub async fn job_detail(
 }
 
 /// Lists jobs newest first: `{items, page_size, next_cursor}`.
-pub async fn list_jobs(gateway: &Gateway, query: JobQuery) -> Result<Value, ApiError> {
-    let page = gateway.jobs.list(&query).await.map_err(|error| {
-        if error.operation == INVALID_CURSOR {
-            ApiError::invalid_field("cursor", "is not a cursor returned by this API")
-        } else {
-            error.into()
-        }
-    })?;
+pub async fn list_jobs(gateway: &Gateway, query: JobQuery) -> EngineResult<Value> {
+    let page = gateway.jobs.list(&query).await?;
     Ok(json!({
         "items": page.jobs.iter().map(job_json).collect::<Vec<_>>(),
         "page_size": query.page_size,

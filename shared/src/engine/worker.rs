@@ -124,15 +124,6 @@ async fn load_step_output(gateway: &Gateway, job: &Job, step: u32) -> IoResult<O
     }
 }
 
-fn budget(job: &Job) -> BatchBudget {
-    BatchBudget {
-        context_length: job.settings.context_length as usize,
-        max_generation: job.settings.max_generation_length as usize,
-        prompt_tokens: job.settings.prompt_tokens as usize,
-        max_new_turns: job.settings.max_new_turns as usize,
-    }
-}
-
 /// Builds the prompt of this step, calls the LLM and stores the output. The inner `Err`
 /// is a provider failure that fails the job.
 async fn run_llm_step(
@@ -160,7 +151,7 @@ async fn run_llm_step(
             let turns = load_turns(gateway, job).await?;
             let tokens: Vec<u32> = turns.iter().map(|turn| turn.tokens).collect();
             let cursor = job.progress.cursor as usize;
-            let end = budget(job).next_batch_end(
+            let end = BatchBudget::from(&job.settings).next_batch_end(
                 &tokens,
                 cursor,
                 context_tokens(&message.context, counter),
@@ -297,7 +288,7 @@ fn next_message(
         &message.context,
         output,
         job.settings.summary_turns as usize,
-        budget(job).context_reserve(),
+        BatchBudget::from(&job.settings).context_reserve(),
         counter,
     );
     StepMessage {

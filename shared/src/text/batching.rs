@@ -4,6 +4,9 @@
 use super::normalize::split_by_tokens;
 use crate::tokens::TokenCounter;
 
+/// The fewest tokens a flavor must leave for input in one call.
+pub const MIN_INPUT_TOKENS: usize = 64;
+
 /// Token budget of one LLM call in iterative mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchBudget {

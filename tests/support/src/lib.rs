@@ -160,7 +160,7 @@ impl TestStack {
         let dead_letter_queue_url = var("GATEWAY_JOB_DLQ_URL");
         let clients = AwsClients::load().await;
         let catalog = DynamoCatalog::new(clients.dynamodb.clone(), env.catalog_table.clone());
-        let gateway = Gateway::with_clients(env.clone(), &clients, test_limits());
+        let gateway = gateway_core::aws::gateway(env.clone(), &clients, test_limits());
         TestStack {
             prefix,
             vars,

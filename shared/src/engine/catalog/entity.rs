@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 use crate::ports::{CatalogStore, CatalogWrite, Expect, Record, RecordKind, WriteError};
 
 /// The organization a request acts for (query `organization_id`). Without one the caller
@@ -44,16 +44,15 @@ impl Scope {
     }
 
     /// 404 for an object this scope cannot see, 403 for a global object it cannot change.
-    pub fn check_change(&self, what: &str, id: Uuid, owner: Option<&str>) -> Result<(), ApiError> {
+    pub fn check_change(&self, what: Resource, id: Uuid, owner: Option<&str>) -> EngineResult<()> {
         if !self.can_see(owner) {
-            return Err(not_found(what, id));
+            return Err(EngineError::not_found(what, id));
         }
         if !self.can_change(owner) {
-            return Err(ApiError::new(
-                403,
-                "FORBIDDEN",
-                format!("{what} '{id}' is global: change it without organization_id"),
-            ));
+            return Err(EngineError::Forbidden(format!(
+                "{} '{id}' is global: change it without organization_id",
+                what.name()
+            )));
         }
         Ok(())
     }
@@ -62,8 +61,8 @@ impl Scope {
 /// A catalog resource.
 pub trait Entity: Serialize + DeserializeOwned + Send + Sync {
     const KIND: RecordKind;
-    /// Lower-case name for messages ("provider").
-    const NAME: &'static str;
+    /// What it is, for messages and 404s.
+    const RESOURCE: Resource;
     fn id(&self) -> Uuid;
     /// The record's parent (a flavor's service).
     fn parent(&self) -> Option<Uuid> {
@@ -76,7 +75,7 @@ pub trait Entity: Serialize + DeserializeOwned + Send + Sync {
         Vec::new()
     }
     /// Checks values serde cannot (ranges, URLs, placeholders); the error names the field.
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> EngineResult<()> {
         Ok(())
     }
     /// The API representation.
@@ -85,22 +84,17 @@ pub trait Entity: Serialize + DeserializeOwned + Send + Sync {
     }
 }
 
-/// 404 `{"detail": "<What> not found"}` like the reference.
-pub fn not_found(what: &str, id: impl std::fmt::Display) -> ApiError {
-    let mut title = what.to_string();
-    if let Some(first) = title.get_mut(0..1) {
-        first.make_ascii_uppercase();
-    }
-    ApiError::not_found(what, id).with("detail", format!("{title} not found"))
-}
-
 /// Parses a request body as a JSON object (422 otherwise).
-pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub fn parse_object(body: &[u8]) -> EngineResult<Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(fields)) => Ok(fields),
-        Ok(_) => Err(ApiError::validation("body", "", "must be a JSON object")),
-        Err(error) => Err(ApiError::validation(
-            "body",
+        Ok(_) => Err(EngineError::validation(
+            Location::Body,
+            "",
+            "must be a JSON object",
+        )),
+        Err(error) => Err(EngineError::validation(
+            Location::Body,
             "",
             format!("invalid JSON: {error}"),
         )),
@@ -108,7 +102,7 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Deserializes `value` as `T`; a wrong type or missing field is a 422 naming its path.
-pub fn from_json<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+pub fn from_json<T: DeserializeOwned>(value: Value) -> EngineResult<T> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         use serde_path_to_error::Segment;
         let mut parts: Vec<String> = error
@@ -126,7 +120,7 @@ pub fn from_json<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
         if let Some(rest) = message.strip_prefix("missing field `") {
             parts.push(rest.split('`').next().unwrap_or_default().to_string());
         }
-        ApiError::validation("body", &parts.join("."), message)
+        EngineError::validation(Location::Body, &parts.join("."), message)
     })
 }
 
@@ -147,9 +141,9 @@ pub fn merge_patch(mut current: Value, patch: Map<String, Value>, protected: &[&
 pub const SERVER_FIELDS: &[&str] = &["id", "created_at", "updated_at", "organization_id"];
 
 /// The record of an entity.
-pub fn record_of<T: Entity>(entity: &T) -> Result<Record, ApiError> {
-    let body = serde_json::to_value(entity)
-        .map_err(|error| ApiError::new(500, "INTERNAL", format!("encode: {error}")))?;
+pub fn record_of<T: Entity>(entity: &T) -> EngineResult<Record> {
+    let body =
+        serde_json::to_value(entity).map_err(|error| EngineError::internal("encode", error))?;
     Ok(Record {
         kind: T::KIND,
         id: entity.id(),
@@ -158,31 +152,31 @@ pub fn record_of<T: Entity>(entity: &T) -> Result<Record, ApiError> {
     })
 }
 
+/// The JSON of a stored object about to be patched, its `updated_at` set to `now`.
+pub fn current_json<T: Entity>(entity: &T, now: &str) -> EngineResult<Value> {
+    let mut current =
+        serde_json::to_value(entity).map_err(|error| EngineError::internal("encode", error))?;
+    current["updated_at"] = Value::String(now.to_string());
+    Ok(current)
+}
+
 /// Decodes a stored record.
-pub fn decode<T: Entity>(record: Record) -> Result<T, ApiError> {
+pub fn decode<T: Entity>(record: Record) -> EngineResult<T> {
     serde_json::from_value(record.body).map_err(|error| {
-        tracing::error!(kind = T::NAME, id = %record.id, %error, "undecodable catalog record");
-        ApiError::new(
-            500,
-            "CORRUPT_RECORD",
-            format!("{} '{}' cannot be read", T::NAME, record.id),
-        )
+        tracing::error!(kind = T::RESOURCE.name(), id = %record.id, %error, "undecodable catalog record");
+        EngineError::Internal(format!("{} '{}' cannot be read", T::RESOURCE.name(), record.id))
     })
 }
 
 /// Loads an object visible to `scope` (404 otherwise).
-pub async fn load<T: Entity>(
-    store: &dyn CatalogStore,
-    id: Uuid,
-    scope: &Scope,
-) -> Result<T, ApiError> {
+pub async fn load<T: Entity>(store: &dyn CatalogStore, id: Uuid, scope: &Scope) -> EngineResult<T> {
     let record = store
         .record(T::KIND, id)
         .await?
-        .ok_or_else(|| not_found(T::NAME, id))?;
+        .ok_or_else(|| EngineError::not_found(T::RESOURCE, id))?;
     let entity: T = decode(record)?;
     if !scope.can_see(entity.organization_id()) {
-        return Err(not_found(T::NAME, id));
+        return Err(EngineError::not_found(T::RESOURCE, id));
     }
     Ok(entity)
 }
@@ -192,14 +186,14 @@ pub async fn load_for_change<T: Entity>(
     store: &dyn CatalogStore,
     id: Uuid,
     scope: &Scope,
-) -> Result<T, ApiError> {
+) -> EngineResult<T> {
     let entity: T = load(store, id, &Scope::default()).await?;
-    scope.check_change(T::NAME, id, entity.organization_id())?;
+    scope.check_change(T::RESOURCE, id, entity.organization_id())?;
     Ok(entity)
 }
 
 /// Every object visible to `scope`.
-pub async fn list<T: Entity>(store: &dyn CatalogStore, scope: &Scope) -> Result<Vec<T>, ApiError> {
+pub async fn list<T: Entity>(store: &dyn CatalogStore, scope: &Scope) -> EngineResult<Vec<T>> {
     let mut entities = Vec::new();
     for record in store.records(T::KIND).await? {
         let entity: T = decode(record)?;
@@ -211,7 +205,7 @@ pub async fn list<T: Entity>(store: &dyn CatalogStore, scope: &Scope) -> Result<
 }
 
 /// The writes that create `entity` with its unique keys.
-pub fn create_writes<T: Entity>(entity: &T) -> Result<Vec<CatalogWrite>, ApiError> {
+pub fn create_writes<T: Entity>(entity: &T) -> EngineResult<Vec<CatalogWrite>> {
     entity.validate()?;
     let mut writes = vec![CatalogWrite::Put {
         record: record_of(entity)?,
@@ -230,7 +224,7 @@ pub fn create_writes<T: Entity>(entity: &T) -> Result<Vec<CatalogWrite>, ApiErro
 }
 
 /// The writes that replace `old` with `new`, claiming and releasing changed unique keys.
-pub fn update_writes<T: Entity>(old: &T, new: &T) -> Result<Vec<CatalogWrite>, ApiError> {
+pub fn update_writes<T: Entity>(old: &T, new: &T) -> EngineResult<Vec<CatalogWrite>> {
     new.validate()?;
     let old_keys: Vec<String> = old.unique_keys().into_iter().map(|(k, _)| k).collect();
     let new_keys: Vec<String> = new.unique_keys().into_iter().map(|(k, _)| k).collect();
@@ -272,11 +266,11 @@ pub async fn commit(
     store: &dyn CatalogStore,
     writes: Vec<CatalogWrite>,
     conflicts: &[(String, String)],
-) -> Result<(), ApiError> {
+) -> EngineResult<()> {
     const MAX_WRITES: usize = 100;
     if writes.len() > MAX_WRITES {
-        return Err(ApiError::validation(
-            "body",
+        return Err(EngineError::validation(
+            Location::Body,
             "",
             format!("too many objects in one change (at most {MAX_WRITES} writes)"),
         ));
@@ -288,10 +282,10 @@ pub async fn commit(
                 .iter()
                 .find(|(k, _)| *k == key)
                 .map_or_else(|| format!("'{key}' already exists"), |(_, m)| m.clone());
-            Err(ApiError::conflict(message))
+            Err(EngineError::Conflict(message))
         }
-        Err(WriteError::Stale) => Err(ApiError::conflict(
-            "the object was changed by another request; read it again and retry",
+        Err(WriteError::Stale) => Err(EngineError::Conflict(
+            "the object was changed by another request; read it again and retry".into(),
         )),
         Err(WriteError::Io(error)) => Err(error.into()),
     }
@@ -312,7 +306,7 @@ pub fn new_object(
     mut fields: Map<String, Value>,
     scope: &Scope,
     now: &str,
-) -> Result<Map<String, Value>, ApiError> {
+) -> EngineResult<Map<String, Value>> {
     for name in ["id", "created_at", "updated_at"] {
         fields.remove(name);
     }
@@ -323,8 +317,8 @@ pub fn new_object(
         None | Some(Value::Null) => None,
         Some(Value::String(org)) => Some(org.clone()),
         Some(_) => {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "organization_id",
                 "must be a string",
             ))
@@ -332,8 +326,8 @@ pub fn new_object(
     };
     let organization_id = match (body_org, scope.organization_id.clone()) {
         (Some(body), Some(query)) if body != query => {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "organization_id",
                 "differs from the organization_id of the query",
             ))
@@ -343,7 +337,7 @@ pub fn new_object(
     };
     if let Some(org) = &organization_id {
         crate::engine::execute::validate_organization_id(org)
-            .map_err(|error| ApiError::validation("body", "organization_id", error.detail))?;
+            .map_err(|error| EngineError::validation(Location::Body, "organization_id", error))?;
     }
     fields.insert(
         "organization_id".into(),
@@ -365,15 +359,15 @@ mod tests {
         let operator = Scope::default();
         assert!(operator.can_see(Some("b")) && operator.can_change(None));
         assert_eq!(
-            org.check_change("prompt", Uuid::nil(), Some("b"))
+            org.check_change(Resource::Prompt, Uuid::nil(), Some("b"))
                 .unwrap_err()
-                .status,
+                .status(),
             404
         );
         assert_eq!(
-            org.check_change("prompt", Uuid::nil(), None)
+            org.check_change(Resource::Prompt, Uuid::nil(), None)
                 .unwrap_err()
-                .status,
+                .status(),
             403
         );
     }
@@ -396,10 +390,10 @@ mod tests {
             json!({"name": "x", "inner": [{"temperature": 1}, {"temperature": "hot"}]}),
         )
         .unwrap_err();
-        assert_eq!(error.status, 422);
-        assert_eq!(error.extra["field"], "inner.1.temperature");
+        assert_eq!(error.status(), 422);
+        assert_eq!(error.field().unwrap(), "inner.1.temperature");
         let missing = from_json::<Sample>(json!({"inner": []})).unwrap_err();
-        assert_eq!(missing.extra["field"], "name");
+        assert_eq!(missing.field().unwrap(), "name");
     }
 
     #[test]
@@ -425,6 +419,6 @@ mod tests {
             .as_object()
             .unwrap()
             .clone();
-        assert_eq!(new_object(clash, &scope, "t").unwrap_err().status, 422);
+        assert_eq!(new_object(clash, &scope, "t").unwrap_err().status(), 422);
     }
 }

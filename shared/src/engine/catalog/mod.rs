@@ -17,3 +17,4 @@ pub mod presets;
 pub mod prompts;
 pub mod providers;
 pub mod services;
+pub mod validate;

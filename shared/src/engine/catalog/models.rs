@@ -5,14 +5,15 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::entity::{
-    commit, create_writes, delete_writes, from_json, list, load, load_for_change, merge_patch,
-    new_object, parse_object, update_writes, Entity, Scope, SERVER_FIELDS,
+    commit, create_writes, current_json, delete_writes, from_json, list, load, load_for_change,
+    merge_patch, new_object, parse_object, update_writes, Entity, Scope, SERVER_FIELDS,
 };
 use super::page::PageRequest;
-use super::providers::text_length;
+use super::validate::text_length;
 use crate::domain::{now_timestamp, Flavor, Model, Provider};
+use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 use crate::engine::Gateway;
-use crate::error::{ApiError, JsonResponse};
+use crate::engine::JsonResponse;
 use crate::ports::RecordKind;
 
 /// Default page size of model lists.
@@ -23,7 +24,7 @@ pub const HEALTH_STATUSES: &[&str] = &["available", "unavailable", "unknown", "e
 
 impl Entity for Model {
     const KIND: RecordKind = RecordKind::Model;
-    const NAME: &'static str = "model";
+    const RESOURCE: Resource = Resource::Model;
 
     fn id(&self) -> Uuid {
         self.id
@@ -49,7 +50,7 @@ impl Entity for Model {
         )]
     }
 
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> EngineResult<()> {
         text_length("model_name", &self.model_name, 1, 200)?;
         text_length("model_identifier", &self.model_identifier, 1, 200)?;
         for (field, value) in [
@@ -57,23 +58,23 @@ impl Entity for Model {
             ("max_generation_length", self.max_generation_length),
         ] {
             if value == 0 {
-                return Err(ApiError::validation(
-                    "body",
+                return Err(EngineError::validation(
+                    Location::Body,
                     field,
                     "must be greater than 0",
                 ));
             }
         }
         if self.max_generation_length >= self.context_length {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "max_generation_length",
                 "must be smaller than context_length",
             ));
         }
         if self.security_level.is_some_and(|level| level > 2) {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "security_level",
                 "must be 0, 1 or 2",
             ));
@@ -83,19 +84,23 @@ impl Entity for Model {
             ("output_price_per_million", self.output_price_per_million),
         ] {
             if price.is_some_and(|price| !(price >= 0.0 && price.is_finite())) {
-                return Err(ApiError::validation("body", field, "must be a number >= 0"));
+                return Err(EngineError::validation(
+                    Location::Body,
+                    field,
+                    "must be a number >= 0",
+                ));
             }
         }
         if !HEALTH_STATUSES.contains(&self.health_status.as_str()) {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "health_status",
                 format!("must be one of {}", HEALTH_STATUSES.join(", ")),
             ));
         }
         if !self.metadata.is_object() {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "metadata",
                 "must be an object",
             ));
@@ -112,10 +117,7 @@ fn model_json(model: &Model, provider: Option<&Provider>) -> Value {
 }
 
 /// Every model of a provider (any organization).
-pub async fn models_of_provider(
-    gateway: &Gateway,
-    provider_id: Uuid,
-) -> Result<Vec<Model>, ApiError> {
+pub async fn models_of_provider(gateway: &Gateway, provider_id: Uuid) -> EngineResult<Vec<Model>> {
     let models: Vec<Model> = list(gateway.records.as_ref(), &Scope::default()).await?;
     Ok(models
         .into_iter()
@@ -124,7 +126,7 @@ pub async fn models_of_provider(
 }
 
 /// 409 when one of `flavors` uses `model` (a model in use cannot be deleted).
-pub fn ensure_unused(model: &Model, flavors: &[Flavor]) -> Result<(), ApiError> {
+pub fn ensure_unused(model: &Model, flavors: &[Flavor]) -> EngineResult<()> {
     let users: Vec<&str> = flavors
         .iter()
         .filter(|flavor| flavor.model_id == model.id)
@@ -133,7 +135,7 @@ pub fn ensure_unused(model: &Model, flavors: &[Flavor]) -> Result<(), ApiError> 
     if users.is_empty() {
         return Ok(());
     }
-    Err(ApiError::conflict(format!(
+    Err(EngineError::Conflict(format!(
         "Cannot delete model '{}': it is used by {} flavor(s): {}",
         model.model_name,
         users.len(),
@@ -147,7 +149,7 @@ pub async fn create(
     scope: &Scope,
     provider_id: Option<Uuid>,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let mut fields = parse_object(body)?;
     if let Some(provider_id) = provider_id {
         fields.insert("provider_id".into(), json!(provider_id));
@@ -158,18 +160,23 @@ pub async fn create(
     let mut fields = new_object(fields, scope, &now_timestamp())?;
     // The provider must exist, be visible, and be changeable by this scope.
     let provider_id = match fields.get("provider_id") {
-        Some(Value::String(id)) => Uuid::parse_str(id)
-            .map_err(|_| ApiError::validation("body", "provider_id", "must be a UUID"))?,
+        Some(Value::String(id)) => Uuid::parse_str(id).map_err(|_| {
+            EngineError::validation(Location::Body, "provider_id", "must be a UUID")
+        })?,
         _ => {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "provider_id",
                 "field required",
             ))
         }
     };
     let provider: Provider = load(gateway.records.as_ref(), provider_id, scope).await?;
-    scope.check_change("provider", provider.id, provider.organization_id.as_deref())?;
+    scope.check_change(
+        Resource::Provider,
+        provider.id,
+        provider.organization_id.as_deref(),
+    )?;
     fields.insert(
         "organization_id".into(),
         provider
@@ -193,7 +200,7 @@ pub async fn list_page(
     scope: &Scope,
     provider_id: Option<Uuid>,
     page: PageRequest,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     if let Some(id) = provider_id {
         load::<Provider>(store, id, scope).await?;
@@ -214,7 +221,7 @@ pub async fn list_page(
 }
 
 /// `GET /models/{id}`.
-pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let model: Model = load(store, id, scope).await?;
     let provider: Option<Provider> = load(store, model.provider_id, &Scope::default()).await.ok();
@@ -225,7 +232,7 @@ pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonRespo
 }
 
 /// `GET /models/{id}/limits`: the context split, and what is left for input.
-pub async fn limits(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn limits(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let model: Model = load(gateway.records.as_ref(), id, scope).await?;
     Ok(JsonResponse::new(
         200,
@@ -246,13 +253,11 @@ pub async fn update(
     scope: &Scope,
     id: Uuid,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let old: Model = load_for_change(store, id, scope).await?;
     let fields = parse_object(body)?;
-    let mut current = serde_json::to_value(&old)
-        .map_err(|error| ApiError::new(500, "INTERNAL", error.to_string()))?;
-    current["updated_at"] = Value::String(now_timestamp());
+    let current = current_json(&old, &now_timestamp())?;
     let protected = [SERVER_FIELDS, &["provider_id", "provider_name"]].concat();
     let model: Model = from_json(merge_patch(current, fields, &protected))?;
     commit(store, update_writes(&old, &model)?, &model.unique_keys()).await?;
@@ -264,7 +269,7 @@ pub async fn update(
 }
 
 /// `DELETE /models/{id}` → 204; 409 while a flavor uses it.
-pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let model: Model = load_for_change(gateway.records.as_ref(), id, scope).await?;
     let flavors: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
     ensure_unused(&model, &flavors)?;

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use crate::engine::error::{EngineError, EngineResult, Location};
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -21,7 +21,7 @@ impl PageRequest {
         page: Option<&str>,
         page_size: Option<&str>,
         default_size: usize,
-    ) -> Result<Self, ApiError> {
+    ) -> EngineResult<Self> {
         let number = |name: &str, value: Option<&str>, default: usize, max: usize| match value {
             None => Ok(default),
             Some(text) => text
@@ -30,8 +30,8 @@ impl PageRequest {
                 .ok()
                 .filter(|n| (1..=max).contains(n))
                 .ok_or_else(|| {
-                    ApiError::validation(
-                        "query",
+                    EngineError::validation(
+                        Location::Query,
                         name,
                         format!("must be an integer from 1 to {max}"),
                     )
@@ -84,7 +84,10 @@ mod tests {
             }
         );
         for (page, size) in [(Some("0"), None), (None, Some("101")), (Some("x"), None)] {
-            assert_eq!(PageRequest::parse(page, size, 20).unwrap_err().status, 422);
+            assert_eq!(
+                PageRequest::parse(page, size, 20).unwrap_err().status(),
+                422
+            );
         }
     }
 }

@@ -9,10 +9,11 @@ use super::entity::{
     commit, create_writes, delete_writes, from_json, list, load, merge_patch, new_object,
     parse_object, update_writes, Entity, Scope, SERVER_FIELDS,
 };
-use super::providers::text_length;
+use super::validate::text_length;
 use crate::domain::{now_timestamp, Flavor};
+use crate::engine::error::{EngineError, EngineResult, Location, Resource, Rule};
 use crate::engine::Gateway;
-use crate::error::{ApiError, JsonResponse};
+use crate::engine::JsonResponse;
 use crate::ports::RecordKind;
 
 /// A stored flavor preset.
@@ -61,7 +62,7 @@ const NOT_CONFIGURABLE: &[&str] = &[
 
 impl Entity for FlavorPreset {
     const KIND: RecordKind = RecordKind::Preset;
-    const NAME: &'static str = "flavor preset";
+    const RESOURCE: Resource = Resource::FlavorPreset;
 
     fn id(&self) -> Uuid {
         self.id
@@ -78,26 +79,13 @@ impl Entity for FlavorPreset {
             format!("Preset with name '{}' already exists", self.name),
         )]
     }
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> EngineResult<()> {
         text_length("name", &self.name, 1, 100)?;
         text_length("service_type", &self.service_type, 1, 50)?;
         self.flavor_from_config(Uuid::nil(), Uuid::nil(), "preset-check")
             .and_then(|flavor| flavor.validate())
-            .map_err(|error| {
-                let field = error
-                    .extra
-                    .get("field")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                ApiError::new(
-                    400,
-                    "INVALID_PRESET_CONFIG",
-                    format!("config: {}", error.detail),
-                )
-                .with(
-                    "detail",
-                    json!({"errors": [format!("config.{field}: {}", error.detail)]}),
-                )
+            .map_err(|error| EngineError::PresetConfig {
+                source: Box::new(error),
             })
     }
 }
@@ -109,7 +97,7 @@ impl FlavorPreset {
         service_id: Uuid,
         model_id: Uuid,
         name: &str,
-    ) -> Result<Flavor, ApiError> {
+    ) -> EngineResult<Flavor> {
         let mut fields: Map<String, Value> = self
             .config
             .iter()
@@ -135,7 +123,7 @@ pub async fn list_presets(
     scope: &Scope,
     service_type: Option<&str>,
     active_only: bool,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let mut presets: Vec<FlavorPreset> = list(gateway.records.as_ref(), scope).await?;
     presets.retain(|p| {
         service_type.is_none_or(|t| p.service_type == t) && (!active_only || p.is_active)
@@ -145,17 +133,13 @@ pub async fn list_presets(
 }
 
 /// `GET /flavor-presets/{id}`.
-pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let preset: FlavorPreset = load(gateway.records.as_ref(), id, scope).await?;
     Ok(JsonResponse::new(200, preset.to_json()))
 }
 
 /// `POST /flavor-presets` → 201 (never a system preset).
-pub async fn create(
-    gateway: &Gateway,
-    scope: &Scope,
-    body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+pub async fn create(gateway: &Gateway, scope: &Scope, body: &[u8]) -> EngineResult<JsonResponse> {
     let mut fields = new_object(parse_object(body)?, scope, &now_timestamp())?;
     fields.insert("is_system".into(), Value::Bool(false));
     let preset: FlavorPreset = from_json(Value::Object(fields))?;
@@ -174,7 +158,7 @@ pub async fn update(
     scope: &Scope,
     id: Uuid,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let old: FlavorPreset = super::entity::load_for_change(store, id, scope).await?;
     let fields = parse_object(body)?;
@@ -187,13 +171,12 @@ pub async fn update(
 }
 
 /// `DELETE /flavor-presets/{id}` → 204; system presets → 400 (the reference's answer).
-pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let preset: FlavorPreset = super::entity::load_for_change(store, id, scope).await?;
     if preset.is_system {
-        return Err(ApiError::new(
-            400,
-            "SYSTEM_PRESET",
+        return Err(EngineError::refused(
+            Rule::SystemPreset,
             "Cannot delete system preset",
         ));
     }
@@ -209,29 +192,29 @@ pub async fn apply(
     id: Uuid,
     body: &[u8],
     form_encoded: bool,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let preset: FlavorPreset = load(gateway.records.as_ref(), id, scope).await?;
     let fields: Map<String, Value> = if form_encoded {
         form_urlencoded(body)
     } else {
         parse_object(body)?
     };
-    let text = |name: &str| -> Result<String, ApiError> {
+    let text = |name: &str| -> EngineResult<String> {
         fields
             .get(name)
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| ApiError::validation("body", name, "field required"))
+            .ok_or_else(|| EngineError::validation(Location::Body, name, "field required"))
     };
-    let uuid = |name: &str| -> Result<Uuid, ApiError> {
+    let uuid = |name: &str| -> EngineResult<Uuid> {
         Uuid::parse_str(&text(name)?)
-            .map_err(|_| ApiError::validation("body", name, "must be a UUID"))
+            .map_err(|_| EngineError::validation(Location::Body, name, "must be a UUID"))
     };
     let (service_id, model_id, name) =
         (uuid("service_id")?, uuid("model_id")?, text("flavor_name")?);
     let flavor = preset.flavor_from_config(service_id, model_id, &name)?;
     let body = serde_json::to_vec(&flavor)
-        .map_err(|error| ApiError::new(500, "INTERNAL", error.to_string()))?;
+        .map_err(|error| EngineError::internal("encode flavor", error))?;
     super::services::create_flavor(gateway, scope, service_id, &body).await
 }
 

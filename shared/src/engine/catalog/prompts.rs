@@ -6,14 +6,15 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::entity::{
-    commit, create_writes, delete_writes, from_json, list, load, load_for_change, merge_patch,
-    new_object, parse_object, scoped_key, update_writes, Entity, Scope, SERVER_FIELDS,
+    commit, create_writes, current_json, delete_writes, from_json, list, load, load_for_change,
+    merge_patch, new_object, parse_object, scoped_key, update_writes, Entity, Scope, SERVER_FIELDS,
 };
 use super::page::PageRequest;
-use super::providers::{one_of, text_length};
+use super::validate::{one_of, text_length};
 use crate::domain::{empty_object, now_timestamp, Flavor};
+use crate::engine::error::{EngineError, EngineResult, Location, Resource, Rule};
 use crate::engine::Gateway;
-use crate::error::{ApiError, JsonResponse};
+use crate::engine::JsonResponse;
 use crate::ports::RecordKind;
 use crate::text::prompt::placeholder_count;
 
@@ -52,7 +53,7 @@ fn standard() -> String {
 
 impl Entity for Prompt {
     const KIND: RecordKind = RecordKind::Prompt;
-    const NAME: &'static str = "prompt";
+    const RESOURCE: Resource = Resource::Prompt;
 
     fn id(&self) -> Uuid {
         self.id
@@ -69,10 +70,14 @@ impl Entity for Prompt {
             format!("Prompt with name '{}' already exists", self.name),
         )]
     }
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> EngineResult<()> {
         text_length("name", &self.name, 1, 100)?;
         if self.content.is_empty() {
-            return Err(ApiError::validation("body", "content", "must not be empty"));
+            return Err(EngineError::validation(
+                Location::Body,
+                "content",
+                "must not be empty",
+            ));
         }
         one_of(
             "prompt_category",
@@ -80,8 +85,8 @@ impl Entity for Prompt {
             &["system", "user"],
         )?;
         if !self.description.is_object() {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "description",
                 "must be an object",
             ));
@@ -143,10 +148,10 @@ pub struct ServiceType(pub TypeEntry);
 pub struct PromptType(pub TypeEntry);
 
 macro_rules! type_entity {
-    ($type:ty, $kind:expr, $name:literal, $key:literal) => {
+    ($type:ty, $kind:expr, $resource:expr, $key:literal) => {
         impl Entity for $type {
             const KIND: RecordKind = $kind;
-            const NAME: &'static str = $name;
+            const RESOURCE: Resource = $resource;
             fn id(&self) -> Uuid {
                 self.0.id
             }
@@ -159,10 +164,14 @@ macro_rules! type_entity {
             fn unique_keys(&self) -> Vec<(String, String)> {
                 vec![(
                     format!(concat!($key, ":{}"), self.0.code),
-                    format!("{} with code '{}' already exists", $name, self.0.code),
+                    format!(
+                        "{} with code '{}' already exists",
+                        Self::RESOURCE.name(),
+                        self.0.code
+                    ),
                 )]
             }
-            fn validate(&self) -> Result<(), ApiError> {
+            fn validate(&self) -> EngineResult<()> {
                 validate_type_entry(&self.0)
             }
         }
@@ -171,17 +180,17 @@ macro_rules! type_entity {
 type_entity!(
     ServiceType,
     RecordKind::ServiceType,
-    "service type",
+    Resource::ServiceType,
     "service-type"
 );
 type_entity!(
     PromptType,
     RecordKind::PromptType,
-    "prompt type",
+    Resource::PromptType,
     "prompt-type"
 );
 
-fn validate_type_entry(entry: &TypeEntry) -> Result<(), ApiError> {
+fn validate_type_entry(entry: &TypeEntry) -> EngineResult<()> {
     let code_ok = entry.code.len() <= 50
         && entry.code.starts_with(|c: char| c.is_ascii_lowercase())
         && entry
@@ -189,15 +198,15 @@ fn validate_type_entry(entry: &TypeEntry) -> Result<(), ApiError> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !code_ok {
-        return Err(ApiError::validation(
-            "body",
+        return Err(EngineError::validation(
+            Location::Body,
             "code",
             "must match ^[a-z][a-z0-9_]*$ (at most 50 characters)",
         ));
     }
     if !entry.name.is_object() {
-        return Err(ApiError::validation(
-            "body",
+        return Err(EngineError::validation(
+            Location::Body,
             "name",
             "must be an object of translations",
         ));
@@ -213,44 +222,42 @@ fn validate_type_entry(entry: &TypeEntry) -> Result<(), ApiError> {
 }
 
 /// Codes of the active service types.
-async fn service_type_codes(gateway: &Gateway) -> Result<Vec<String>, ApiError> {
+async fn service_type_codes(gateway: &Gateway) -> EngineResult<Vec<String>> {
     let types: Vec<ServiceType> = list(gateway.records.as_ref(), &Scope::default()).await?;
     Ok(types.into_iter().map(|t| t.0.code).collect())
 }
 
 /// 400 unless `code` is a known service type (the reference's answer).
-async fn check_service_type(gateway: &Gateway, code: &str) -> Result<(), ApiError> {
+async fn check_service_type(gateway: &Gateway, code: &str) -> EngineResult<()> {
     let codes = service_type_codes(gateway).await?;
     if codes.iter().any(|known| known == code) {
         return Ok(());
     }
-    Err(ApiError::new(
-        400,
-        "UNKNOWN_SERVICE_TYPE",
+    Err(EngineError::refused(
+        Rule::UnknownServiceType,
         format!(
             "Invalid service_type '{code}'. Must be one of: {}",
             codes.join(", ")
         ),
     )
-    .with("field", "service_type"))
+    .about("field", "service_type"))
 }
 
 /// The prompt types, after a 400 unless `code` is one of them.
-async fn check_prompt_type(gateway: &Gateway, code: &str) -> Result<Vec<PromptType>, ApiError> {
+async fn check_prompt_type(gateway: &Gateway, code: &str) -> EngineResult<Vec<PromptType>> {
     let types: Vec<PromptType> = list(gateway.records.as_ref(), &Scope::default()).await?;
     if types.iter().any(|t| t.0.code == code) {
         return Ok(types);
     }
     let codes: Vec<&str> = types.iter().map(|t| t.0.code.as_str()).collect();
-    Err(ApiError::new(
-        400,
-        "UNKNOWN_PROMPT_TYPE",
+    Err(EngineError::refused(
+        Rule::UnknownPromptType,
         format!(
             "Invalid prompt_type '{code}'. Must be one of: {}",
             codes.join(", ")
         ),
     )
-    .with("field", "prompt_type"))
+    .about("field", "prompt_type"))
 }
 
 /// A prompt's JSON with its type expanded to the type object, like the reference.
@@ -264,11 +271,7 @@ fn prompt_json(prompt: &Prompt, types: &[PromptType]) -> Value {
 }
 
 /// `POST /prompts` → 201.
-pub async fn create(
-    gateway: &Gateway,
-    scope: &Scope,
-    body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+pub async fn create(gateway: &Gateway, scope: &Scope, body: &[u8]) -> EngineResult<JsonResponse> {
     let mut fields = new_object(parse_object(body)?, scope, &now_timestamp())?;
     fields.remove("placeholder_count");
     if fields.get("prompt_type") == Some(&Value::Null) {
@@ -303,7 +306,7 @@ pub async fn list_page(
     scope: &Scope,
     filter: PromptFilter<'_>,
     page: PageRequest,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let mut prompts: Vec<Prompt> = list(gateway.records.as_ref(), scope).await?;
     let name = filter.name.map(str::to_lowercase);
     prompts.retain(|p| {
@@ -322,7 +325,7 @@ pub async fn list_page(
 }
 
 /// `GET /prompts/{id}`.
-pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let prompt: Prompt = load(gateway.records.as_ref(), id, scope).await?;
     let types: Vec<PromptType> = list(gateway.records.as_ref(), &Scope::default()).await?;
     Ok(JsonResponse::new(200, prompt_json(&prompt, &types)))
@@ -334,14 +337,12 @@ pub async fn update(
     scope: &Scope,
     id: Uuid,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let old: Prompt = load_for_change(store, id, scope).await?;
     let mut fields = parse_object(body)?;
     fields.remove("placeholder_count");
-    let mut current = serde_json::to_value(&old)
-        .map_err(|error| ApiError::new(500, "INTERNAL", error.to_string()))?;
-    current["updated_at"] = Value::String(now_timestamp());
+    let current = current_json(&old, &now_timestamp())?;
     let prompt: Prompt = from_json(merge_patch(current, fields, SERVER_FIELDS))?;
     prompt.validate()?;
     if prompt.service_type != old.service_type {
@@ -356,7 +357,7 @@ pub async fn update(
 }
 
 /// `DELETE /prompts/{id}` → 204; 409 while a flavor uses it.
-pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let prompt: Prompt = load_for_change(store, id, scope).await?;
     let flavors: Vec<Flavor> = list(store, &Scope::default()).await?;
@@ -375,7 +376,7 @@ pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonRe
         .map(|f| f.name.as_str())
         .collect();
     if !users.is_empty() {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::Conflict(format!(
             "Cannot delete prompt '{}': it is used by flavor(s): {}",
             prompt.name,
             users.join(", ")
@@ -393,7 +394,7 @@ pub enum TypeList {
 }
 
 /// Every entry of one type list.
-async fn type_entries(gateway: &Gateway, which: TypeList) -> Result<Vec<TypeEntry>, ApiError> {
+async fn type_entries(gateway: &Gateway, which: TypeList) -> EngineResult<Vec<TypeEntry>> {
     let store = gateway.records.as_ref();
     Ok(match which {
         TypeList::Service => list::<ServiceType>(store, &Scope::default())
@@ -414,7 +415,7 @@ pub async fn list_types(
     gateway: &Gateway,
     which: TypeList,
     active_only: bool,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let mut entries = type_entries(gateway, which).await?;
     entries.retain(|t| !active_only || t.is_active);
     entries.sort_by(|a, b| {
@@ -426,25 +427,21 @@ pub async fn list_types(
 }
 
 /// `GET /service-types/{id or code}` or `/prompt-types/{id or code}`.
-pub async fn get_type(
-    gateway: &Gateway,
-    which: TypeList,
-    key: &str,
-) -> Result<JsonResponse, ApiError> {
+pub async fn get_type(gateway: &Gateway, which: TypeList, key: &str) -> EngineResult<JsonResponse> {
     let found = find_type(gateway, which, key).await?;
     Ok(JsonResponse::new(200, json!(found)))
 }
 
-async fn find_type(gateway: &Gateway, which: TypeList, key: &str) -> Result<TypeEntry, ApiError> {
+async fn find_type(gateway: &Gateway, which: TypeList, key: &str) -> EngineResult<TypeEntry> {
     let entries = type_entries(gateway, which).await?;
     let what = match which {
-        TypeList::Service => "service type",
-        TypeList::Prompt => "prompt type",
+        TypeList::Service => Resource::ServiceType,
+        TypeList::Prompt => Resource::PromptType,
     };
     entries
         .into_iter()
         .find(|t| t.code == key || t.id.to_string() == key)
-        .ok_or_else(|| super::entity::not_found(what, key))
+        .ok_or_else(|| EngineError::not_found(what, key))
 }
 
 /// `POST /service-types` or `/prompt-types` → 201 (never a system type).
@@ -452,7 +449,7 @@ pub async fn create_type(
     gateway: &Gateway,
     which: TypeList,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let mut fields = new_object(parse_object(body)?, &Scope::default(), &now_timestamp())?;
     fields.insert("is_system".into(), Value::Bool(false));
     fields.remove("organization_id");
@@ -478,7 +475,7 @@ pub async fn update_type(
     which: TypeList,
     key: &str,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let old = find_type(gateway, which, key).await?;
     let fields = parse_object(body)?;
     let mut current = json!(old);
@@ -506,12 +503,11 @@ pub async fn delete_type(
     gateway: &Gateway,
     which: TypeList,
     key: &str,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let entry = find_type(gateway, which, key).await?;
     if entry.is_system {
-        return Err(ApiError::new(
-            403,
-            "SYSTEM_TYPE",
+        return Err(EngineError::refused(
+            Rule::SystemType,
             "Cannot delete a system type",
         ));
     }

@@ -5,14 +5,16 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::entity::{
-    commit, create_writes, delete_writes, from_json, list, load, load_for_change, merge_patch,
-    new_object, parse_object, update_writes, Entity, Scope, SERVER_FIELDS,
+    commit, create_writes, current_json, delete_writes, from_json, list, load, load_for_change,
+    merge_patch, new_object, parse_object, update_writes, Entity, Scope, SERVER_FIELDS,
 };
 use super::models::models_of_provider;
 use super::page::PageRequest;
+use super::validate::{http_url, one_of, text_length};
 use crate::domain::{now_timestamp, Provider};
+use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 use crate::engine::Gateway;
-use crate::error::{ApiError, JsonResponse};
+use crate::engine::JsonResponse;
 use crate::ports::RecordKind;
 
 /// Accepted `provider_type` values: the reference's, plus the self-hosted kinds its
@@ -33,7 +35,7 @@ pub const PAGE_SIZE: usize = 20;
 
 impl Entity for Provider {
     const KIND: RecordKind = RecordKind::Provider;
-    const NAME: &'static str = "provider";
+    const RESOURCE: Resource = Resource::Provider;
 
     fn id(&self) -> Uuid {
         self.id
@@ -52,20 +54,20 @@ impl Entity for Provider {
         )]
     }
 
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> EngineResult<()> {
         text_length("name", &self.name, 1, 100)?;
         one_of("provider_type", &self.provider_type, PROVIDER_TYPES)?;
         http_url("api_base_url", &self.api_base_url)?;
         if self.security_level > 2 {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "security_level",
                 "must be 0, 1 or 2",
             ));
         }
         if !self.metadata.is_object() {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "metadata",
                 "must be an object",
             ));
@@ -86,50 +88,9 @@ impl Entity for Provider {
     }
 }
 
-/// 422 unless `value` has `min..=max` characters once trimmed.
-pub fn text_length(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
-    let length = value.trim().chars().count();
-    if length < min || value.chars().count() > max {
-        return Err(ApiError::validation(
-            "body",
-            field,
-            format!("must have {min} to {max} characters"),
-        ));
-    }
-    Ok(())
-}
-
-/// 422 unless `value` is one of `allowed`.
-pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), ApiError> {
-    if allowed.contains(&value) {
-        return Ok(());
-    }
-    Err(ApiError::validation(
-        "body",
-        field,
-        format!("must be one of {}", allowed.join(", ")),
-    ))
-}
-
-/// 422 unless `value` is an absolute http(s) URL with a host.
-pub fn http_url(field: &str, value: &str) -> Result<(), ApiError> {
-    let parsed = reqwest::Url::parse(value.trim());
-    let valid = parsed.is_ok_and(|url| {
-        matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty())
-    });
-    if valid && value.len() <= 500 {
-        return Ok(());
-    }
-    Err(ApiError::validation(
-        "body",
-        field,
-        "must be an http:// or https:// URL with a host (at most 500 characters)",
-    ))
-}
-
 /// Removes `api_key` from a request body: `Some(Some(key))` to set it, `Some(None)` to
 /// clear it (explicit null), `None` when absent.
-fn take_api_key(fields: &mut Map<String, Value>) -> Result<Option<Option<String>>, ApiError> {
+fn take_api_key(fields: &mut Map<String, Value>) -> Result<Option<Option<String>>, EngineError> {
     fields.remove("api_key_ciphertext");
     fields.remove("api_key_exists");
     match fields.remove("api_key") {
@@ -138,8 +99,8 @@ fn take_api_key(fields: &mut Map<String, Value>) -> Result<Option<Option<String>
         Some(Value::String(key)) if !key.trim().is_empty() && key.len() <= 2000 => {
             Ok(Some(Some(key)))
         }
-        Some(_) => Err(ApiError::validation(
-            "body",
+        Some(_) => Err(EngineError::validation(
+            Location::Body,
             "api_key",
             "must be a non-empty string of at most 2000 characters",
         )),
@@ -147,11 +108,7 @@ fn take_api_key(fields: &mut Map<String, Value>) -> Result<Option<Option<String>
 }
 
 /// `POST /providers` → 201.
-pub async fn create(
-    gateway: &Gateway,
-    scope: &Scope,
-    body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+pub async fn create(gateway: &Gateway, scope: &Scope, body: &[u8]) -> EngineResult<JsonResponse> {
     let mut fields = parse_object(body)?;
     let api_key = take_api_key(&mut fields)?;
     let fields = new_object(fields, scope, &now_timestamp())?;
@@ -175,7 +132,7 @@ pub async fn list_page(
     gateway: &Gateway,
     scope: &Scope,
     page: PageRequest,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let mut providers: Vec<Provider> = list(gateway.records.as_ref(), scope).await?;
     providers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
     let items = providers.iter().map(Entity::to_json).collect();
@@ -183,7 +140,7 @@ pub async fn list_page(
 }
 
 /// `GET /providers/{id}`.
-pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let provider: Provider = load(gateway.records.as_ref(), id, scope).await?;
     Ok(JsonResponse::new(200, provider.to_json()))
 }
@@ -195,13 +152,11 @@ pub async fn update(
     scope: &Scope,
     id: Uuid,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let old: Provider = load_for_change(gateway.records.as_ref(), id, scope).await?;
     let mut fields = parse_object(body)?;
     let api_key = take_api_key(&mut fields)?;
-    let mut current = serde_json::to_value(&old)
-        .map_err(|error| ApiError::new(500, "INTERNAL", error.to_string()))?;
-    current["updated_at"] = Value::String(now_timestamp());
+    let current = current_json(&old, &now_timestamp())?;
     let mut provider: Provider = from_json(merge_patch(current, fields, SERVER_FIELDS))?;
     provider.validate()?;
     match api_key {
@@ -219,7 +174,7 @@ pub async fn update(
 }
 
 /// `DELETE /providers/{id}` → 204; its models go with it, unless a flavor uses one (409).
-pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let provider: Provider = load_for_change(gateway.records.as_ref(), id, scope).await?;
     let models = models_of_provider(gateway, id).await?;
     let flavors: Vec<crate::domain::Flavor> =
@@ -325,16 +280,14 @@ pub async fn discover_models(
     gateway: &Gateway,
     scope: &Scope,
     id: Uuid,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let provider: Provider = load(gateway.records.as_ref(), id, scope).await?;
     let name = provider.name.clone();
     let endpoint = gateway.endpoint_of(provider).await?;
     let entries = gateway.llm.models(&endpoint).await.map_err(|error| {
-        ApiError::new(
-            502,
-            "PROVIDER_ERROR",
-            format!("provider '{name}' did not list its models: {error}"),
-        )
+        EngineError::Provider(format!(
+            "provider '{name}' did not list its models: {error}"
+        ))
     })?;
     let models: Vec<Value> = entries.iter().filter_map(discovered_model).collect();
     Ok(JsonResponse::new(200, Value::Array(models)))
@@ -367,7 +320,7 @@ mod tests {
     fn urls_must_be_http_with_a_host() {
         assert!(http_url("u", "https://api.example.com/v1").is_ok());
         for bad in ["ftp://x/v1", "http://", "not a url", "file:///etc/passwd"] {
-            assert_eq!(http_url("u", bad).unwrap_err().status, 422, "{bad}");
+            assert_eq!(http_url("u", bad).unwrap_err().status(), 422, "{bad}");
         }
     }
 }

@@ -8,16 +8,17 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::entity::{
-    commit, create_writes, decode, delete_writes, from_json, list, load, load_for_change,
-    merge_patch, new_object, not_found, parse_object, record_of, scoped_key, update_writes, Entity,
-    Scope, SERVER_FIELDS,
+    commit, create_writes, current_json, decode, delete_writes, from_json, list, load,
+    load_for_change, merge_patch, new_object, parse_object, record_of, scoped_key, update_writes,
+    Entity, Scope, SERVER_FIELDS,
 };
 use super::page::PageRequest;
 use super::prompts::Prompt;
-use super::providers::{one_of, text_length};
+use super::validate::{check_placeholders, one_of, text_length};
 use crate::domain::{now_timestamp, Flavor, Model, ProcessingMode, Service};
+use crate::engine::error::{EngineError, EngineResult, Location, Resource, Rule};
 use crate::engine::Gateway;
-use crate::error::{ApiError, JsonResponse};
+use crate::engine::JsonResponse;
 use crate::ports::{CatalogWrite, Expect, RecordKind};
 use crate::text::prompt::placeholder_count;
 
@@ -30,7 +31,7 @@ pub const MAX_TTL_SECONDS: u32 = 31_536_000;
 
 impl Entity for Service {
     const KIND: RecordKind = RecordKind::Service;
-    const NAME: &'static str = "service";
+    const RESOURCE: Resource = Resource::Service;
 
     fn id(&self) -> Uuid {
         self.id
@@ -56,7 +57,7 @@ impl Entity for Service {
         ]
     }
 
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> EngineResult<()> {
         text_length("name", &self.name, 1, 100)?;
         text_length("route", &self.route, 1, 100)?;
         if !self
@@ -64,16 +65,16 @@ impl Entity for Service {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "route",
                 "may hold only letters, digits, '-' and '_'",
             ));
         }
         text_length("service_type", &self.service_type, 1, 50)?;
         if !self.metadata.is_object() {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "metadata",
                 "must be an object",
             ));
@@ -84,7 +85,7 @@ impl Entity for Service {
 
 impl Entity for Flavor {
     const KIND: RecordKind = RecordKind::Flavor;
-    const NAME: &'static str = "flavor";
+    const RESOURCE: Resource = Resource::Flavor;
 
     fn id(&self) -> Uuid {
         self.id
@@ -114,7 +115,7 @@ impl Entity for Flavor {
         )]
     }
 
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> EngineResult<()> {
         text_length("name", &self.name, 1, 50)?;
         let range = |field: &str, value: f64, low: f64, high: f64, low_open: bool| {
             let above_low = if low_open { value > low } else { value >= low };
@@ -122,8 +123,8 @@ impl Entity for Flavor {
                 Ok(())
             } else {
                 let bracket = if low_open { "(" } else { "[" };
-                Err(ApiError::validation(
-                    "body",
+                Err(EngineError::validation(
+                    Location::Body,
                     field,
                     format!("must be in {bracket}{low}, {high}]"),
                 ))
@@ -134,8 +135,8 @@ impl Entity for Flavor {
         range("frequency_penalty", self.frequency_penalty, 0.0, 2.0, false)?;
         range("presence_penalty", self.presence_penalty, 0.0, 2.0, false)?;
         let whole = |field: &str, value: Option<u32>, low: u32, high: u32| match value {
-            Some(v) if !(low..=high).contains(&v) => Err(ApiError::validation(
-                "body",
+            Some(v) if !(low..=high).contains(&v) => Err(EngineError::validation(
+                Location::Body,
                 field,
                 format!("must be from {low} to {high}"),
             )),
@@ -169,8 +170,8 @@ impl Entity for Flavor {
             10,
         )?;
         if self.stop_sequences.len() > 4 {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "stop_sequences",
                 "at most 4 sequences",
             ));
@@ -184,29 +185,29 @@ impl Entity for Flavor {
             .estimated_cost_per_1k_tokens
             .is_some_and(|cost| !(cost > 0.0 && cost.is_finite()))
         {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "estimated_cost_per_1k_tokens",
                 "must be greater than 0 (or null)",
             ));
         }
         if !self.custom_params.is_object() {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "custom_params",
                 "must be an object",
             ));
         }
         if self.failover_flavor_id == Some(self.id) {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "failover_flavor_id",
                 "a flavor cannot fail over to itself",
             ));
         }
         if self.fallback_flavor_id == Some(self.id) {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "fallback_flavor_id",
                 "a flavor cannot fall back to itself",
             ));
@@ -218,42 +219,6 @@ impl Entity for Flavor {
         };
         check_placeholders(self.processing_mode, &self.prompt_user_content, source)
     }
-}
-
-/// 400 with the reference's `prompt_validation_error` detail when the user prompt has the
-/// wrong number of `{}` for the mode (an empty prompt passes). `field` names where the
-/// prompt came from (`prompt_user_content` or `user_prompt_template_id`).
-pub fn check_placeholders(mode: ProcessingMode, prompt: &str, field: &str) -> Result<(), ApiError> {
-    let required = mode.required_placeholders();
-    let actual = placeholder_count(prompt);
-    if prompt.is_empty() || actual == required {
-        return Ok(());
-    }
-    let (mode_name, message) = match mode {
-        ProcessingMode::SinglePass => (
-            "single_pass",
-            format!("Single pass processing requires exactly 1 placeholder ({{}}), but prompt has {actual}"),
-        ),
-        ProcessingMode::Iterative => (
-            "iterative",
-            format!("Iterative processing requires exactly 2 placeholders ({{}} for previous summary and {{}} for new content), but prompt has {actual}"),
-        ),
-    };
-    Err(
-        ApiError::new(400, "PROMPT_VALIDATION_ERROR", message.clone())
-            .with("field", field)
-            .with(
-                "detail",
-                json!({
-                    "type": "prompt_validation_error",
-                    "field": field,
-                    "message": message,
-                    "processing_mode": mode_name,
-                    "required_placeholders": required,
-                    "actual_placeholders": actual,
-                }),
-            ),
-    )
 }
 
 /// Names of the objects flavors refer to, for the reference's `*_name` fields and the
@@ -268,7 +233,7 @@ pub struct Names {
 
 impl Names {
     /// Reads the catalog once.
-    pub async fn load(gateway: &Gateway) -> Result<Self, ApiError> {
+    pub async fn load(gateway: &Gateway) -> EngineResult<Self> {
         let store = gateway.records.as_ref();
         let all = Scope::default();
         let prompts: Vec<Prompt> = list(store, &all).await?;
@@ -361,7 +326,7 @@ fn service_json(service: &Service, flavors: &[Flavor], names: &Names) -> Value {
 }
 
 /// The flavors of a service.
-async fn flavors_of(gateway: &Gateway, service_id: Uuid) -> Result<Vec<Flavor>, ApiError> {
+async fn flavors_of(gateway: &Gateway, service_id: Uuid) -> EngineResult<Vec<Flavor>> {
     let flavors: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
     Ok(flavors
         .into_iter()
@@ -377,7 +342,7 @@ async fn build_flavor(
     service: &Service,
     mut fields: Map<String, Value>,
     field_prefix: &str,
-) -> Result<Flavor, ApiError> {
+) -> EngineResult<Flavor> {
     fields.insert("service_id".into(), json!(service.id));
     for computed in ["model", "service_name"] {
         fields.remove(computed);
@@ -392,8 +357,8 @@ async fn build_flavor(
         .map_err(|error| prefixed(error, field_prefix))?;
     let model: Model = load(gateway.records.as_ref(), flavor.model_id, scope).await?;
     if !model.is_active {
-        return Err(ApiError::validation(
-            "body",
+        return Err(EngineError::validation(
+            Location::Body,
             &format!("{field_prefix}model_id"),
             format!("model '{}' is inactive", model.model_name),
         ));
@@ -403,13 +368,18 @@ async fn build_flavor(
         ("failover_flavor_id", flavor.failover_flavor_id),
     ] {
         if let Some(id) = id {
-            // It must exist and belong to a service this scope can see.
-            if load_flavor(gateway, scope, None, id).await.is_err() {
-                return Err(ApiError::validation(
-                    "body",
-                    &format!("{field_prefix}{field}"),
-                    format!("flavor '{id}' does not exist"),
-                ));
+            // It must exist and belong to a service this scope can see; a storage
+            // failure is a 503, never the caller's fault.
+            match load_flavor(gateway, scope, None, id).await {
+                Ok(_) => {}
+                Err(EngineError::NotFound { .. }) => {
+                    return Err(EngineError::validation(
+                        Location::Body,
+                        &format!("{field_prefix}{field}"),
+                        format!("flavor '{id}' does not exist"),
+                    ))
+                }
+                Err(other) => return Err(other),
             }
         }
     }
@@ -417,14 +387,19 @@ async fn build_flavor(
 }
 
 /// Re-labels a 422 with the position of the flavor in a service request.
-fn prefixed(mut error: ApiError, prefix: &str) -> ApiError {
-    if prefix.is_empty() || error.status != 422 {
-        return error;
+fn prefixed(error: EngineError, prefix: &str) -> EngineError {
+    match error {
+        EngineError::Validation {
+            location,
+            field,
+            problem,
+        } if !prefix.is_empty() => EngineError::Validation {
+            location,
+            field: format!("{prefix}{field}"),
+            problem,
+        },
+        other => other,
     }
-    if let Some(Value::String(field)) = error.extra.get("field").cloned() {
-        error = ApiError::validation("body", &format!("{prefix}{field}"), error.detail);
-    }
-    error
 }
 
 /// Copies prompt templates into the content fields: system and reduce always, user only
@@ -433,13 +408,17 @@ async fn resolve_prompts(
     gateway: &Gateway,
     scope: &Scope,
     mut flavor: Flavor,
-) -> Result<Flavor, ApiError> {
+) -> EngineResult<Flavor> {
     let store = gateway.records.as_ref();
     let fetch = |field: &'static str, id: Uuid| async move {
         let prompt: Prompt = load(store, id, scope).await.map_err(|_| {
-            ApiError::validation("body", field, format!("prompt '{id}' does not exist"))
+            EngineError::validation(
+                Location::Body,
+                field,
+                format!("prompt '{id}' does not exist"),
+            )
         })?;
-        Ok::<String, ApiError>(prompt.content)
+        Ok::<String, EngineError>(prompt.content)
     };
     if let Some(id) = flavor.system_prompt_id {
         flavor.prompt_system_content = Some(fetch("system_prompt_id", id).await?);
@@ -473,17 +452,16 @@ async fn check_failover_cycle(
     gateway: &Gateway,
     flavor: &Flavor,
     pending: &[Flavor],
-) -> Result<(), ApiError> {
+) -> EngineResult<()> {
     let mut seen = HashSet::from([flavor.id]);
     let mut next = flavor.failover_flavor_id;
     while let Some(id) = next {
         if !seen.insert(id) {
-            return Err(ApiError::new(
-                400,
-                "FAILOVER_CYCLE",
+            return Err(EngineError::refused(
+                Rule::FailoverCycle,
                 format!("failover_flavor_id would create a cycle through flavor '{id}'"),
             )
-            .with("field", "failover_flavor_id"));
+            .about("field", "failover_flavor_id"));
         }
         next = match pending.iter().find(|f| f.id == id) {
             Some(flavor) => flavor.failover_flavor_id,
@@ -501,7 +479,7 @@ fn unset_other_defaults(
     flavors: &[Flavor],
     keep: Uuid,
     now: &str,
-) -> Result<Vec<CatalogWrite>, ApiError> {
+) -> EngineResult<Vec<CatalogWrite>> {
     let mut writes = Vec::new();
     for other in flavors.iter().filter(|f| f.is_default && f.id != keep) {
         let mut changed = other.clone();
@@ -522,24 +500,26 @@ fn conflicts_of(service: Option<&Service>, flavors: &[Flavor]) -> Vec<(String, S
 }
 
 /// `POST /services` (optionally with `flavors`) → 201 with the service and its flavors.
-pub async fn create(
-    gateway: &Gateway,
-    scope: &Scope,
-    body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+pub async fn create(gateway: &Gateway, scope: &Scope, body: &[u8]) -> EngineResult<JsonResponse> {
     let now = now_timestamp();
     let mut fields = new_object(parse_object(body)?, scope, &now)?;
     let flavor_fields = match fields.remove("flavors") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) if items.len() <= MAX_FLAVORS_PER_REQUEST => items,
         Some(Value::Array(_)) => {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 "flavors",
                 format!("at most {MAX_FLAVORS_PER_REQUEST} flavors per request"),
             ))
         }
-        Some(_) => return Err(ApiError::validation("body", "flavors", "must be a list")),
+        Some(_) => {
+            return Err(EngineError::validation(
+                Location::Body,
+                "flavors",
+                "must be a list",
+            ))
+        }
     };
     fields.remove("flavor_count");
     if matches!(fields.get("route"), None | Some(Value::Null)) {
@@ -555,8 +535,8 @@ pub async fn create(
     for (index, item) in flavor_fields.into_iter().enumerate() {
         let prefix = format!("flavors.{index}.");
         let Value::Object(item) = item else {
-            return Err(ApiError::validation(
-                "body",
+            return Err(EngineError::validation(
+                Location::Body,
                 &format!("flavors.{index}"),
                 "must be an object",
             ));
@@ -565,8 +545,8 @@ pub async fn create(
         flavors.push(build_flavor(gateway, scope, &service, item, &prefix).await?);
     }
     if flavors.iter().filter(|f| f.is_default).count() > 1 {
-        return Err(ApiError::validation(
-            "body",
+        return Err(EngineError::validation(
+            Location::Body,
             "flavors",
             "at most one flavor may be the default",
         ));
@@ -574,7 +554,7 @@ pub async fn create(
     let mut names = HashSet::new();
     for flavor in &flavors {
         if !names.insert(flavor.name.trim().to_lowercase()) {
-            return Err(ApiError::conflict(format!(
+            return Err(EngineError::Conflict(format!(
                 "Flavor with name '{}' already exists for this service",
                 flavor.name
             )));
@@ -603,7 +583,7 @@ pub async fn list_page(
     service_type: Option<&str>,
     is_active: Option<bool>,
     page: PageRequest,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let mut services: Vec<Service> = list(store, scope).await?;
     services.retain(|s| {
@@ -620,7 +600,7 @@ pub async fn list_page(
 }
 
 /// `GET /services/{id}` with its flavors.
-pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn get(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let service: Service = load(gateway.records.as_ref(), id, scope).await?;
     let names = Names::load(gateway).await?;
     Ok(JsonResponse::new(
@@ -635,20 +615,18 @@ pub async fn update(
     scope: &Scope,
     id: Uuid,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let old: Service = load_for_change(store, id, scope).await?;
     let mut fields = parse_object(body)?;
     if fields.contains_key("flavors") {
-        return Err(ApiError::validation(
-            "body",
+        return Err(EngineError::validation(
+            Location::Body,
             "flavors",
             "change flavors through /services/{id}/flavors",
         ));
     }
-    let mut current = serde_json::to_value(&old)
-        .map_err(|error| ApiError::new(500, "INTERNAL", error.to_string()))?;
-    current["updated_at"] = Value::String(now_timestamp());
+    let current = current_json(&old, &now_timestamp())?;
     if fields.get("route") == Some(&Value::Null) {
         fields.remove("route");
     }
@@ -667,7 +645,7 @@ pub async fn update(
 }
 
 /// `DELETE /services/{id}` → 204, with its flavors. Jobs keep their frozen settings.
-pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> Result<JsonResponse, ApiError> {
+pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<JsonResponse> {
     let service: Service = load_for_change(gateway.records.as_ref(), id, scope).await?;
     let mut writes = delete_writes(&service);
     for flavor in flavors_of(gateway, id).await? {
@@ -684,15 +662,15 @@ async fn load_flavor(
     scope: &Scope,
     service_id: Option<Uuid>,
     flavor_id: Uuid,
-) -> Result<(Service, Flavor), ApiError> {
+) -> EngineResult<(Service, Flavor)> {
     let store = gateway.records.as_ref();
     let flavor: Flavor = load(store, flavor_id, &Scope::default()).await?;
     if service_id.is_some_and(|id| id != flavor.service_id) {
-        return Err(not_found("flavor", flavor_id));
+        return Err(EngineError::not_found(Resource::Flavor, flavor_id));
     }
     let service: Service = load(store, flavor.service_id, scope)
         .await
-        .map_err(|_| not_found("flavor", flavor_id))?;
+        .map_err(|_| EngineError::not_found(Resource::Flavor, flavor_id))?;
     Ok((service, flavor))
 }
 
@@ -702,7 +680,7 @@ pub async fn create_flavor(
     scope: &Scope,
     service_id: Uuid,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let service: Service = load_for_change(store, service_id, scope).await?;
     let now = now_timestamp();
@@ -734,7 +712,7 @@ pub async fn list_flavors(
     scope: &Scope,
     service_id: Uuid,
     is_active: Option<bool>,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     load::<Service>(gateway.records.as_ref(), service_id, scope).await?;
     let names = Names::load(gateway).await?;
     let mut flavors = names.flavors_of(service_id);
@@ -752,7 +730,7 @@ pub async fn get_flavor(
     scope: &Scope,
     service_id: Option<Uuid>,
     flavor_id: Uuid,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let (_, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
     Ok(JsonResponse::new(
         200,
@@ -767,17 +745,19 @@ pub async fn update_flavor(
     service_id: Option<Uuid>,
     flavor_id: Uuid,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let (service, old) = load_flavor(gateway, scope, service_id, flavor_id).await?;
-    scope.check_change("service", service.id, service.organization_id.as_deref())?;
+    scope.check_change(
+        Resource::Service,
+        service.id,
+        service.organization_id.as_deref(),
+    )?;
     let patch = parse_object(body)?;
     let now = now_timestamp();
-    let mut current = serde_json::to_value(&old)
-        .map_err(|error| ApiError::new(500, "INTERNAL", error.to_string()))?;
-    current["updated_at"] = Value::String(now.clone());
+    let current = current_json(&old, &now)?;
     let protected = [SERVER_FIELDS, &["service_id"]].concat();
     let Value::Object(fields) = merge_patch(current, patch, &protected) else {
-        return Err(ApiError::new(500, "INTERNAL", "flavor is not an object"));
+        return Err(EngineError::Internal("flavor is not an object".into()));
     };
     let flavor = build_flavor(gateway, scope, &service, fields, "").await?;
     check_failover_cycle(gateway, &flavor, &[]).await?;
@@ -787,9 +767,8 @@ pub async fn update_flavor(
         && !flavor.is_default
         && siblings.iter().all(|f| f.id == flavor.id || !f.is_default)
     {
-        return Err(ApiError::new(
-            400,
-            "DEFAULT_FLAVOR_REQUIRED",
+        return Err(EngineError::refused(
+            Rule::DefaultFlavorRequired,
             "cannot unset the default flavor: set another flavor as default instead",
         ));
     }
@@ -807,13 +786,16 @@ pub async fn set_default(
     scope: &Scope,
     service_id: Option<Uuid>,
     flavor_id: Uuid,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let (service, old) = load_flavor(gateway, scope, service_id, flavor_id).await?;
-    scope.check_change("service", service.id, service.organization_id.as_deref())?;
+    scope.check_change(
+        Resource::Service,
+        service.id,
+        service.organization_id.as_deref(),
+    )?;
     if !old.is_active {
-        return Err(ApiError::new(
-            400,
-            "FLAVOR_INACTIVE",
+        return Err(EngineError::refused(
+            Rule::FlavorInactive,
             "Cannot set inactive flavor as default",
         ));
     }
@@ -841,15 +823,18 @@ pub async fn delete_flavor(
     scope: &Scope,
     service_id: Option<Uuid>,
     flavor_id: Uuid,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let (service, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
-    scope.check_change("service", service.id, service.organization_id.as_deref())?;
+    scope.check_change(
+        Resource::Service,
+        service.id,
+        service.organization_id.as_deref(),
+    )?;
     let all: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
     let siblings = all.iter().filter(|f| f.service_id == service.id).count();
     if flavor.is_default && siblings > 1 {
-        return Err(ApiError::new(
-            400,
-            "DEFAULT_FLAVOR",
+        return Err(EngineError::refused(
+            Rule::DefaultFlavorDelete,
             "Cannot delete default flavor. Set another flavor as default first.",
         ));
     }
@@ -857,7 +842,7 @@ pub async fn delete_flavor(
         f.id != flavor.id
             && (f.failover_flavor_id == Some(flavor.id) || f.fallback_flavor_id == Some(flavor.id))
     }) {
-        return Err(ApiError::conflict(format!(
+        return Err(EngineError::Conflict(format!(
             "Cannot delete flavor '{}': flavor '{}' uses it as failover or fallback",
             flavor.name, user.name
         )));
@@ -876,7 +861,7 @@ pub async fn failover_chain(
     scope: &Scope,
     service_id: Option<Uuid>,
     flavor_id: Uuid,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let (_, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
     let names = Names::load(gateway).await?;
     let item = |step: &Flavor, depth: usize| {
@@ -920,7 +905,7 @@ pub async fn validate_prompt(
     gateway: &Gateway,
     scope: &Scope,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let fields = parse_object(body)?;
     let template = match fields
         .get("user_prompt_template_id")
@@ -928,11 +913,17 @@ pub async fn validate_prompt(
     {
         Some(id) => {
             let id = Uuid::parse_str(id).map_err(|_| {
-                ApiError::validation("body", "user_prompt_template_id", "must be a UUID")
+                EngineError::validation(Location::Body, "user_prompt_template_id", "must be a UUID")
             })?;
-            let prompt: Prompt = load(gateway.records.as_ref(), id, scope)
-                .await
-                .map_err(|_| ApiError::new(404, "NOT_FOUND", "Prompt template not found"))?;
+            let prompt: Prompt =
+                load(gateway.records.as_ref(), id, scope)
+                    .await
+                    .map_err(|error| match error {
+                        EngineError::NotFound { .. } => {
+                            EngineError::not_found(Resource::PromptTemplate, id)
+                        }
+                        other => other,
+                    })?;
             Some(prompt.content)
         }
         None => None,
@@ -944,9 +935,8 @@ pub async fn validate_prompt(
         (Some(content), _) => content,
         (None, Some(content)) => content.as_str(),
         (None, None) => {
-            return Err(ApiError::new(
-                400,
-                "INVALID_REQUEST",
+            return Err(EngineError::invalid_field(
+                "prompt_content",
                 "Must provide prompt_content or user_prompt_template_id",
             ))
         }
@@ -958,8 +948,8 @@ pub async fn validate_prompt(
             .unwrap_or(json!("iterative")),
     )
     .map_err(|_| {
-        ApiError::validation(
-            "body",
+        EngineError::validation(
+            Location::Body,
             "processing_mode",
             "must be single_pass or iterative",
         )
@@ -988,7 +978,7 @@ pub async fn fallback_available(
     scope: &Scope,
     service_id: Option<Uuid>,
     flavor_id: Uuid,
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let (service, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
     let mut candidates: Vec<Flavor> = flavors_of(gateway, service.id)
         .await?
@@ -1027,7 +1017,7 @@ pub async fn validate_failover(
     service_id: Option<Uuid>,
     flavor_id: Uuid,
     body: &[u8],
-) -> Result<JsonResponse, ApiError> {
+) -> EngineResult<JsonResponse> {
     let (_, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
     let fields = parse_object(body)?;
     let target: Uuid = from_json(
@@ -1036,7 +1026,7 @@ pub async fn validate_failover(
             .cloned()
             .unwrap_or(Value::Null),
     )
-    .map_err(|_| ApiError::validation("body", "failover_flavor_id", "must be a UUID"))?;
+    .map_err(|_| EngineError::validation(Location::Body, "failover_flavor_id", "must be a UUID"))?;
     if target == flavor.id {
         return Ok(JsonResponse::new(
             200,

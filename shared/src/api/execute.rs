@@ -1,0 +1,68 @@
+//! Routes of the `execute` function: submit a job, or its dry run.
+
+use futures_util::FutureExt;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::request::ApiRequest;
+use super::response::error_body;
+use super::routes::{Method, Route, RouteDoc, RouteTable};
+use crate::engine::error::{EngineError, EngineResult, Resource};
+use crate::engine::execute::{accepted_json, dry_run_json, plan, submit, ExecuteRequest};
+use crate::engine::{Gateway, JsonResponse};
+
+/// The execute function's routes.
+pub static TABLE: RouteTable = RouteTable {
+    function: "execute",
+    routes: &[
+        Route {
+            method: Method::Post,
+            path: "/api/v1/services/{id}/execute",
+            doc: RouteDoc {
+                summary: "Submit a job on a service (202)",
+                request: Some("object"),
+                status: 202,
+                response: "object",
+            },
+            handler: |gateway, request| execute(gateway, request).boxed(),
+        },
+        Route {
+            method: Method::Post,
+            path: "/api/v1/services/{id}/validate-execution",
+            doc: RouteDoc {
+                summary: "Dry run of execute: the same checks and figures, nothing written",
+                request: Some("object"),
+                status: 200,
+                response: "object",
+            },
+            handler: |gateway, request| validate_execution(gateway, request).boxed(),
+        },
+    ],
+};
+
+fn decode(gateway: &Gateway, request: &ApiRequest) -> EngineResult<(Uuid, ExecuteRequest)> {
+    let service_id = request.id("id", Resource::Service)?;
+    let parsed = ExecuteRequest::parse(&request.body, gateway.limits.max_input_bytes)?;
+    Ok((service_id, parsed))
+}
+
+async fn execute(gateway: &Gateway, request: &ApiRequest) -> EngineResult<JsonResponse> {
+    let (service_id, parsed) = decode(gateway, request)?;
+    let job = submit(gateway, service_id, parsed).await?;
+    Ok(JsonResponse::new(202, accepted_json(&job)))
+}
+
+/// 200 `{valid: true, ...figures}`, or `{valid: false, ...}` with the `CONTEXT_EXCEEDED`
+/// figures when the input does not fit; other problems are the usual 4xx.
+async fn validate_execution(gateway: &Gateway, request: &ApiRequest) -> EngineResult<JsonResponse> {
+    let (service_id, parsed) = decode(gateway, request)?;
+    match plan(gateway, service_id, &parsed).await {
+        Ok(plan) => Ok(JsonResponse::new(200, dry_run_json(&plan.job))),
+        Err(error @ EngineError::ContextExceeded(_)) => {
+            let mut body = error_body(&error);
+            body["valid"] = json!(false);
+            Ok(JsonResponse::new(200, body))
+        }
+        Err(error) => Err(error),
+    }
+}

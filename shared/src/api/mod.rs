@@ -1,0 +1,17 @@
+//! The REST edge of the core: requests decoded once ([`request`]), one route table per
+//! function ([`catalog`], [`jobs`], [`execute`]) from which both the routing and the
+//! OpenAPI document ([`openapi`]) come, and the error bodies ([`response`]).
+
+pub mod catalog;
+pub mod execute;
+pub mod jobs;
+pub mod openapi;
+pub mod request;
+pub mod response;
+pub mod routes;
+
+pub use request::ApiRequest;
+pub use routes::{Method, Route, RouteDoc, RouteTable};
+
+/// Every route table, for the OpenAPI document and the route checks.
+pub const TABLES: &[&RouteTable] = &[&execute::TABLE, &jobs::TABLE, &catalog::TABLE];

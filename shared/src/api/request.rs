@@ -1,0 +1,178 @@
+//! A REST request as the route handlers see it: method, decoded path segments and
+//! parameters, query, content type and body. Built from any `http::Request` whose body is
+//! bytes, so the Lambda functions and tests share one decoding.
+
+use uuid::Uuid;
+
+use crate::engine::catalog::{PageRequest, Scope};
+use crate::engine::error::{EngineError, EngineResult, Location, Resource};
+use crate::engine::execute::validate_organization_id;
+
+/// One REST request.
+#[derive(Debug, Clone, Default)]
+pub struct ApiRequest {
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// The path's segments, percent-decoded (no stage prefix).
+    pub segments: Vec<String>,
+    /// Path parameters, set by the router from the route's template.
+    pub params: Vec<(&'static str, String)>,
+    /// Query parameters, decoded, in order.
+    pub query: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    /// The request at `path` (the URL path without any API Gateway stage prefix).
+    pub fn from_http<B: AsRef<[u8]>>(path: &str, request: &http::Request<B>) -> Self {
+        let query = request
+            .uri()
+            .query()
+            .map(|query| {
+                reqwest::Url::parse(&format!("http://query.invalid/?{query}"))
+                    .map(|url| url.query_pairs().into_owned().collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        ApiRequest {
+            method: request.method().as_str().to_ascii_uppercase(),
+            segments: split_path(path),
+            params: Vec::new(),
+            query,
+            content_type: request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string),
+            body: request.body().as_ref().to_vec(),
+        }
+    }
+
+    /// The first value of a query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// A path parameter (empty when the route has none of that name).
+    pub fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map_or("", |(_, value)| value.as_str())
+    }
+
+    /// A path parameter that must be the UUID of `what` (404 otherwise, as an unknown id).
+    pub fn id(&self, name: &str, what: Resource) -> EngineResult<Uuid> {
+        let raw = self.param(name);
+        Uuid::parse_str(raw).map_err(|_| EngineError::not_found(what, raw))
+    }
+
+    /// The validated `organization_id` query parameter.
+    pub fn organization_id(&self) -> EngineResult<Option<&str>> {
+        let organization_id = self.query("organization_id");
+        if let Some(organization_id) = organization_id {
+            validate_organization_id(organization_id)?;
+        }
+        Ok(organization_id)
+    }
+
+    /// The catalog scope of the caller (`organization_id`, or the operator).
+    pub fn scope(&self) -> EngineResult<Scope> {
+        Ok(Scope::new(self.organization_id()?))
+    }
+
+    /// The `page` / `page_size` of a catalog listing.
+    pub fn page(&self, default_size: usize) -> EngineResult<PageRequest> {
+        PageRequest::parse(self.query("page"), self.query("page_size"), default_size)
+    }
+
+    /// A boolean query parameter (`true`/`false`; 422 otherwise).
+    pub fn flag(&self, name: &str) -> EngineResult<Option<bool>> {
+        match self.query(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(EngineError::validation(
+                Location::Query,
+                name,
+                "must be true or false",
+            )),
+        }
+    }
+
+    /// Whether the body is a form (`application/x-www-form-urlencoded`).
+    pub fn is_form(&self) -> bool {
+        self.content_type
+            .as_deref()
+            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
+    }
+}
+
+/// Splits a URL path into percent-decoded segments; a single trailing slash is ignored.
+pub fn split_path(path: &str) -> Vec<String> {
+    let path = path.split('?').next().unwrap_or_default();
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    trimmed.split('/').map(percent_decode).collect()
+}
+
+/// Decodes `%XX` escapes (invalid escapes are kept as written; invalid UTF-8 is replaced).
+/// `+` stays `+`, as API Gateway leaves it in paths.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_decoded_segments() {
+        assert_eq!(split_path("/api/v1/jobs/"), ["api", "v1", "jobs"]);
+        assert_eq!(split_path("/a%20b%2Fc/x"), ["a b/c", "x"]);
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz+%41"), "%zz+A");
+    }
+
+    #[test]
+    fn requests_keep_query_content_type_and_body() {
+        let http = http::Request::builder()
+            .method("post")
+            .uri("https://x/v1/api/v1/models?provider_id=a%20b&page=2&page=3")
+            .header("content-type", "application/json")
+            .body(b"{}".to_vec())
+            .unwrap();
+        let request = ApiRequest::from_http("/api/v1/models", &http);
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.segments, ["api", "v1", "models"]);
+        assert_eq!(request.query("provider_id"), Some("a b"));
+        assert_eq!(request.query("page"), Some("2"));
+        assert_eq!(request.content_type.as_deref(), Some("application/json"));
+        assert_eq!(request.body, b"{}");
+        assert!(!request.is_form());
+    }
+}

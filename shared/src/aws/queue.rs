@@ -1,0 +1,38 @@
+//! The FIFO job step queues, one per priority lane.
+
+use async_trait::async_trait;
+
+use super::{sdk_error, LaneQueueUrls};
+use crate::domain::{QueueLane, StepMessage};
+use crate::ports::{IoError, IoResult, JobQueue};
+
+/// The FIFO job queues (one per lane): group = job id, deduplication id = job:step.
+#[derive(Clone, Debug)]
+pub struct SqsJobQueue {
+    client: aws_sdk_sqs::Client,
+    queues: LaneQueueUrls,
+}
+
+impl SqsJobQueue {
+    pub fn new(client: aws_sdk_sqs::Client, queues: LaneQueueUrls) -> Self {
+        SqsJobQueue { client, queues }
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqsJobQueue {
+    async fn send(&self, message: &StepMessage, lane: QueueLane) -> IoResult<()> {
+        let body =
+            serde_json::to_string(message).map_err(|e| IoError::new("encode step message", e))?;
+        self.client
+            .send_message()
+            .queue_url(self.queues.of(lane))
+            .message_body(body)
+            .message_group_id(message.job_id.to_string())
+            .message_deduplication_id(message.deduplication_id())
+            .send()
+            .await
+            .map_err(sdk_error("enqueue step"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! Field validators shared by the catalog's entities, and the placeholder rule of user
+//! prompts (also checked when a job is planned).
+
+use crate::domain::ProcessingMode;
+use crate::engine::error::{EngineError, EngineResult, Location};
+use crate::text::prompt::placeholder_count;
+
+/// 422 unless `value` has `min..=max` characters once trimmed.
+pub fn text_length(field: &str, value: &str, min: usize, max: usize) -> EngineResult<()> {
+    let length = value.trim().chars().count();
+    if length < min || value.chars().count() > max {
+        return Err(EngineError::validation(
+            Location::Body,
+            field,
+            format!("must have {min} to {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// 422 unless `value` is one of `allowed`.
+pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> EngineResult<()> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(EngineError::validation(
+        Location::Body,
+        field,
+        format!("must be one of {}", allowed.join(", ")),
+    ))
+}
+
+/// 422 unless `value` is an absolute http(s) URL with a host.
+pub fn http_url(field: &str, value: &str) -> EngineResult<()> {
+    let parsed = reqwest::Url::parse(value.trim());
+    let valid = parsed.is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty())
+    });
+    if valid && value.len() <= 500 {
+        return Ok(());
+    }
+    Err(EngineError::validation(
+        Location::Body,
+        field,
+        "must be an http:// or https:// URL with a host (at most 500 characters)",
+    ))
+}
+
+/// The placeholder rule: a user prompt has exactly the number of `{}` its processing mode
+/// fills (one for single pass; two, summary so far and new turns, for iterative). An
+/// empty prompt passes (a template fills it later). `field` names where the prompt came
+/// from (`prompt_user_content` or `user_prompt_template_id`).
+pub fn check_placeholders(mode: ProcessingMode, prompt: &str, field: &str) -> EngineResult<()> {
+    let required = mode.required_placeholders();
+    let actual = placeholder_count(prompt);
+    if prompt.is_empty() || actual == required {
+        return Ok(());
+    }
+    Err(EngineError::PromptPlaceholders {
+        field: field.to_string(),
+        mode,
+        required,
+        actual,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validators_name_the_field() {
+        assert!(text_length("name", " ab ", 1, 4).is_ok());
+        assert_eq!(
+            text_length("name", "  ", 1, 4).unwrap_err().field(),
+            Some("name")
+        );
+        assert!(one_of("mode", "a", &["a", "b"]).is_ok());
+        assert_eq!(one_of("mode", "c", &["a", "b"]).unwrap_err().status(), 422);
+        assert!(http_url("url", "https://api.example.com/v1").is_ok());
+        for bad in ["ftp://x", "http://", "not a url"] {
+            assert!(http_url("url", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn placeholders_must_match_the_mode() {
+        assert!(check_placeholders(ProcessingMode::SinglePass, "Summarise: {}", "p").is_ok());
+        assert!(check_placeholders(ProcessingMode::Iterative, "{} then {}", "p").is_ok());
+        assert!(check_placeholders(ProcessingMode::Iterative, "", "p").is_ok());
+        let error = check_placeholders(ProcessingMode::Iterative, "only {}", "p").unwrap_err();
+        assert_eq!(
+            (error.status(), error.code()),
+            (400, "PROMPT_VALIDATION_ERROR")
+        );
+    }
+}
