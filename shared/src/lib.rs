@@ -7,6 +7,8 @@ pub mod domain;
 pub mod engine;
 pub mod llm;
 pub mod logging;
+#[cfg(any(test, feature = "test-util"))]
+pub mod memory;
 pub mod ports;
 pub mod text;
 pub mod tokens;

@@ -428,3 +428,7 @@ async fn fail_job(gateway: &Gateway, mut job: Job, error: JobError) -> IoResult<
     }
     Err(IoError::new("fail job", "job kept changing"))
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
