@@ -18,20 +18,19 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::aws::INVALID_CURSOR;
 use crate::domain::{
     now_timestamp, Flavor, Job, JobStatus, Model, Provider, QueueLane, Service, StepMessage,
 };
 use crate::engine::catalog::entity::{commit, create_writes, Entity};
+use crate::engine::error::EngineError;
 use crate::engine::execute::{submit, ExecuteRequest};
 use crate::engine::notify::Realtime;
 use crate::engine::{Gateway, Limits};
-use crate::error::ApiError;
 use crate::llm::{ChatCompletion, ChatRequest, Endpoint, LlmClient, LlmError, RetryPolicy};
 use crate::ports::{
     BlobStore, Catalog, CatalogStore, CatalogWrite, ConnectionStore, Delivery, Expect, IoError,
-    IoResult, JobPage, JobQuery, JobQueue, JobStore, Notifier, Record, RecordKind, Secrets, Topic,
-    WriteError,
+    IoResult, JobPage, JobQuery, JobQueue, JobStore, ListError, Notifier, Record, RecordKind,
+    Secrets, Topic, WriteError,
 };
 
 /// Locks a fake's state; a panic in another test thread never hides the state.
@@ -131,9 +130,9 @@ fn encode_cursor(job: &Job) -> IoResult<String> {
 }
 
 /// Decodes a page cursor into its sort position; malformed ones fail like the adapter's
-/// ([`INVALID_CURSOR`]).
-fn decode_cursor(cursor: &str) -> IoResult<(String, Uuid)> {
-    let invalid = || IoError::new(INVALID_CURSOR, "cursor is not one this API returned");
+/// ([`ListError::InvalidCursor`]).
+fn decode_cursor(cursor: &str) -> Result<(String, Uuid), ListError> {
+    let invalid = || ListError::InvalidCursor;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| invalid())?;
@@ -143,10 +142,10 @@ fn decode_cursor(cursor: &str) -> IoResult<(String, Uuid)> {
     let id = key.get("id").and_then(|id| Uuid::parse_str(id).ok());
     match (created_at, id) {
         (Some(created_at), Some(id)) => Ok((created_at, id)),
-        _ => Err(IoError::new(
+        _ => Err(ListError::Io(IoError::new(
             "list jobs",
             "the provided starting key is invalid",
-        )),
+        ))),
     }
 }
 
@@ -193,7 +192,7 @@ impl JobStore for MemoryJobStore {
     /// The jobs of the query's organization (no organization: only jobs without one),
     /// newest first, filtered by service and status. Like a DynamoDB query with `Limit`,
     /// a full page has a cursor even when nothing follows (the next page is then empty).
-    async fn list(&self, query: &JobQuery) -> IoResult<JobPage> {
+    async fn list(&self, query: &JobQuery) -> Result<JobPage, ListError> {
         let page_size = query.page_size.clamp(1, 100);
         let start = query.cursor.as_deref().map(decode_cursor).transpose()?;
         let jobs = lock(&self.jobs);
@@ -869,7 +868,7 @@ impl MemoryGateway {
 
     /// Creates a catalog object with its unique-name claims in one atomic write, as the
     /// catalog API does (validated first; a taken name is a 409).
-    pub async fn insert<T: Entity>(&self, entity: &T) -> Result<(), ApiError> {
+    pub async fn insert<T: Entity>(&self, entity: &T) -> Result<(), EngineError> {
         commit(
             self.catalog.as_ref(),
             create_writes(entity)?,
@@ -971,7 +970,7 @@ impl MemoryGateway {
 
     /// Submits `input` to `flavor` through [`submit`] (the real job record, input and
     /// turns objects, first message).
-    pub async fn submit(&self, flavor: &Flavor, input: &str) -> Result<Job, ApiError> {
+    pub async fn submit(&self, flavor: &Flavor, input: &str) -> Result<Job, EngineError> {
         let request = ExecuteRequest {
             input: input.to_string(),
             flavor_id: Some(flavor.id),
@@ -1203,7 +1202,7 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert_eq!(bad.operation, INVALID_CURSOR);
+        assert!(matches!(bad, ListError::InvalidCursor));
     }
 
     #[tokio::test]
@@ -1383,7 +1382,7 @@ mod tests {
         // A duplicate name is refused through the same claims as the catalog API.
         let mut duplicate = seeded.iterative.clone();
         duplicate.id = Uuid::new_v4();
-        assert_eq!(memory.insert(&duplicate).await.unwrap_err().status, 409);
+        assert_eq!(memory.insert(&duplicate).await.unwrap_err().status(), 409);
 
         // Typed reads see record writes at once (one store behind both traits).
         let mut renamed = seeded.service.clone();
