@@ -8,6 +8,8 @@
 //! the same atomic write as the record, so a conflict (409) writes nothing.
 
 pub mod entity;
+pub mod failover;
+pub mod flavors;
 pub mod page;
 
 pub use entity::{Entity, Scope};

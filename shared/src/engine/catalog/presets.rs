@@ -215,7 +215,7 @@ pub async fn apply(
     let flavor = preset.flavor_from_config(service_id, model_id, &name)?;
     let body = serde_json::to_vec(&flavor)
         .map_err(|error| EngineError::internal("encode flavor", error))?;
-    super::services::create_flavor(gateway, scope, service_id, &body).await
+    super::flavors::create_flavor(gateway, scope, service_id, &body).await
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body into string fields.

@@ -1,0 +1,154 @@
+//! Failover and fallback queries of a flavor: its failover chain, the fallback a too-long
+//! input could use, and whether a flavor may be a failover target.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::entity::{decode, from_json, parse_object, Scope};
+use super::flavors::{flavors_of, load_flavor, Names};
+use crate::domain::{Flavor, ProcessingMode};
+use crate::engine::error::{EngineError, EngineResult, Location};
+use crate::engine::Gateway;
+use crate::engine::JsonResponse;
+use crate::ports::RecordKind;
+
+/// Longest failover chain reported.
+const MAX_CHAIN: usize = 10;
+
+/// `GET /flavors/{id}/failover-chain`: `{chain, max_depth, has_cycle}`, following
+/// `failover_flavor_id` from the flavor (depth 0), at most 10 items.
+pub async fn failover_chain(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+) -> EngineResult<JsonResponse> {
+    let (_, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    let names = Names::load(gateway).await?;
+    let item = |step: &Flavor, depth: usize| {
+        json!({
+            "id": step.id,
+            "name": step.name,
+            "service_id": step.service_id,
+            "service_name": names.services.get(&step.service_id),
+            "model_name": names.models.get(&step.model_id).map(|m| m.model_name.clone()),
+            "is_active": step.is_active,
+            "depth": depth,
+        })
+    };
+    let mut chain = vec![item(&flavor, 0)];
+    let mut seen = HashSet::from([flavor.id]);
+    let mut has_cycle = false;
+    let mut next = flavor.failover_flavor_id;
+    while let Some(id) = next {
+        if chain.len() >= MAX_CHAIN {
+            break;
+        }
+        if !seen.insert(id) {
+            has_cycle = true;
+            break;
+        }
+        let Some(record) = gateway.records.record(RecordKind::Flavor, id).await? else {
+            break;
+        };
+        let step: Flavor = decode(record)?;
+        chain.push(item(&step, chain.len()));
+        next = step.failover_flavor_id;
+    }
+    Ok(JsonResponse::new(
+        200,
+        json!({"chain": chain, "max_depth": flavor.max_failover_depth, "has_cycle": has_cycle}),
+    ))
+}
+
+/// `POST /flavors/validate-prompt` `{processing_mode, prompt_content | user_prompt_template_id}`.
+
+/// `GET /services/{id}/flavors/{flavor_id}/fallback-available`: the service's active
+/// iterative flavor (highest priority, then oldest) a too-long input could fall back to.
+pub async fn fallback_available(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+) -> EngineResult<JsonResponse> {
+    let (service, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    let mut candidates: Vec<Flavor> = flavors_of(gateway, service.id)
+        .await?
+        .into_iter()
+        .filter(|f| {
+            f.id != flavor.id && f.is_active && f.processing_mode == ProcessingMode::Iterative
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.created_at.cmp(&b.created_at))
+    });
+    let body = match candidates.first() {
+        Some(fallback) => json!({
+            "fallback_available": true,
+            "fallback_flavor_id": fallback.id,
+            "fallback_flavor_name": fallback.name,
+            "reason": Value::Null,
+        }),
+        None => json!({
+            "fallback_available": false,
+            "fallback_flavor_id": Value::Null,
+            "fallback_flavor_name": Value::Null,
+            "reason": "No active iterative flavor in this service",
+        }),
+    };
+    Ok(JsonResponse::new(200, body))
+}
+
+/// `POST /services/{id}/flavors/{flavor_id}/validate-failover` `{failover_flavor_id}`:
+/// whether pointing the flavor at that failover keeps the chain free of cycles.
+pub async fn validate_failover(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+    body: &[u8],
+) -> EngineResult<JsonResponse> {
+    let (_, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    let fields = parse_object(body)?;
+    let target: Uuid = from_json(
+        fields
+            .get("failover_flavor_id")
+            .cloned()
+            .unwrap_or(Value::Null),
+    )
+    .map_err(|_| EngineError::validation(Location::Body, "failover_flavor_id", "must be a UUID"))?;
+    if target == flavor.id {
+        return Ok(JsonResponse::new(
+            200,
+            json!({"valid": false, "error": "Cannot set failover to self", "chain_depth": 0, "chain_preview": []}),
+        ));
+    }
+    let mut preview = vec![flavor.name.clone()];
+    let mut seen = HashSet::from([flavor.id]);
+    let mut next = Some(target);
+    while let Some(id) = next {
+        if preview.len() > MAX_CHAIN {
+            break;
+        }
+        if !seen.insert(id) {
+            return Ok(JsonResponse::new(
+                200,
+                json!({"valid": false, "error": "Cycle detected: flavor chain loops back", "chain_depth": preview.len() - 1, "chain_preview": preview}),
+            ));
+        }
+        let Some(record) = gateway.records.record(RecordKind::Flavor, id).await? else {
+            break;
+        };
+        let step: Flavor = decode(record)?;
+        preview.push(step.name.clone());
+        next = step.failover_flavor_id;
+    }
+    Ok(JsonResponse::new(
+        200,
+        json!({"valid": true, "error": Value::Null, "chain_depth": preview.len() - 1, "chain_preview": preview}),
+    ))
+}
