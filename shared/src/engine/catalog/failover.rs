@@ -63,10 +63,24 @@ pub async fn failover_chain(
     ))
 }
 
-/// `POST /flavors/validate-prompt` `{processing_mode, prompt_content | user_prompt_template_id}`.
+/// The flavor a too-long input of `flavor` would fall back to: another active iterative
+/// flavor of its service, the most urgent (priority 0 first), then the oldest.
+pub fn fallback_for<'a>(flavor: &Flavor, siblings: &'a [Flavor]) -> Option<&'a Flavor> {
+    siblings
+        .iter()
+        .filter(|f| {
+            f.id != flavor.id && f.is_active && f.processing_mode == ProcessingMode::Iterative
+        })
+        .min_by(|a, b| {
+            a.priority
+                .cmp(&b.priority)
+                .then(a.created_at.cmp(&b.created_at))
+        })
+}
 
 /// `GET /services/{id}/flavors/{flavor_id}/fallback-available`: the service's active
-/// iterative flavor (highest priority, then oldest) a too-long input could fall back to.
+/// iterative flavor (most urgent priority, 0 first, then oldest) a too-long input could
+/// fall back to.
 pub async fn fallback_available(
     gateway: &Gateway,
     scope: &Scope,
@@ -74,19 +88,8 @@ pub async fn fallback_available(
     flavor_id: Uuid,
 ) -> EngineResult<JsonResponse> {
     let (service, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
-    let mut candidates: Vec<Flavor> = flavors_of(gateway, service.id)
-        .await?
-        .into_iter()
-        .filter(|f| {
-            f.id != flavor.id && f.is_active && f.processing_mode == ProcessingMode::Iterative
-        })
-        .collect();
-    candidates.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.created_at.cmp(&b.created_at))
-    });
-    let body = match candidates.first() {
+    let siblings = flavors_of(gateway, service.id).await?;
+    let body = match fallback_for(&flavor, &siblings) {
         Some(fallback) => json!({
             "fallback_available": true,
             "fallback_flavor_id": fallback.id,
@@ -151,4 +154,38 @@ pub async fn validate_failover(
         200,
         json!({"valid": true, "error": Value::Null, "chain_depth": preview.len() - 1, "chain_preview": preview}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Flavor;
+
+    fn flavor(name: &str, priority: u8, created_at: &str, mode: ProcessingMode) -> Flavor {
+        let mut flavor: Flavor = serde_json::from_value(json!({
+            "id": Uuid::new_v4(), "service_id": Uuid::nil(), "model_id": Uuid::nil(),
+            "name": name, "processing_mode": mode, "prompt_user_content": "{} {}", "temperature": 0.2,
+            "created_at": created_at, "updated_at": created_at,
+        }))
+        .unwrap();
+        flavor.priority = priority;
+        flavor
+    }
+
+    #[test]
+    fn the_most_urgent_iterative_flavor_is_the_fallback() {
+        let short = flavor("short", 5, "1", ProcessingMode::SinglePass);
+        let siblings = vec![
+            short.clone(),
+            flavor("bulk", 9, "1", ProcessingMode::Iterative),
+            flavor("urgent-new", 1, "3", ProcessingMode::Iterative),
+            flavor("urgent-old", 1, "2", ProcessingMode::Iterative),
+            flavor("single", 0, "1", ProcessingMode::SinglePass),
+        ];
+        let chosen = fallback_for(&short, &siblings).map(|f| f.name.as_str());
+        assert_eq!(chosen, Some("urgent-old"));
+        let mut inactive = siblings.clone();
+        inactive.iter_mut().for_each(|f| f.is_active = false);
+        assert!(fallback_for(&short, &inactive).is_none());
+    }
 }

@@ -641,6 +641,7 @@ pub async fn delete_flavor(
     Ok(JsonResponse::new(204, Value::Null))
 }
 
+/// `POST /flavors/validate-prompt` `{processing_mode, prompt_content | user_prompt_template_id}`.
 pub async fn validate_prompt(
     gateway: &Gateway,
     scope: &Scope,
