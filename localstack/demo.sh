@@ -8,7 +8,8 @@
 #   4. functions/local: the REST front door on 127.0.0.1:${GATEWAY_HTTP_PORT:-8080}, the
 #      WebSocket front door on ${GATEWAY_WS_PORT:-8081}, the SQS and DynamoDB stream mappings,
 # then submits the transcript (default seeds/samples/meeting-transcript.txt) to the
-# `summarize` service, prints progress and the result. Without --serve everything it
+# `summarize` service, prints progress and the result. State (logs, the emulator's pid and
+# env file) goes under ${GATEWAY_STATE_DIR:-.local}. Without --serve everything it
 # started is stopped at the end; with --serve it keeps running until Ctrl-C.
 set -euo pipefail
 
@@ -17,7 +18,10 @@ cd "$REPO"
 SERVE=0
 if [ "${1:-}" = "--serve" ]; then SERVE=1; shift; fi
 TRANSCRIPT="${1:-$REPO/seeds/samples/meeting-transcript.txt}"
-STATE="$REPO/.local/demo"
+# Every state path (emulator pid/log/env, the demo's logs) follows GATEWAY_STATE_DIR, so two
+# stacks started from one checkout (on other ports) never share or stop each other's state.
+export GATEWAY_STATE_DIR="${GATEWAY_STATE_DIR:-$REPO/.local}"
+STATE="$GATEWAY_STATE_DIR/demo"
 HTTP_PORT="${GATEWAY_HTTP_PORT:-8080}"
 WS_PORT="${GATEWAY_WS_PORT:-8081}"
 RUNTIME_PORT="${LAMBDA_RUNTIME_PORT:-9000}"
@@ -57,7 +61,7 @@ say "LLM: $LLM_BASE_URL"
 
 say "starting the AWS emulator and loading the seeds"
 bash localstack/start.sh >/dev/null
-set -a; . "$REPO/.local/stack.env"; set +a
+set -a; . "$GATEWAY_STATE_DIR/stack.env"; set +a
 
 say "starting cargo lambda watch and the functions"
 cargo lambda watch -A 127.0.0.1 -P "$RUNTIME_PORT" --only-lambda-apis --ignore-changes >"$STATE/watch.log" 2>&1 &

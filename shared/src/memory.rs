@@ -89,11 +89,17 @@ type ReplaceHook = Box<dyn FnOnce(&mut Job) + Send>;
 #[derive(Default)]
 pub struct MemoryJobStore {
     jobs: Mutex<BTreeMap<Uuid, Job>>,
+    fail_get: FailNext,
     fail_replace: FailNext,
     before_replace: Mutex<Option<ReplaceHook>>,
 }
 
 impl MemoryJobStore {
+    /// Makes the next `times` calls of [`JobStore::get`] fail with an [`IoError`].
+    pub fn fail_next_gets(&self, times: usize) {
+        self.fail_get.arm(None, times);
+    }
+
     /// Makes the next `times` calls of [`JobStore::replace`] fail with an [`IoError`]
     /// (nothing is written).
     pub fn fail_next_replaces(&self, times: usize) {
@@ -165,6 +171,7 @@ impl JobStore for MemoryJobStore {
     }
 
     async fn get(&self, id: Uuid) -> IoResult<Option<Job>> {
+        self.fail_get.trip("read job", "")?;
         Ok(lock(&self.jobs).get(&id).cloned())
     }
 
@@ -549,6 +556,10 @@ impl JobQueue for MemoryQueue {
         let message = round_trip(message, "encode step message")?;
         lock(&self.sent).push_back((message, lane));
         Ok(())
+    }
+
+    async fn pending(&self, lane: QueueLane) -> IoResult<u64> {
+        Ok(lock(&self.sent).iter().filter(|(_, l)| *l == lane).count() as u64)
     }
 }
 

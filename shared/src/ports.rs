@@ -191,6 +191,8 @@ pub trait BlobStore: Send + Sync {
 pub trait JobQueue: Send + Sync {
     /// Enqueues one step of a job on the job's lane.
     async fn send(&self, message: &StepMessage, lane: QueueLane) -> IoResult<()>;
+    /// About how many messages wait on a lane (a read that proves the queue answers).
+    async fn pending(&self, lane: QueueLane) -> IoResult<u64>;
 }
 
 /// Decrypts provider secrets.

@@ -149,6 +149,44 @@ async fn listing_is_newest_first_filtered_and_paginated() {
         assert_eq!(response.status, 400, "{query:?}: {}", response.body);
         assert_eq!(response.body["field"], field);
     }
+    // Every status the API returns is a filter (the reference spells it "cancelled").
+    let cancelled = list(
+        &stack,
+        &[("organization_id", "org-list"), ("status", "cancelled")],
+    )
+    .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.body["items"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn healthcheck_reads_every_dependency() {
+    let stack = TestStack::start().await;
+    let request = api_request("GET", "/healthcheck", "/healthcheck", &[], &[], None);
+    let healthy = jobs::handle(&stack.gateway, request).await;
+    assert_eq!(healthy.status, 200, "{}", healthy.body);
+    assert_eq!(healthy.body["status"], "healthy");
+    for dependency in ["database", "storage", "queue"] {
+        assert_eq!(healthy.body[dependency], "connected", "{dependency}");
+    }
+    assert!(healthy.body["pending_steps"]["standard"].is_u64());
+
+    // A gateway whose bucket does not exist: storage is down, the status a load balancer
+    // reads is 503.
+    let mut broken = stack.env.clone();
+    broken.bucket = format!("{}-missing", broken.bucket);
+    let gateway = gateway_core::aws::gateway(broken, &stack.clients, stack.gateway.limits);
+    let request = api_request("GET", "/healthcheck", "/healthcheck", &[], &[], None);
+    let unhealthy = jobs::handle(&gateway, request).await;
+    assert_eq!(unhealthy.status, 503, "{}", unhealthy.body);
+    assert_eq!(
+        (
+            unhealthy.body["status"].as_str(),
+            unhealthy.body["storage"].as_str()
+        ),
+        (Some("unhealthy"), Some("disconnected"))
+    );
+    assert_eq!(unhealthy.body["database"], "connected");
 }
 
 #[tokio::test]

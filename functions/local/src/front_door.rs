@@ -9,7 +9,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -32,18 +31,13 @@ pub struct FrontDoor {
     pub max_body_bytes: usize,
 }
 
-/// The axum router: `GET /healthcheck` answered locally, every other path proxied.
+/// The axum router: every path proxied to the function that owns its route.
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so events carry
 /// the caller's IP.
 pub fn router(front_door: FrontDoor) -> Router {
     Router::new()
-        .route("/healthcheck", get(healthcheck))
         .fallback(proxy_request)
         .with_state(Arc::new(front_door))
-}
-
-async fn healthcheck() -> Json<serde_json::Value> {
-    Json(json!({"status": "healthy"}))
 }
 
 async fn proxy_request(State(front_door): State<Arc<FrontDoor>>, request: Request) -> Response {

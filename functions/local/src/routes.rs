@@ -22,6 +22,10 @@ pub const ROUTES: &[Route] = &[
         function: "execute",
     },
     Route {
+        resource: "/healthcheck",
+        function: "jobs",
+    },
+    Route {
         resource: "/api/v1/jobs",
         function: "jobs",
     },

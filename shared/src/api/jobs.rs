@@ -6,6 +6,7 @@ use super::request::ApiRequest;
 use super::routes::{Method, Route, RouteDoc, RouteTable};
 use crate::domain::JobStatus;
 use crate::engine::error::{EngineError, EngineResult, Resource};
+use crate::engine::health;
 use crate::engine::lifecycle::{cancel, delete};
 use crate::engine::views::{job_detail, job_json, list_jobs, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::engine::{Gateway, JsonResponse};
@@ -15,6 +16,23 @@ use crate::ports::JobQuery;
 pub static TABLE: RouteTable = RouteTable {
     function: "jobs",
     routes: &[
+        Route {
+            method: Method::Get,
+            path: "/healthcheck",
+            doc: RouteDoc {
+                summary: "Dependencies reachable (DynamoDB, S3, SQS): 200 healthy, 503 unhealthy",
+                request: None,
+                status: 200,
+                response: "object",
+            },
+            handler: |gateway, _request| {
+                async move {
+                    let (healthy, body) = health::check(gateway).await;
+                    Ok(JsonResponse::new(if healthy { 200 } else { 503 }, body))
+                }
+                .boxed()
+            },
+        },
         Route {
             method: Method::Get,
             path: "/api/v1/jobs",

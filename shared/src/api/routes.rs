@@ -81,6 +81,9 @@ macro_rules! route {
 }
 pub(crate) use route;
 
+/// A matched route and its path parameters.
+pub type RouteMatch = (&'static Route, Vec<(&'static str, String)>);
+
 /// The routes one function serves.
 pub struct RouteTable {
     /// The function (binary) name, also the OpenAPI tag.
@@ -105,11 +108,7 @@ impl RouteTable {
     }
 
     /// The route for a method and path, with the path parameters.
-    pub fn find(
-        &self,
-        method: &str,
-        segments: &[String],
-    ) -> Result<(&'static Route, Vec<(&'static str, String)>), EngineError> {
+    pub fn find(&self, method: &str, segments: &[String]) -> Result<RouteMatch, EngineError> {
         let mut best: Option<(Vec<bool>, &'static str)> = None;
         for route in self.routes {
             if let Some(shape) = template_shape(route.path, segments) {
@@ -214,10 +213,9 @@ mod tests {
         routes: ROUTES,
     };
 
-    fn find(
-        method: &str,
-        path: &str,
-    ) -> Result<(&'static str, Vec<(&'static str, String)>), String> {
+    type Found = (&'static str, Vec<(&'static str, String)>);
+
+    fn find(method: &str, path: &str) -> Result<Found, String> {
         TABLE
             .find(method, &split_path(path))
             .map(|(route, params)| (route.path, params))

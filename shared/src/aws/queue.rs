@@ -35,4 +35,23 @@ impl JobQueue for SqsJobQueue {
             .map_err(sdk_error("enqueue step"))?;
         Ok(())
     }
+
+    async fn pending(&self, lane: QueueLane) -> IoResult<u64> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(self.queues.of(lane))
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(sdk_error("read queue attributes"))?;
+        Ok(output
+            .attributes
+            .and_then(|attributes| {
+                attributes
+                    .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                    .and_then(|count| count.parse().ok())
+            })
+            .unwrap_or(0))
+    }
 }

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod error;
 pub mod execute;
+pub mod health;
 pub mod lifecycle;
 pub mod notify;
 mod response;

@@ -255,7 +255,6 @@ impl Names {
 }
 
 /// The route a service gets when none is given: lower case, spaces and `_` as `-`.
-
 pub fn default_route(name: &str) -> String {
     name.trim().to_lowercase().replace([' ', '_'], "-")
 }
@@ -390,7 +389,6 @@ async fn resolve_prompts(
 
 /// 400 when following `failover_flavor_id` from `flavor` comes back to a flavor already
 /// seen (a cycle), using `pending` for flavors being written in the same change.
-
 pub(super) async fn check_failover_cycle(
     gateway: &Gateway,
     flavor: &Flavor,
@@ -418,7 +416,6 @@ pub(super) async fn check_failover_cycle(
 }
 
 /// Writes that unset `is_default` on the other flavors of the service.
-
 pub(super) fn unset_other_defaults(
     flavors: &[Flavor],
     keep: Uuid,
@@ -442,8 +439,6 @@ pub(super) fn conflicts_of(service: Option<&Service>, flavors: &[Flavor]) -> Vec
     conflicts.extend(flavors.iter().flat_map(Entity::unique_keys));
     conflicts
 }
-
-/// `POST /services` (optionally with `flavors`) → 201 with the service and its flavors.
 
 /// A flavor and its service, visible to `scope`; `service_id` (when the route names one)
 /// must be the flavor's.

@@ -81,6 +81,7 @@ impl Entity for Service {
     }
 }
 
+/// `POST /services` (optionally with `flavors`) → 201 with the service and its flavors.
 pub async fn create(gateway: &Gateway, scope: &Scope, body: &[u8]) -> EngineResult<JsonResponse> {
     let now = now_timestamp();
     let mut fields = new_object(parse_object(body)?, scope, &now)?;
