@@ -244,7 +244,8 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
         );
     }
 
-    let wrong_method = api_request("GET", RESOURCE, "/x", &[("id", &summarize)], &[], None);
+    let path = format!("/api/v1/services/{summarize}/execute");
+    let wrong_method = api_request("GET", RESOURCE, &path, &[("id", &summarize)], &[], None);
     assert_eq!(
         execute::handle(&stack.gateway, wrong_method).await.status,
         405

@@ -4,9 +4,9 @@
 
 use uuid::Uuid;
 
+use crate::engine::catalog::validate::validate_organization_id;
 use crate::engine::catalog::{PageRequest, Scope};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource};
-use crate::engine::execute::validate_organization_id;
 
 /// One REST request.
 #[derive(Debug, Clone, Default)]

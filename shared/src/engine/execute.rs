@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::catalog::validate::check_placeholders;
+use super::catalog::validate::{check_placeholders, validate_organization_id};
 use super::Gateway;
 use crate::domain::{
     now_timestamp, round6, Flavor, Job, JobProgress, JobSettings, JobStatus, Model, ProcessingMode,
@@ -21,8 +21,6 @@ use crate::text::normalize::{normalize_transcript, NormalizeLimits};
 use crate::text::prompt::template_text;
 use crate::tokens::{load_or_default, resolve_tokenizer_name, TokenCounter};
 
-/// Longest accepted `organization_id`.
-const MAX_ORGANIZATION_ID_CHARS: usize = 100;
 /// Rolling-context size assumed per output line when estimating batches.
 const ESTIMATED_TOKENS_PER_CONTEXT_LINE: usize = 40;
 
@@ -107,22 +105,6 @@ impl ExecuteRequest {
             context,
         })
     }
-}
-
-/// Checks an organization id: 1–100 characters, no control characters.
-pub fn validate_organization_id(org: &str) -> EngineResult<()> {
-    if org.is_empty()
-        || org.chars().count() > MAX_ORGANIZATION_ID_CHARS
-        || org.chars().any(char::is_control)
-    {
-        return Err(EngineError::invalid_field(
-            "organization_id",
-            format!(
-                "must be 1 to {MAX_ORGANIZATION_ID_CHARS} characters without control characters"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn optional_string(fields: &mut Map<String, Value>, name: &str) -> EngineResult<Option<String>> {

@@ -113,7 +113,7 @@ async fn topic_for(
             Ok(Topic::Job(id))
         }
         (None, Some(org)) => {
-            super::execute::validate_organization_id(org)?;
+            super::catalog::validate::validate_organization_id(org)?;
             Ok(Topic::Organization(org.to_string()))
         }
         (None, None) => Err(EngineError::invalid_field(

@@ -336,7 +336,7 @@ pub fn new_object(
         (None, None) => None,
     };
     if let Some(org) = &organization_id {
-        crate::engine::execute::validate_organization_id(org)
+        crate::engine::catalog::validate::validate_organization_id(org)
             .map_err(|error| EngineError::validation(Location::Body, "organization_id", error))?;
     }
     fields.insert(

@@ -64,6 +64,25 @@ pub fn check_placeholders(mode: ProcessingMode, prompt: &str, field: &str) -> En
     })
 }
 
+/// Longest accepted `organization_id`.
+const MAX_ORGANIZATION_ID_CHARS: usize = 100;
+
+/// Checks an organization id: 1–100 characters, no control characters.
+pub fn validate_organization_id(org: &str) -> EngineResult<()> {
+    if org.is_empty()
+        || org.chars().count() > MAX_ORGANIZATION_ID_CHARS
+        || org.chars().any(char::is_control)
+    {
+        return Err(EngineError::invalid_field(
+            "organization_id",
+            format!(
+                "must be 1 to {MAX_ORGANIZATION_ID_CHARS} characters without control characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

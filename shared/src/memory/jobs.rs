@@ -1,0 +1,177 @@
+//! [`JobStore`] in memory.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::domain::{Job, JobStatus};
+use crate::ports::{IoError, IoResult, JobPage, JobQuery, JobStore, ListError};
+
+use super::support::{lock, round_trip, FailNext};
+
+/// A test hook run on the stored job just before a replace checks its condition.
+type ReplaceHook = Box<dyn FnOnce(&mut Job) + Send>;
+
+/// [`JobStore`] in memory, with the conditions of [`crate::aws::DynamoJobStore`].
+#[derive(Default)]
+pub struct MemoryJobStore {
+    jobs: Mutex<BTreeMap<Uuid, Job>>,
+    fail_get: FailNext,
+    fail_replace: FailNext,
+    before_replace: Mutex<Option<ReplaceHook>>,
+}
+
+impl MemoryJobStore {
+    /// Makes the next `times` calls of [`JobStore::get`] fail with an [`IoError`].
+    pub fn fail_next_gets(&self, times: usize) {
+        self.fail_get.arm(None, times);
+    }
+
+    /// Makes the next `times` calls of [`JobStore::replace`] fail with an [`IoError`]
+    /// (nothing is written).
+    pub fn fail_next_replaces(&self, times: usize) {
+        self.fail_replace.arm(None, times);
+    }
+
+    /// Runs `change` on the stored job inside the next [`JobStore::replace`], before its
+    /// condition is checked: what another writer (a second delivery, a cancel) does
+    /// between the caller's read and its conditional write.
+    pub fn before_next_replace(&self, change: impl FnOnce(&mut Job) + Send + 'static) {
+        *lock(&self.before_replace) = Some(Box::new(change));
+    }
+
+    /// Every stored job, by id.
+    pub fn all(&self) -> Vec<Job> {
+        lock(&self.jobs).values().cloned().collect()
+    }
+}
+
+/// The sort position of a job in a listing (newest first, then by id).
+fn listing_key(job: &Job) -> (String, Uuid) {
+    (job.created_at.clone(), job.id)
+}
+
+/// Encodes a page cursor like the DynamoDB adapter (base64 of the last evaluated key).
+fn encode_cursor(job: &Job) -> IoResult<String> {
+    let key = json!({
+        "id": job.id.to_string(),
+        "created_at": job.created_at,
+        "org_key": job.organization_id.as_deref().unwrap_or("#none"),
+    });
+    let bytes = serde_json::to_vec(&key).map_err(|e| IoError::new("encode cursor", e))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Decodes a page cursor into its sort position; malformed ones fail like the adapter's
+/// ([`ListError::InvalidCursor`]).
+fn decode_cursor(cursor: &str) -> Result<(String, Uuid), ListError> {
+    let invalid = || ListError::InvalidCursor;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
+    let key: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    // DynamoDB rejects a start key without the key attributes (not a cursor error).
+    let created_at = key.get("created_at").cloned();
+    let id = key.get("id").and_then(|id| Uuid::parse_str(id).ok());
+    match (created_at, id) {
+        (Some(created_at), Some(id)) => Ok((created_at, id)),
+        _ => Err(ListError::Io(IoError::new(
+            "list jobs",
+            "the provided starting key is invalid",
+        ))),
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryJobStore {
+    async fn create(&self, job: &Job) -> IoResult<()> {
+        let stored = round_trip(job, "encode job")?;
+        let mut jobs = lock(&self.jobs);
+        if jobs.contains_key(&job.id) {
+            return Err(IoError::new(
+                "create job",
+                "ConditionalCheckFailed: the job exists",
+            ));
+        }
+        jobs.insert(job.id, stored);
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> IoResult<Option<Job>> {
+        self.fail_get.trip("read job", "")?;
+        Ok(lock(&self.jobs).get(&id).cloned())
+    }
+
+    /// Written only if the stored job has `step == expected_step` and its status is
+    /// queued or processing (`#step = :step AND #status IN (:queued, :processing)`); a
+    /// missing job fails the condition too.
+    async fn replace(&self, job: &Job, expected_step: u32) -> IoResult<bool> {
+        self.fail_replace.trip("update job", "")?;
+        let stored = round_trip(job, "encode job")?;
+        let hook = lock(&self.before_replace).take();
+        let mut jobs = lock(&self.jobs);
+        if let (Some(hook), Some(current)) = (hook, jobs.get_mut(&job.id)) {
+            hook(current);
+        }
+        let holds = jobs.get(&job.id).is_some_and(|current| {
+            current.progress.step == expected_step
+                && matches!(current.status, JobStatus::Queued | JobStatus::Processing)
+        });
+        if holds {
+            jobs.insert(job.id, stored);
+        }
+        Ok(holds)
+    }
+
+    /// The jobs of the query's organization (no organization: only jobs without one),
+    /// newest first, filtered by service and status. Like a DynamoDB query with `Limit`,
+    /// a full page has a cursor even when nothing follows (the next page is then empty).
+    async fn list(&self, query: &JobQuery) -> Result<JobPage, ListError> {
+        let page_size = query.page_size.clamp(1, 100);
+        let start = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        let jobs = lock(&self.jobs);
+        let mut partition: Vec<&Job> = jobs
+            .values()
+            .filter(|job| job.organization_id == query.organization_id)
+            .collect();
+        partition.sort_by_key(|job| std::cmp::Reverse(listing_key(job)));
+        let from = match &start {
+            Some(start) => partition.partition_point(|job| listing_key(job) >= *start),
+            None => 0,
+        };
+        let mut page = Vec::new();
+        let mut last_evaluated = None;
+        for job in &partition[from..] {
+            last_evaluated = Some(*job);
+            let matches = query.service_id.is_none_or(|id| id == job.service_id)
+                && query.status.is_none_or(|status| status == job.status);
+            if matches {
+                page.push((*job).clone());
+                if page.len() == page_size {
+                    break;
+                }
+            }
+        }
+        let next_cursor = match last_evaluated {
+            Some(job) if page.len() == page_size => Some(encode_cursor(job)?),
+            _ => None,
+        };
+        Ok(JobPage {
+            jobs: page,
+            next_cursor,
+        })
+    }
+
+    async fn delete_terminal(&self, id: Uuid) -> IoResult<bool> {
+        let mut jobs = lock(&self.jobs);
+        if jobs.get(&id).is_some_and(|job| job.status.is_terminal()) {
+            jobs.remove(&id);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}

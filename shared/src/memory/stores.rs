@@ -1,0 +1,127 @@
+//! [`BlobStore`], [`JobQueue`] and [`Secrets`] in memory.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+
+use crate::domain::{QueueLane, StepMessage};
+use crate::ports::{BlobStore, IoError, IoResult, JobQueue, Secrets};
+
+use super::support::{lock, round_trip, FailNext};
+
+/// [`BlobStore`] in memory: objects by key with their content type.
+#[derive(Debug, Default)]
+pub struct MemoryBlobs {
+    objects: Mutex<BTreeMap<String, (Vec<u8>, String)>>,
+    fail_put: FailNext,
+}
+
+impl MemoryBlobs {
+    /// Makes the next `times` calls of [`BlobStore::put`] fail (nothing is written).
+    pub fn fail_next_puts(&self, times: usize) {
+        self.fail_put.arm(None, times);
+    }
+
+    /// Makes the next `times` puts of `key` fail; other keys are written.
+    pub fn fail_next_puts_of(&self, key: &str, times: usize) {
+        self.fail_put.arm(Some(key.to_string()), times);
+    }
+
+    /// Every stored key, in order.
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.objects).keys().cloned().collect()
+    }
+
+    /// The content type an object was stored with.
+    pub fn content_type(&self, key: &str) -> Option<String> {
+        lock(&self.objects)
+            .get(key)
+            .map(|(_, content_type)| content_type.clone())
+    }
+}
+
+#[async_trait]
+impl BlobStore for MemoryBlobs {
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> IoResult<()> {
+        self.fail_put.trip("write blob", key)?;
+        lock(&self.objects).insert(key.to_string(), (body, content_type.to_string()));
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> IoResult<Option<Vec<u8>>> {
+        Ok(lock(&self.objects).get(key).map(|(body, _)| body.clone()))
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> IoResult<usize> {
+        let mut objects = lock(&self.objects);
+        let before = objects.len();
+        objects.retain(|key, _| !key.starts_with(prefix));
+        Ok(before - objects.len())
+    }
+}
+
+/// [`JobQueue`] in memory: every sent message with its lane, in order. SQS FIFO
+/// deduplication (same job and step within 5 minutes) is not modelled: every send is kept.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    sent: Mutex<VecDeque<(StepMessage, QueueLane)>>,
+    fail_send: FailNext,
+}
+
+impl MemoryQueue {
+    /// Makes the next `times` calls of [`JobQueue::send`] fail (nothing is enqueued).
+    pub fn fail_next_sends(&self, times: usize) {
+        self.fail_send.arm(None, times);
+    }
+
+    /// The messages sent and not drained yet, oldest first.
+    pub fn sent(&self) -> Vec<(StepMessage, QueueLane)> {
+        lock(&self.sent).iter().cloned().collect()
+    }
+
+    /// Takes every message sent so far, oldest first.
+    pub fn drain(&self) -> Vec<(StepMessage, QueueLane)> {
+        lock(&self.sent).drain(..).collect()
+    }
+}
+
+#[async_trait]
+impl JobQueue for MemoryQueue {
+    async fn send(&self, message: &StepMessage, lane: QueueLane) -> IoResult<()> {
+        self.fail_send.trip("enqueue step", "")?;
+        let message = round_trip(message, "encode step message")?;
+        lock(&self.sent).push_back((message, lane));
+        Ok(())
+    }
+
+    async fn pending(&self, lane: QueueLane) -> IoResult<u64> {
+        Ok(lock(&self.sent).iter().filter(|(_, l)| *l == lane).count() as u64)
+    }
+}
+
+/// What [`MemorySecrets`] ciphertexts start with once decoded.
+const SECRET_MARKER: &str = "memory-kms:";
+
+/// [`Secrets`] that "encrypts" reversibly: base64 of a marker and the secret. Decryption
+/// refuses anything else with an [`IoError`], as KMS refuses foreign ciphertexts.
+#[derive(Debug, Default)]
+pub struct MemorySecrets;
+
+#[async_trait]
+impl Secrets for MemorySecrets {
+    async fn decrypt(&self, ciphertext_b64: &str) -> IoResult<String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(ciphertext_b64.trim())
+            .map_err(|e| IoError::new("decode secret", e))?;
+        String::from_utf8(bytes)
+            .ok()
+            .and_then(|plain| plain.strip_prefix(SECRET_MARKER).map(str::to_string))
+            .ok_or_else(|| IoError::new("decrypt secret", "InvalidCiphertextException"))
+    }
+
+    async fn encrypt(&self, secret: &str) -> IoResult<String> {
+        Ok(base64::engine::general_purpose::STANDARD.encode(format!("{SECRET_MARKER}{secret}")))
+    }
+}
