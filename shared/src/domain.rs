@@ -292,6 +292,18 @@ pub enum QueueLane {
 }
 
 impl QueueLane {
+    /// Every lane, most urgent first.
+    pub const ALL: [QueueLane; 3] = [QueueLane::Urgent, QueueLane::Standard, QueueLane::Bulk];
+
+    /// The lane's name as serialized (`"urgent"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueLane::Urgent => "urgent",
+            QueueLane::Standard => "standard",
+            QueueLane::Bulk => "bulk",
+        }
+    }
+
     /// The lane of a flavor priority (0 = most urgent; values above 9 count as 9).
     pub fn for_priority(priority: u8) -> Self {
         match priority {
@@ -609,6 +621,9 @@ mod tests {
         assert!(JobStatus::Failed.is_terminal() && !JobStatus::Processing.is_terminal());
         assert!(JobStatus::Cancelled.is_terminal());
         assert_eq!(JobStatus::parse("canceled"), None);
+        for lane in QueueLane::ALL {
+            assert_eq!(serde_json::to_value(lane).unwrap(), lane.as_str());
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@ use lambda_http::{Request, RequestExt};
 
 /// Handles one API Gateway request.
 pub async fn handle(gateway: &Gateway, request: Request) -> JsonResponse {
-    let request = ApiRequest::from_http(request.raw_http_path(), &request);
+    let path = request.raw_http_path().to_owned();
+    let request = ApiRequest::from_http(&path, request);
     gateway_core::api::jobs::TABLE
         .handle(gateway, request)
         .await

@@ -1,12 +1,11 @@
 //! Routes of the `execute` function: submit a job, or its dry run.
 
-use futures_util::FutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::request::ApiRequest;
 use super::response::error_body;
-use super::routes::{Method, Route, RouteDoc, RouteTable};
+use super::routes::{route, RouteTable};
 use crate::engine::error::{EngineError, EngineResult, Resource};
 use crate::engine::execute::{accepted_json, dry_run_json, plan, submit, ExecuteRequest};
 use crate::engine::{Gateway, JsonResponse};
@@ -15,34 +14,16 @@ use crate::engine::{Gateway, JsonResponse};
 pub static TABLE: RouteTable = RouteTable {
     function: "execute",
     routes: &[
-        Route {
-            method: Method::Post,
-            path: "/api/v1/services/{id}/execute",
-            doc: RouteDoc {
-                summary: "Submit a job on a service (202)",
-                request: Some("object"),
-                status: 202,
-                response: "object",
-            },
-            handler: |gateway, request| execute(gateway, request).boxed(),
-        },
-        Route {
-            method: Method::Post,
-            path: "/api/v1/services/{id}/validate-execution",
-            doc: RouteDoc {
-                summary: "Dry run of execute: the same checks and figures, nothing written",
-                request: Some("object"),
-                status: 200,
-                response: "object",
-            },
-            handler: |gateway, request| validate_execution(gateway, request).boxed(),
-        },
+        route!(Post "/api/v1/services/{id}/execute", "Submit a job on a service (202)", Some("object"), 202 => "object",
+            |g, r| execute(g, r).await),
+        route!(Post "/api/v1/services/{id}/validate-execution", "Dry run of execute: the same checks and figures, nothing written", Some("object"), 200 => "object",
+            |g, r| validate_execution(g, r).await),
     ],
 };
 
 fn decode(gateway: &Gateway, request: &ApiRequest) -> EngineResult<(Uuid, ExecuteRequest)> {
     let service_id = request.id("id", Resource::Service)?;
-    let parsed = ExecuteRequest::parse(&request.body, gateway.limits.max_input_bytes)?;
+    let parsed = ExecuteRequest::parse(request.body(), gateway.limits.max_input_bytes)?;
     Ok((service_id, parsed))
 }
 

@@ -1,110 +1,34 @@
 //! Routes of the `jobs` function: job status, listing, cancel and delete.
 
-use futures_util::FutureExt;
-
 use super::request::ApiRequest;
-use super::routes::{Method, Route, RouteDoc, RouteTable};
+use super::routes::{route, RouteTable};
 use crate::domain::JobStatus;
 use crate::engine::error::{EngineError, EngineResult, Resource};
 use crate::engine::health;
 use crate::engine::lifecycle::{cancel, delete};
 use crate::engine::views::{job_detail, job_json, list_jobs, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use crate::engine::{Gateway, JsonResponse};
+use crate::engine::JsonResponse;
 use crate::ports::JobQuery;
 
 /// The jobs function's routes.
 pub static TABLE: RouteTable = RouteTable {
     function: "jobs",
     routes: &[
-        Route {
-            method: Method::Get,
-            path: "/healthcheck",
-            doc: RouteDoc {
-                summary: "Dependencies reachable (DynamoDB, S3, SQS): 200 healthy, 503 unhealthy",
-                request: None,
-                status: 200,
-                response: "object",
-            },
-            handler: |gateway, _request| {
-                async move {
-                    let (healthy, body) = health::check(gateway).await;
-                    Ok(JsonResponse::new(if healthy { 200 } else { 503 }, body))
-                }
-                .boxed()
-            },
-        },
-        Route {
-            method: Method::Get,
-            path: "/api/v1/jobs",
-            doc: RouteDoc {
-                summary: "List jobs, newest first (cursor pagination)",
-                request: None,
-                status: 200,
-                response: "object",
-            },
-            handler: |gateway, request| list(gateway, request).boxed(),
-        },
-        Route {
-            method: Method::Get,
-            path: "/api/v1/jobs/{id}",
-            doc: RouteDoc {
-                summary: "Job status, progress, result and metrics",
-                request: None,
-                status: 200,
-                response: "object",
-            },
-            handler: |gateway, request| {
-                async move {
-                    let id = request.id("id", Resource::Job)?;
-                    let body = job_detail(gateway, id, request.organization_id()?).await?;
-                    Ok(JsonResponse::new(200, body))
-                }
-                .boxed()
-            },
-        },
-        Route {
-            method: Method::Delete,
-            path: "/api/v1/jobs/{id}",
-            doc: RouteDoc {
-                summary: "Delete a terminal job and its objects",
-                request: None,
-                status: 200,
-                response: "object",
-            },
-            handler: |gateway, request| {
-                async move {
-                    let id = request.id("id", Resource::Job)?;
-                    let body = delete(gateway, id, request.organization_id()?).await?;
-                    Ok(JsonResponse::new(200, body))
-                }
-                .boxed()
-            },
-        },
-        Route {
-            method: Method::Post,
-            path: "/api/v1/jobs/{id}/cancel",
-            doc: RouteDoc {
-                summary: "Cancel a job (stops at its next step)",
-                request: None,
-                status: 200,
-                response: "object",
-            },
-            handler: |gateway, request| {
-                async move {
-                    let id = request.id("id", Resource::Job)?;
-                    let job = cancel(gateway, id, request.organization_id()?).await?;
-                    Ok(JsonResponse::new(200, job_json(&job)))
-                }
-                .boxed()
-            },
-        },
+        route!(Get "/healthcheck", "Dependencies reachable (DynamoDB, S3, SQS): 200 healthy, 503 unhealthy", None, 200 => "object",
+        |g, _r| {
+            let (healthy, body) = health::check(g).await;
+            Ok(JsonResponse::new(if healthy { 200 } else { 503 }, body))
+        }),
+        route!(Get "/api/v1/jobs", "List jobs, newest first (cursor pagination)", None, 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, list_jobs(g, job_query(r)?).await?))),
+        route!(Get "/api/v1/jobs/{id}", "Job status, progress, result and metrics", None, 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, job_detail(g, r.id("id", Resource::Job)?, r.organization_id()?).await?))),
+        route!(Delete "/api/v1/jobs/{id}", "Delete a terminal job and its objects", None, 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, delete(g, r.id("id", Resource::Job)?, r.organization_id()?).await?))),
+        route!(Post "/api/v1/jobs/{id}/cancel", "Cancel a job (stops at its next step)", None, 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, job_json(&cancel(g, r.id("id", Resource::Job)?, r.organization_id()?).await?)))),
     ],
 };
-
-async fn list(gateway: &Gateway, request: &ApiRequest) -> EngineResult<JsonResponse> {
-    let query = job_query(request)?;
-    Ok(JsonResponse::new(200, list_jobs(gateway, query).await?))
-}
 
 /// The filters and page of `GET /api/v1/jobs`.
 fn job_query(request: &ApiRequest) -> EngineResult<JobQuery> {

@@ -11,7 +11,6 @@ pub mod response;
 pub mod routes;
 
 pub use request::ApiRequest;
-pub use routes::{Method, Route, RouteDoc, RouteTable};
 
 /// Every route table, for the OpenAPI document and the route checks.
-pub const TABLES: &[&RouteTable] = &[&execute::TABLE, &jobs::TABLE, &catalog::TABLE];
+pub const TABLES: &[&routes::RouteTable] = &[&execute::TABLE, &jobs::TABLE, &catalog::TABLE];

@@ -1,6 +1,7 @@
 //! A REST request as the route handlers see it: method, decoded path segments and
 //! parameters, query, content type and body. Built from any `http::Request` whose body is
-//! bytes, so the Lambda functions and tests share one decoding.
+//! bytes, so the Lambda functions and tests share one decoding; the body is kept as the
+//! runtime delivered it (an execute input of megabytes is never copied).
 
 use uuid::Uuid;
 
@@ -8,8 +9,10 @@ use crate::engine::catalog::validate::validate_organization_id;
 use crate::engine::catalog::{PageRequest, Scope};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 
+/// A request body as delivered (for Lambda, `lambda_http::Body`).
+type Body = Box<dyn AsRef<[u8]> + Send + Sync>;
+
 /// One REST request.
-#[derive(Debug, Clone, Default)]
 pub struct ApiRequest {
     /// Upper-case HTTP method.
     pub method: String,
@@ -20,33 +23,55 @@ pub struct ApiRequest {
     /// Query parameters, decoded, in order.
     pub query: Vec<(String, String)>,
     pub content_type: Option<String>,
-    pub body: Vec<u8>,
+    body: Body,
+}
+
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiRequest")
+            .field("method", &self.method)
+            .field("segments", &self.segments)
+            .field("params", &self.params)
+            .field("query", &self.query)
+            .field("content_type", &self.content_type)
+            .field("body_bytes", &self.body().len())
+            .finish()
+    }
 }
 
 impl ApiRequest {
     /// The request at `path` (the URL path without any API Gateway stage prefix).
-    pub fn from_http<B: AsRef<[u8]>>(path: &str, request: &http::Request<B>) -> Self {
-        let query = request
-            .uri()
+    pub fn from_http<B>(path: &str, request: http::Request<B>) -> Self
+    where
+        B: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let query = parts
+            .uri
             .query()
             .map(|query| {
-                reqwest::Url::parse(&format!("http://query.invalid/?{query}"))
-                    .map(|url| url.query_pairs().into_owned().collect())
-                    .unwrap_or_default()
+                form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .collect()
             })
             .unwrap_or_default();
         ApiRequest {
-            method: request.method().as_str().to_ascii_uppercase(),
+            method: parts.method.as_str().to_ascii_uppercase(),
             segments: split_path(path),
             params: Vec::new(),
             query,
-            content_type: request
-                .headers()
+            content_type: parts
+                .headers
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_string),
-            body: request.body().as_ref().to_vec(),
+            body: Box::new(body),
         }
+    }
+
+    /// The body's bytes.
+    pub fn body(&self) -> &[u8] {
+        (*self.body).as_ref()
     }
 
     /// The first value of a query parameter.
@@ -113,37 +138,19 @@ impl ApiRequest {
 }
 
 /// Splits a URL path into percent-decoded segments; a single trailing slash is ignored.
+/// Invalid escapes are kept as written, invalid UTF-8 is replaced, and `+` stays `+`, as
+/// API Gateway leaves it in paths.
 pub fn split_path(path: &str) -> Vec<String> {
-    let path = path.split('?').next().unwrap_or_default();
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    trimmed.split('/').map(percent_decode).collect()
-}
-
-/// Decodes `%XX` escapes (invalid escapes are kept as written; invalid UTF-8 is replaced).
-/// `+` stays `+`, as API Gateway leaves it in paths.
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                index += 3;
-            }
-            None => {
-                decoded.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
+    trimmed
+        .split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -154,8 +161,8 @@ mod tests {
     fn paths_split_into_decoded_segments() {
         assert_eq!(split_path("/api/v1/jobs/"), ["api", "v1", "jobs"]);
         assert_eq!(split_path("/a%20b%2Fc/x"), ["a b/c", "x"]);
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz+%41"), "%zz+A");
+        assert_eq!(split_path("/100%"), ["100%"]);
+        assert_eq!(split_path("/%zz+%41"), ["%zz+A"]);
     }
 
     #[test]
@@ -166,13 +173,13 @@ mod tests {
             .header("content-type", "application/json")
             .body(b"{}".to_vec())
             .unwrap();
-        let request = ApiRequest::from_http("/api/v1/models", &http);
+        let request = ApiRequest::from_http("/api/v1/models", http);
         assert_eq!(request.method, "POST");
         assert_eq!(request.segments, ["api", "v1", "models"]);
         assert_eq!(request.query("provider_id"), Some("a b"));
         assert_eq!(request.query("page"), Some("2"));
         assert_eq!(request.content_type.as_deref(), Some("application/json"));
-        assert_eq!(request.body, b"{}");
+        assert_eq!(request.body(), b"{}");
         assert!(!request.is_form());
     }
 }

@@ -66,12 +66,14 @@ impl LaneQueueUrls {
     }
 }
 
+/// A required environment variable; the error names it.
+fn var(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
 impl GatewayEnv {
     /// Reads `GATEWAY_*` variables; the error names the missing one.
     pub fn from_env() -> Result<Self, String> {
-        let var = |name: &str| {
-            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-        };
         Ok(GatewayEnv {
             jobs_table: var("GATEWAY_JOBS_TABLE")?,
             catalog_table: var("GATEWAY_CATALOG_TABLE")?,
@@ -139,9 +141,6 @@ pub fn gateway(env: GatewayEnv, clients: &AwsClients, limits: Limits) -> Gateway
 /// The WebSocket side: subscriptions in `GATEWAY_CONNECTIONS_TABLE`, posts through the
 /// management API at `GATEWAY_WS_MANAGEMENT_URL`.
 pub fn realtime(clients: &AwsClients) -> Result<Realtime, String> {
-    let var = |name: &str| {
-        std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-    };
     Ok(Realtime {
         connections: Arc::new(DynamoConnectionStore::new(
             clients.dynamodb.clone(),

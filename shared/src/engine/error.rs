@@ -57,7 +57,6 @@ impl Resource {
 pub enum Location {
     Body,
     Query,
-    Path,
 }
 
 impl Location {
@@ -66,7 +65,6 @@ impl Location {
         match self {
             Location::Body => "body",
             Location::Query => "query",
-            Location::Path => "path",
         }
     }
 }
@@ -97,7 +95,6 @@ pub enum Rule {
     /// The flavor's model or provider was deleted.
     FlavorModelMissing,
     FlavorProviderMissing,
-    InvalidFlavorPrompt,
     DefaultFlavorRequired,
     DefaultFlavorDelete,
     FailoverCycle,
@@ -120,7 +117,6 @@ impl Rule {
             Rule::NoDefaultFlavor => "NO_DEFAULT_FLAVOR",
             Rule::FlavorModelMissing => "MODEL_NOT_FOUND",
             Rule::FlavorProviderMissing => "PROVIDER_NOT_FOUND",
-            Rule::InvalidFlavorPrompt => "INVALID_FLAVOR_PROMPT",
             Rule::DefaultFlavorRequired => "DEFAULT_FLAVOR_REQUIRED",
             Rule::DefaultFlavorDelete => "DEFAULT_FLAVOR",
             Rule::FailoverCycle => "FAILOVER_CYCLE",

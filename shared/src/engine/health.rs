@@ -46,12 +46,11 @@ fn answered<T>(dependency: &str, result: &IoResult<T>) -> bool {
 
 async fn queue_depths(gateway: &Gateway) -> IoResult<Value> {
     let mut depths = serde_json::Map::new();
-    for lane in [QueueLane::Urgent, QueueLane::Standard, QueueLane::Bulk] {
-        let key = serde_json::to_value(lane)
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_string))
-            .unwrap_or_default();
-        depths.insert(key, json!(gateway.queue.pending(lane).await?));
+    for lane in QueueLane::ALL {
+        depths.insert(
+            lane.as_str().into(),
+            json!(gateway.queue.pending(lane).await?),
+        );
     }
     Ok(Value::Object(depths))
 }

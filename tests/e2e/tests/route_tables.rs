@@ -43,11 +43,13 @@ fn serves(resource: &str, route: &str) -> bool {
         if part.ends_with("+}") {
             return route.len() > index;
         }
-        let Some(segment) = route.get(index) else {
-            return false;
+        // A parameter takes any segment; a literal only the same literal.
+        let matches = match (parameter_name(part), route.get(index)) {
+            (_, None) => false,
+            (Some(_), Some(_)) => true,
+            (None, Some(segment)) => part == segment,
         };
-        let literal_match = parameter_name(part).is_some() || part == segment;
-        if !literal_match || (parameter_name(part).is_none() && parameter_name(segment).is_some()) {
+        if !matches {
             return false;
         }
     }

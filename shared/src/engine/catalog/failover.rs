@@ -50,11 +50,11 @@ pub async fn failover_chain(
             has_cycle = true;
             break;
         }
-        let Some(record) = gateway.records.record(RecordKind::Flavor, id).await? else {
+        // The catalog was read once by `Names::load`: no read per step.
+        let Some(step) = names.flavors.get(&id) else {
             break;
         };
-        let step: Flavor = decode(record)?;
-        chain.push(item(&step, chain.len()));
+        chain.push(item(step, chain.len()));
         next = step.failover_flavor_id;
     }
     Ok(JsonResponse::new(

@@ -453,9 +453,31 @@ pub(super) async fn load_flavor(
     if service_id.is_some_and(|id| id != flavor.service_id) {
         return Err(EngineError::not_found(Resource::Flavor, flavor_id));
     }
-    let service: Service = load(store, flavor.service_id, scope)
-        .await
-        .map_err(|_| EngineError::not_found(Resource::Flavor, flavor_id))?;
+    // A service this scope cannot see hides its flavors; a storage failure stays a 503.
+    let service: Service =
+        load(store, flavor.service_id, scope)
+            .await
+            .map_err(|error| match error {
+                EngineError::NotFound { .. } => EngineError::not_found(Resource::Flavor, flavor_id),
+                other => other,
+            })?;
+    Ok((service, flavor))
+}
+
+/// Like [`load_flavor`], for a change: the scope must own the flavor's service (403 for a
+/// global one).
+async fn load_flavor_for_change(
+    gateway: &Gateway,
+    scope: &Scope,
+    service_id: Option<Uuid>,
+    flavor_id: Uuid,
+) -> EngineResult<(Service, Flavor)> {
+    let (service, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
+    scope.check_change(
+        Resource::Service,
+        service.id,
+        service.organization_id.as_deref(),
+    )?;
     Ok((service, flavor))
 }
 
@@ -531,12 +553,7 @@ pub async fn update_flavor(
     flavor_id: Uuid,
     body: &[u8],
 ) -> EngineResult<JsonResponse> {
-    let (service, old) = load_flavor(gateway, scope, service_id, flavor_id).await?;
-    scope.check_change(
-        Resource::Service,
-        service.id,
-        service.organization_id.as_deref(),
-    )?;
+    let (service, old) = load_flavor_for_change(gateway, scope, service_id, flavor_id).await?;
     let patch = parse_object(body)?;
     let now = now_timestamp();
     let current = current_json(&old, &now)?;
@@ -572,12 +589,7 @@ pub async fn set_default(
     service_id: Option<Uuid>,
     flavor_id: Uuid,
 ) -> EngineResult<JsonResponse> {
-    let (service, old) = load_flavor(gateway, scope, service_id, flavor_id).await?;
-    scope.check_change(
-        Resource::Service,
-        service.id,
-        service.organization_id.as_deref(),
-    )?;
+    let (service, old) = load_flavor_for_change(gateway, scope, service_id, flavor_id).await?;
     if !old.is_active {
         return Err(EngineError::refused(
             Rule::FlavorInactive,
@@ -609,12 +621,7 @@ pub async fn delete_flavor(
     service_id: Option<Uuid>,
     flavor_id: Uuid,
 ) -> EngineResult<JsonResponse> {
-    let (service, flavor) = load_flavor(gateway, scope, service_id, flavor_id).await?;
-    scope.check_change(
-        Resource::Service,
-        service.id,
-        service.organization_id.as_deref(),
-    )?;
+    let (service, flavor) = load_flavor_for_change(gateway, scope, service_id, flavor_id).await?;
     let all: Vec<Flavor> = list(gateway.records.as_ref(), &Scope::default()).await?;
     let siblings = all.iter().filter(|f| f.service_id == service.id).count();
     if flavor.is_default && siblings > 1 {

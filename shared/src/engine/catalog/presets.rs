@@ -195,7 +195,7 @@ pub async fn apply(
 ) -> EngineResult<JsonResponse> {
     let preset: FlavorPreset = load(gateway.records.as_ref(), id, scope).await?;
     let fields: Map<String, Value> = if form_encoded {
-        form_urlencoded(body)
+        form_fields(body)
     } else {
         parse_object(body)?
     };
@@ -219,13 +219,8 @@ pub async fn apply(
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body into string fields.
-fn form_urlencoded(body: &[u8]) -> Map<String, Value> {
-    reqwest::Url::parse("http://form.invalid/")
-        .map(|mut url| {
-            url.set_query(Some(&String::from_utf8_lossy(body)));
-            url.query_pairs()
-                .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
+fn form_fields(body: &[u8]) -> Map<String, Value> {
+    form_urlencoded::parse(body)
+        .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
+        .collect()
 }
