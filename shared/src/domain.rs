@@ -1,10 +1,14 @@
 //! Domain types: catalog entities (provider, model, service, flavor), jobs and their
 //! progress and metrics, and the queue message of one job step.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-use crate::text::batching::BatchBudget;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use uuid::Uuid;
+
+use crate::postprocess::categorization::CategorizationContext;
+use crate::text::batching::BatchBudget;
 
 /// Chunk size (tokens) above which a turn is split when a flavor leaves it unset.
 pub const DEFAULT_CREATE_NEW_TURN_AFTER: u32 = 500;
@@ -389,6 +393,27 @@ pub struct JobSettings {
     pub input_price_per_million: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_price_per_million: Option<f64>,
+    /// The flavor's `output_type` (text, markdown, json), reported on the job.
+    #[serde(default = "default_output_type")]
+    pub output_type: String,
+    /// The reduce prompt (one `{}`: the partial outputs), set when the job reduces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduce_prompt: Option<String>,
+    /// Tokens of the reduce prompt without its placeholder (plus the system prompt).
+    #[serde(default)]
+    pub reduce_prompt_tokens: u32,
+    /// Merge consecutive lines of the same speaker in the final output.
+    #[serde(default)]
+    pub consolidate: bool,
+    /// The extraction prompt, set when the job extracts fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extraction_prompt: Option<String>,
+    /// The categorisation prompt, set when the job categorises.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categorization_prompt: Option<String>,
+    /// Whether the flavor has an extraction prompt (reported as `has_extraction_prompt`).
+    #[serde(default)]
+    pub has_extraction_prompt: bool,
 }
 
 impl From<&JobSettings> for BatchBudget {
@@ -425,6 +450,31 @@ impl JobSettings {
     }
 }
 
+/// The phases of a job, in the order they run. Each LLM call of a phase is one step.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The input, in one call or in batches of turns.
+    #[default]
+    Processing,
+    /// Merging the batch outputs with the reduce prompt (iterative flavors).
+    Reducing,
+    /// Extracting named fields from the final output.
+    Extracting,
+    /// Matching the final output against the request's tags.
+    Categorizing,
+}
+
+/// One level of a hierarchical reduce: `groups` calls, at steps `first_step..`, each over
+/// one group of the level's inputs (stored under [`crate::ports::keys::reduce_input`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReduceLevel {
+    /// 0 reduces the processing outputs; level n + 1 reduces the answers of level n.
+    pub level: u32,
+    pub first_step: u32,
+    pub groups: u32,
+}
+
 /// Progress of a job as stored: the cursor of the step engine.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JobProgress {
@@ -435,6 +485,19 @@ pub struct JobProgress {
     pub total_turns: u32,
     /// Batches estimated at submission; exact once the job completes.
     pub total_batches: u32,
+    /// The phase the next step belongs to.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Calls done in the current phase.
+    #[serde(default)]
+    pub phase_step: u32,
+    /// Calls known in the current phase (processing: the batches; reducing: the calls
+    /// done plus those of the current level).
+    #[serde(default)]
+    pub phase_total: u32,
+    /// The current reduce level, while reducing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduce: Option<ReduceLevel>,
 }
 
 /// Token and time totals of the passes done so far.
@@ -484,6 +547,42 @@ pub struct Job {
     /// Epoch seconds after which the job expires (DynamoDB TTL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Fields to extract from the result (`name → hint`), from the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extraction_fields: Option<BTreeMap<String, String>>,
+    /// The categorisation context of the request (tags to match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<CategorizationContext>,
+    /// Extracted fields, or `_extraction_error` / `_extraction_warning`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extracted_metadata: Option<Map<String, Value>>,
+    /// The categorisation result, or `_categorization_error` / `_categorization_warning`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categorization: Option<Value>,
+    /// The version of the result that is current (1 = the job's own output).
+    #[serde(default = "first_version")]
+    pub current_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_edited_at: Option<String>,
+    /// The stored versions once the result was edited (empty before: v1 is the output).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<ResultVersion>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// One stored version of a job's result; the content is in the blob store under `key`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResultVersion {
+    pub version_number: u32,
+    pub created_at: String,
+    /// `system` for v1 (the job's output), `user` for edits and restores.
+    pub created_by: String,
+    /// Characters of the content.
+    pub content_length: u64,
+    pub key: String,
 }
 
 impl Job {
@@ -520,6 +619,9 @@ pub enum PassType {
     SinglePass,
     Initial,
     Continuation,
+    Reduce,
+    Extraction,
+    Categorization,
 }
 
 /// The stored outcome of one step: written once, reused on redelivery.

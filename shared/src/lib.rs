@@ -10,5 +10,6 @@ pub mod logging;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod ports;
+pub mod postprocess;
 pub mod text;
 pub mod tokens;

@@ -224,9 +224,18 @@ pub mod keys {
     pub fn step(job: Uuid, step: u32) -> String {
         format!("jobs/{job}/steps/{step:06}.json")
     }
-    /// The final result text (version 1).
+    /// The final result text (version 1: the job's own output).
     pub fn result(job: Uuid) -> String {
         format!("jobs/{job}/result/v1.txt")
+    }
+    /// The input of one reduce call: group `group` of reduce level `level` (text).
+    pub fn reduce_input(job: Uuid, level: u32, group: u32) -> String {
+        format!("jobs/{job}/reduce/{level:02}/{group:06}.txt")
+    }
+    /// An edited version of the result (text). `token` makes the key unique per write, so
+    /// two concurrent edits never overwrite each other's content.
+    pub fn result_version(job: Uuid, version: u32, token: Uuid) -> String {
+        format!("jobs/{job}/result/v{version}-{token}.txt")
     }
     /// The per-pass token metrics of a completed job (JSON).
     pub fn metrics(job: Uuid) -> String {

@@ -4,6 +4,7 @@
 
 use crate::domain::ProcessingMode;
 use crate::ports::{IoError, ListError};
+use crate::postprocess::categorization::FieldProblem;
 
 /// What a request named that does not exist (or is not visible to its organization).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,9 @@ pub enum Rule {
     JobAlreadyFinished,
     JobNotFinished,
     JobBusy,
+    /// The flavor lacks something a requested phase needs (a reduce, extraction or
+    /// categorisation prompt).
+    FlavorIncomplete,
 }
 
 impl Rule {
@@ -127,6 +131,7 @@ impl Rule {
             Rule::JobAlreadyFinished => "JOB_ALREADY_FINISHED",
             Rule::JobNotFinished => "JOB_NOT_FINISHED",
             Rule::JobBusy => "JOB_BUSY",
+            Rule::FlavorIncomplete => "FLAVOR_INCOMPLETE",
         }
     }
 
@@ -135,6 +140,7 @@ impl Rule {
         match self {
             Rule::SystemType => 403,
             Rule::JobBusy => 409,
+            Rule::FlavorIncomplete => 422,
             _ => 400,
         }
     }
@@ -355,6 +361,13 @@ impl From<IoError> for EngineError {
     fn from(error: IoError) -> Self {
         tracing::error!(operation = error.operation, error = %error.message, "dependency failure");
         EngineError::Dependency(error)
+    }
+}
+
+impl From<FieldProblem> for EngineError {
+    /// A request field that breaks a post-processing rule: 422 naming the field.
+    fn from(problem: FieldProblem) -> Self {
+        EngineError::validation(Location::Body, &problem.field, problem.problem)
     }
 }
 

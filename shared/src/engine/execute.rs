@@ -2,20 +2,28 @@
 //! plan, store the input and turns, write the job and enqueue its first step. Nothing is
 //! written for a rejected request.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::catalog::entity::{load, Scope};
+use super::catalog::prompts::Prompt;
 use super::catalog::validate::{check_placeholders, validate_organization_id};
 use super::Gateway;
 use crate::domain::{
-    now_timestamp, round6, Flavor, Job, JobProgress, JobSettings, JobStatus, Model, ProcessingMode,
+    now_timestamp, Flavor, Job, JobProgress, JobSettings, JobStatus, Model, ProcessingMode,
     Provider, Service, StepMessage, UsageTotals, DEFAULT_CREATE_NEW_TURN_AFTER,
     DEFAULT_MAX_NEW_TURNS, DEFAULT_SUMMARY_TURNS,
 };
 use crate::engine::error::{
-    BodyProblem, ContextExceeded, EngineError, EngineResult, Resource, Rule,
+    BodyProblem, ContextExceeded, EngineError, EngineResult, Location, Resource, Rule,
 };
 use crate::ports::keys;
+use crate::postprocess::categorization::{self, CategorizationContext};
+use crate::postprocess::extraction;
+use crate::postprocess::reduce::estimate_calls;
+use crate::postprocess::FINISHING_MAX_TOKENS;
 use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
 use crate::text::normalize::{normalize_transcript, NormalizeLimits};
 use crate::text::prompt::template_text;
@@ -31,7 +39,10 @@ pub struct ExecuteRequest {
     pub flavor_id: Option<Uuid>,
     pub flavor_name: Option<String>,
     pub organization_id: Option<String>,
-    pub context: Option<Map<String, Value>>,
+    /// Tags to categorise the result against (needs a categorisation prompt).
+    pub context: Option<CategorizationContext>,
+    /// Fields to extract from the result, `name → hint` (needs an extraction prompt).
+    pub extraction_fields: Option<BTreeMap<String, String>>,
 }
 
 impl ExecuteRequest {
@@ -89,13 +100,11 @@ impl ExecuteRequest {
         }
         let context = match fields.remove("context") {
             None | Some(Value::Null) => None,
-            Some(Value::Object(context)) => Some(context),
-            Some(_) => {
-                return Err(EngineError::invalid_field(
-                    "context",
-                    "must be a JSON object",
-                ))
-            }
+            Some(value) => Some(categorization::parse_context(&value)?),
+        };
+        let extraction_fields = match fields.remove("extraction_fields") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(extraction::parse_fields(&value)?),
         };
         Ok(ExecuteRequest {
             input,
@@ -103,6 +112,7 @@ impl ExecuteRequest {
             flavor_name,
             organization_id,
             context,
+            extraction_fields,
         })
     }
 }
@@ -163,6 +173,14 @@ pub async fn plan(
             .as_deref()
             .map_or(0, |system| counter.count(system));
     let input_tokens = counter.count(&request.input);
+    let finishing = finishing_prompts(gateway, &flavor, request).await?;
+    let reduce_prompt_tokens = finishing.reduce.as_deref().map_or(0, |reduce| {
+        counter.count(&template_text(reduce))
+            + flavor
+                .prompt_system_content
+                .as_deref()
+                .map_or(0, |system| counter.count(system))
+    });
     let settings = JobSettings {
         provider_id: provider.id,
         provider_name: provider.name.clone(),
@@ -184,6 +202,13 @@ pub async fn plan(
         priority: flavor.priority,
         input_price_per_million: model.input_price_per_million,
         output_price_per_million: model.output_price_per_million,
+        output_type: flavor.output_type.clone(),
+        reduce_prompt: finishing.reduce,
+        reduce_prompt_tokens: reduce_prompt_tokens as u32,
+        consolidate: flavor.consolidate_summary,
+        extraction_prompt: finishing.extraction,
+        categorization_prompt: finishing.categorization,
+        has_extraction_prompt: flavor.placeholder_extraction_prompt_id.is_some(),
     };
     let budget = BatchBudget::from(&settings);
     let available = budget.available();
@@ -198,10 +223,10 @@ pub async fn plan(
             }
             (
                 JobProgress {
-                    step: 0,
-                    cursor: 0,
                     total_turns: 1,
                     total_batches: 1,
+                    phase_total: 1,
+                    ..JobProgress::default()
                 },
                 None,
             )
@@ -238,6 +263,13 @@ pub async fn plan(
             .default_ttl_seconds
             .filter(|ttl| *ttl > 0)
             .map(|ttl| chrono::Utc::now().timestamp() + i64::from(ttl)),
+        extraction_fields: request.extraction_fields.clone(),
+        context: request.context.clone(),
+        extracted_metadata: None,
+        categorization: None,
+        current_version: 1,
+        last_edited_at: None,
+        versions: Vec::new(),
     };
     Ok(Plan {
         job,
@@ -315,13 +347,16 @@ pub fn accepted_json(job: &Job) -> Value {
     })
 }
 
-/// The answer of a dry run whose plan fits: the figures and the estimated cost. Every
-/// batch sends its prompt and may generate up to half the generation budget.
+/// The answer of a dry run whose plan fits: the figures, the LLM calls of every phase
+/// and the estimated tokens and cost. The estimate assumes answers of half the generation
+/// budget; the range goes from answers of no tokens to answers of the whole budget.
 pub fn dry_run_json(job: &Job) -> Value {
     let settings = &job.settings;
-    let estimated_tokens = u64::from(job.input_tokens)
-        + u64::from(job.progress.total_batches)
-            * (u64::from(settings.prompt_tokens) + u64::from(settings.max_generation_length) / 2);
+    let counter = load_or_default(&settings.tokenizer);
+    let generation = u64::from(settings.max_generation_length);
+    let expected = estimate(job, &counter, generation / 2);
+    let low = estimate(job, &counter, 0);
+    let high = estimate(job, &counter, generation);
     json!({
         "valid": true,
         "service_id": job.service_id,
@@ -333,10 +368,199 @@ pub fn dry_run_json(job: &Job) -> Value {
         "tokenizer": settings.tokenizer,
         "total_turns": job.progress.total_turns,
         "estimated_batches": job.progress.total_batches,
-        "estimated_tokens": estimated_tokens,
-        "estimated_cost": settings
-            .estimated_cost_per_1k_tokens
-            .map(|rate| round6(estimated_tokens as f64 / 1000.0 * rate)),
+        "estimated_calls": {
+            "processing": expected.processing_calls,
+            "reduce": expected.reduce_calls,
+            "extraction": expected.extraction_calls,
+            "categorization": expected.categorization_calls,
+            "total": expected.calls(),
+        },
+        "estimated_tokens": expected.tokens(),
+        "estimated_tokens_range": {"min": low.tokens(), "max": high.tokens()},
+        "estimated_cost": settings.cost_of(expected.prompt_tokens, expected.completion_tokens),
+        "estimated_cost_range": {
+            "min": settings.cost_of(low.prompt_tokens, low.completion_tokens),
+            "max": settings.cost_of(high.prompt_tokens, high.completion_tokens),
+        },
+    })
+}
+
+/// LLM calls and tokens of a planned job, for one assumed answer length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Estimate {
+    processing_calls: u64,
+    reduce_calls: u64,
+    extraction_calls: u64,
+    categorization_calls: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+impl Estimate {
+    fn calls(&self) -> u64 {
+        self.processing_calls
+            + self.reduce_calls
+            + self.extraction_calls
+            + self.categorization_calls
+    }
+    fn tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// Every call of `job` when each answer is `answer` tokens: the batches (input plus their
+/// prompt), the reduce levels over the batch answers, then one extraction and one
+/// categorisation call over the final output.
+fn estimate(job: &Job, counter: &TokenCounter, answer: u64) -> Estimate {
+    let settings = &job.settings;
+    let batches = u64::from(job.progress.total_batches);
+    let mut estimate = Estimate {
+        processing_calls: batches,
+        prompt_tokens: u64::from(job.input_tokens) + batches * u64::from(settings.prompt_tokens),
+        completion_tokens: batches * answer,
+        ..Estimate::default()
+    };
+    let mut final_tokens = batches * answer;
+    if settings.reduce_prompt.is_some() {
+        let budget = u64::from(settings.context_length)
+            .saturating_sub(u64::from(settings.max_generation_length))
+            .saturating_sub(u64::from(settings.reduce_prompt_tokens));
+        let calls = estimate_calls(batches, answer, budget, answer);
+        estimate.reduce_calls = calls;
+        // Each batch answer is read once, each reduce answer but the last once more.
+        estimate.prompt_tokens += calls * u64::from(settings.reduce_prompt_tokens)
+            + batches * answer
+            + calls.saturating_sub(1) * answer;
+        estimate.completion_tokens += calls * answer;
+        final_tokens = answer;
+    }
+    let finishing_answer = answer.min(FINISHING_MAX_TOKENS);
+    let mut finishing = |prompt: Option<&String>, extra: u64| {
+        prompt.map(|prompt| {
+            estimate.prompt_tokens +=
+                counter.count(&prompt_text_only(prompt)) as u64 + final_tokens + extra;
+            estimate.completion_tokens += finishing_answer;
+        })
+    };
+    let fields_tokens = job.extraction_fields.as_ref().map_or(0, |fields| {
+        counter.count(&serde_json::to_string(fields).unwrap_or_default()) as u64
+    });
+    if finishing(settings.extraction_prompt.as_ref(), fields_tokens).is_some() {
+        estimate.extraction_calls = 1;
+    }
+    let tags_tokens = job.context.as_ref().map_or(0, |context| {
+        counter.count(&serde_json::to_string_pretty(&context.tags).unwrap_or_default()) as u64
+    });
+    if finishing(settings.categorization_prompt.as_ref(), tags_tokens).is_some() {
+        estimate.categorization_calls = 1;
+    }
+    estimate
+}
+
+/// A prompt without its placeholders and markers (what it adds to a call by itself).
+fn prompt_text_only(prompt: &str) -> String {
+    template_text(prompt)
+        .replace(categorization::TAGS_MARKER, "")
+        .replace(categorization::INPUT_MARKER, "")
+        .replace(extraction::OUTPUT_MARKER, "")
+        .replace(extraction::FIELDS_MARKER, "")
+}
+
+/// The prompts of the phases after processing, frozen into the job.
+struct FinishingPrompts {
+    reduce: Option<String>,
+    extraction: Option<String>,
+    categorization: Option<String>,
+}
+
+/// The reduce prompt (iterative flavors with `reduce_summary`), and the extraction and
+/// categorisation prompts when the request asks for those phases. A request phase the
+/// flavor cannot run is refused, never ignored.
+async fn finishing_prompts(
+    gateway: &Gateway,
+    flavor: &Flavor,
+    request: &ExecuteRequest,
+) -> EngineResult<FinishingPrompts> {
+    let incomplete = |field: &'static str, problem: String| {
+        EngineError::refused(
+            Rule::FlavorIncomplete,
+            format!("flavor '{}': {problem}", flavor.name),
+        )
+        .about("field", field)
+    };
+    let reduce = if flavor.processing_mode == ProcessingMode::Iterative && flavor.reduce_summary {
+        let reduce = flavor
+            .prompt_reduce_content
+            .clone()
+            .filter(|content| !content.trim().is_empty())
+            .ok_or_else(|| {
+                incomplete(
+                    "reduce_prompt_id",
+                    "reduce_summary is on but the flavor has no reduce prompt".into(),
+                )
+            })?;
+        check_placeholders(ProcessingMode::SinglePass, &reduce, "prompt_reduce_content")?;
+        Some(reduce)
+    } else {
+        None
+    };
+    let scope = Scope::new(request.organization_id.as_deref());
+    let prompt = |field: &'static str, id: Option<Uuid>, request_field: &'static str| {
+        let scope = &scope;
+        async move {
+            let Some(id) = id else {
+                return Err(EngineError::validation(
+                    Location::Body,
+                    request_field,
+                    format!(
+                        "flavor '{}' has no {field}; this flavor cannot use {request_field}",
+                        flavor.name
+                    ),
+                ));
+            };
+            match load::<Prompt>(gateway.records.as_ref(), id, scope).await {
+                Ok(prompt) => Ok(prompt.content),
+                Err(EngineError::NotFound { .. }) => {
+                    Err(incomplete(field, format!("prompt '{id}' does not exist")))
+                }
+                Err(other) => Err(other),
+            }
+        }
+    };
+    let extraction = match &request.extraction_fields {
+        None => None,
+        Some(_) => {
+            let content = prompt(
+                "placeholder_extraction_prompt_id",
+                flavor.placeholder_extraction_prompt_id,
+                "extraction_fields",
+            )
+            .await?;
+            if let Some(problem) = extraction::prompt_problem(&content) {
+                return Err(incomplete("placeholder_extraction_prompt_id", problem));
+            }
+            Some(content)
+        }
+    };
+    let categorization = match &request.context {
+        None => None,
+        Some(_) => {
+            let content = prompt(
+                "categorization_prompt_id",
+                flavor.categorization_prompt_id,
+                "context",
+            )
+            .await?;
+            if let Some(problem) = categorization::prompt_problem(&content) {
+                return Err(incomplete("categorization_prompt_id", problem));
+            }
+            Some(content)
+        }
+    };
+    Ok(FinishingPrompts {
+        reduce,
+        extraction,
+        categorization,
     })
 }
 
@@ -376,10 +600,10 @@ fn plan_iterative(
     let json = serde_json::to_vec(&turns).map_err(|e| EngineError::internal("encode turns", e))?;
     Ok((
         JobProgress {
-            step: 0,
-            cursor: 0,
             total_turns: turns.len() as u32,
             total_batches,
+            phase_total: total_batches,
+            ..JobProgress::default()
         },
         json,
     ))
@@ -554,11 +778,6 @@ mod tests {
                 "INVALID_REQUEST",
                 Some("organization_id"),
             ),
-            (
-                r#"{"input":"x","context":"tags"}"#,
-                "INVALID_REQUEST",
-                Some("context"),
-            ),
         ];
         for (body, code, field) in cases {
             let error = parse(body).unwrap_err();
@@ -566,6 +785,56 @@ mod tests {
             assert_eq!(error.code(), code, "{body}");
             assert_eq!(error.field(), field, "{body}");
         }
+        let unprocessable = [
+            (r#"{"input":"x","context":"tags"}"#, "context"),
+            (r#"{"input":"x","context":{"tags":[]}}"#, "context.tags"),
+            (
+                r#"{"input":"x","context":{"tags":[{"name":"a","description":"d"},{"name":"A","description":"e"}]}}"#,
+                "context.tags[1].name",
+            ),
+            (
+                r#"{"input":"x","context":{"tags":[{"name":"a","description":"d"}],"allow_new_tags":"yes"}}"#,
+                "context.allow_new_tags",
+            ),
+            (
+                r#"{"input":"x","extraction_fields":[]}"#,
+                "extraction_fields",
+            ),
+            (
+                r#"{"input":"x","extraction_fields":{"output":"the text"}}"#,
+                "extraction_fields.output",
+            ),
+            (
+                r#"{"input":"x","extraction_fields":{"title":5}}"#,
+                "extraction_fields.title",
+            ),
+        ];
+        for (body, field) in unprocessable {
+            let error = parse(body).unwrap_err();
+            assert_eq!(
+                (error.status(), error.code(), error.field()),
+                (422, "VALIDATION_ERROR", Some(field)),
+                "{body}"
+            );
+        }
+        let request = parse(
+            r#"{"input":"x","context":{"tags":[{"name":" Budget ","description":"money"}],"allow_new_tags":true},"extraction_fields":{"title":"short title","date":null}}"#,
+        )
+        .unwrap();
+        let context = request.context.unwrap();
+        assert_eq!(context.tags[0].name, "Budget");
+        assert!(context.allow_new_tags);
+        assert_eq!(
+            request
+                .extraction_fields
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [
+                ("date".to_string(), String::new()),
+                ("title".to_string(), "short title".to_string())
+            ]
+        );
         let too_large = parse(&format!(r#"{{"input":"{}"}}"#, "a".repeat(101))).unwrap_err();
         assert_eq!(
             (too_large.status(), too_large.code()),

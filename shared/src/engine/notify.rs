@@ -267,60 +267,33 @@ pub async fn publish(realtime: &Realtime, job: &Job, message: &Value) -> IoResul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{JobProgress, JobSettings, ProcessingMode, UsageTotals};
+    use crate::domain::{JobProgress, ProcessingMode, UsageTotals};
+    use crate::memory::sample_job;
 
     fn job(status: JobStatus, step: u32, cursor: u32) -> Job {
-        Job {
-            id: Uuid::nil(),
-            service_id: Uuid::nil(),
-            service_name: "summarize".into(),
-            flavor_id: Uuid::nil(),
-            flavor_name: "iterative".into(),
-            organization_id: Some("org".into()),
-            status,
-            processing_mode: ProcessingMode::Iterative,
-            created_at: "2026-01-01T00:00:00.000000Z".into(),
-            started_at: None,
-            completed_at: None,
-            updated_at: "2026-01-01T00:00:01.000000Z".into(),
-            input_tokens: 100,
-            input_chars: 400,
-            context_available: 5000,
-            settings: JobSettings {
-                provider_id: Uuid::nil(),
-                provider_name: "p".into(),
-                model_identifier: "m".into(),
-                context_length: 8192,
-                max_generation_length: 2048,
-                tokenizer: "cl100k_base".into(),
-                temperature: 0.2,
-                top_p: 0.9,
-                prompt_user_content: "{} {}".into(),
-                prompt_system_content: None,
-                create_new_turn_after: 150,
-                summary_turns: 3,
-                max_new_turns: 10,
-                prompt_tokens: 10,
-                estimated_cost_per_1k_tokens: Some(0.5),
-                priority: 5,
-                input_price_per_million: None,
-                output_price_per_million: None,
-            },
-            progress: JobProgress {
-                step,
-                cursor,
-                total_turns: 40,
-                total_batches: 4,
-            },
-            usage: UsageTotals {
-                prompt_tokens: 1000,
-                completion_tokens: 200,
-                duration_ms: 10,
-                passes: step,
-            },
-            error: None,
-            expires_at: None,
-        }
+        let mut job = sample_job(status, "2026-01-01T00:00:00.000000Z");
+        job.id = Uuid::nil();
+        job.flavor_name = "iterative".into();
+        job.organization_id = Some("org".into());
+        job.processing_mode = ProcessingMode::Iterative;
+        job.updated_at = "2026-01-01T00:00:01.000000Z".into();
+        job.settings.estimated_cost_per_1k_tokens = Some(0.5);
+        job.progress = JobProgress {
+            step,
+            cursor,
+            total_turns: 40,
+            total_batches: 4,
+            phase_step: step,
+            phase_total: 4,
+            ..JobProgress::default()
+        };
+        job.usage = UsageTotals {
+            prompt_tokens: 1000,
+            completion_tokens: 200,
+            duration_ms: 10,
+            passes: step,
+        };
+        job
     }
 
     #[test]

@@ -682,7 +682,7 @@ async fn concurrent_advance_is_skipped_and_sends_nothing() {
 }
 
 #[tokio::test]
-async fn missing_provider_usage_is_counted_and_blank_output_lines_are_dropped() {
+async fn missing_provider_usage_is_counted_and_blank_lines_are_tidied() {
     let (memory, seeded) = setup().await;
     let submitted = submit_single_pass(&memory, &seeded, "John : hi\nMarie : hello").await;
     let (message, _) = only_message(&memory);
@@ -704,6 +704,7 @@ async fn missing_provider_usage_is_counted_and_blank_output_lines_are_dropped() 
     assert_eq!(done.usage.completion_tokens, counter.count(content) as u64);
     assert_eq!(
         blob_text(&memory, &keys::result(done.id)).await.unwrap(),
-        "• John — hi\n• Marie — hello"
+        "• John — hi\n\n• Marie — hello",
+        "trailing spaces trimmed, runs of blank lines collapsed, paragraphs kept"
     );
 }

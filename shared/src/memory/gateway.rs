@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{now_timestamp, Flavor, Job, Model, Provider, Service};
+use crate::domain::{now_timestamp, Flavor, Job, JobStatus, Model, Provider, Service};
 use crate::engine::catalog::entity::{commit, create_writes, Entity};
 use crate::engine::error::EngineError;
 use crate::engine::execute::{submit, ExecuteRequest};
@@ -235,7 +235,31 @@ impl MemoryGateway {
             flavor_name: None,
             organization_id: None,
             context: None,
+            extraction_fields: None,
         };
         submit(&self.gateway, flavor.service_id, request).await
     }
+}
+
+/// A job record for tests of code that only reads jobs: single pass, one turn, created
+/// at `created_at`, with `status`; adjust the fields a test needs.
+pub fn sample_job(status: JobStatus, created_at: &str) -> Job {
+    serde_json::from_value(json!({
+        "id": Uuid::new_v4(),
+        "service_id": Uuid::nil(), "service_name": "summarize",
+        "flavor_id": Uuid::nil(), "flavor_name": "single-pass",
+        "status": status, "processing_mode": "single_pass",
+        "created_at": created_at, "updated_at": created_at,
+        "input_tokens": 1, "input_chars": 1, "context_available": 100,
+        "settings": {
+            "provider_id": Uuid::nil(), "provider_name": "p", "model_identifier": "m",
+            "context_length": 1000, "max_generation_length": 100, "tokenizer": "cl100k_base",
+            "temperature": 0.2, "top_p": 0.9, "prompt_user_content": "{}",
+            "create_new_turn_after": 500, "summary_turns": 3, "max_new_turns": 10,
+            "prompt_tokens": 1
+        },
+        "progress": {"step": 0, "cursor": 0, "total_turns": 1, "total_batches": 1},
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "duration_ms": 0, "passes": 0}
+    }))
+    .expect("a valid job")
 }

@@ -12,57 +12,13 @@ use crate::ports::{
 };
 
 use super::*;
-use crate::domain::{JobProgress, JobSettings, ProcessingMode, UsageTotals};
 use crate::engine::notify::publish;
 use crate::llm::ChatMessage;
 
 fn job(organization: Option<&str>, created_at: &str, status: JobStatus) -> Job {
-    Job {
-        id: Uuid::new_v4(),
-        service_id: Uuid::nil(),
-        service_name: "s".into(),
-        flavor_id: Uuid::nil(),
-        flavor_name: "f".into(),
-        organization_id: organization.map(str::to_string),
-        status,
-        processing_mode: ProcessingMode::SinglePass,
-        created_at: created_at.into(),
-        started_at: None,
-        completed_at: None,
-        updated_at: created_at.into(),
-        input_tokens: 1,
-        input_chars: 1,
-        context_available: 100,
-        settings: JobSettings {
-            provider_id: Uuid::nil(),
-            provider_name: "p".into(),
-            model_identifier: "m".into(),
-            context_length: 1000,
-            max_generation_length: 100,
-            tokenizer: "cl100k_base".into(),
-            temperature: 0.2,
-            top_p: 0.9,
-            prompt_user_content: "{}".into(),
-            prompt_system_content: None,
-            create_new_turn_after: 500,
-            summary_turns: 3,
-            max_new_turns: 10,
-            prompt_tokens: 1,
-            estimated_cost_per_1k_tokens: None,
-            priority: 5,
-            input_price_per_million: None,
-            output_price_per_million: None,
-        },
-        progress: JobProgress {
-            step: 0,
-            cursor: 0,
-            total_turns: 1,
-            total_batches: 1,
-        },
-        usage: UsageTotals::default(),
-        error: None,
-        expires_at: None,
-    }
+    let mut job = sample_job(status, created_at);
+    job.organization_id = organization.map(str::to_string);
+    job
 }
 
 fn record(kind: RecordKind, parent: Option<Uuid>, updated_at: &str) -> Record {

@@ -19,6 +19,7 @@ use crate::engine::error::{EngineError, EngineResult, Location, Resource, Rule};
 use crate::engine::Gateway;
 use crate::engine::JsonResponse;
 use crate::ports::{CatalogWrite, Expect, RecordKind};
+use crate::postprocess::{categorization, extraction};
 use crate::text::prompt::placeholder_count;
 
 /// Longest accepted `default_ttl_seconds` (one year).
@@ -152,6 +153,25 @@ impl Entity for Flavor {
                 "fallback_flavor_id",
                 "a flavor cannot fall back to itself",
             ));
+        }
+        if self.reduce_summary {
+            match self.prompt_reduce_content.as_deref().map(str::trim) {
+                None | Some("") => {
+                    return Err(EngineError::validation(
+                        Location::Body,
+                        "reduce_prompt_id",
+                        "reduce_summary needs a reduce prompt: set reduce_prompt_id (or prompt_reduce_content)",
+                    ))
+                }
+                Some(reduce) => {
+                    let source = if self.reduce_prompt_id.is_some() {
+                        "reduce_prompt_id"
+                    } else {
+                        "prompt_reduce_content"
+                    };
+                    check_placeholders(ProcessingMode::SinglePass, reduce, source)?;
+                }
+            }
         }
         let source = if self.user_prompt_template_id.is_some() {
             "user_prompt_template_id"
@@ -373,15 +393,28 @@ async fn resolve_prompts(
             flavor.prompt_user_content = content;
         }
     }
-    for (field, id) in [
+    type ProblemOf = fn(&str) -> Option<String>;
+    let checks: [(&'static str, Option<Uuid>, ProblemOf); 2] = [
         (
             "placeholder_extraction_prompt_id",
             flavor.placeholder_extraction_prompt_id,
+            extraction::prompt_problem,
         ),
-        ("categorization_prompt_id", flavor.categorization_prompt_id),
-    ] {
+        (
+            "categorization_prompt_id",
+            flavor.categorization_prompt_id,
+            categorization::prompt_problem,
+        ),
+    ];
+    for (field, id, problem_of) in checks {
         if let Some(id) = id {
-            fetch(field, id).await?;
+            if let Some(problem) = problem_of(&fetch(field, id).await?) {
+                return Err(EngineError::validation(
+                    Location::Body,
+                    field,
+                    format!("prompt '{id}' cannot be used here: {problem}"),
+                ));
+            }
         }
     }
     Ok(flavor)
