@@ -331,6 +331,7 @@ async fn chat_completions(
         tokio::time::sleep(base_latency).await;
     }
 
+    let mut scripted = None;
     if let Some(rule) = fault {
         match rule.kind {
             FaultKind::Status => {
@@ -369,10 +370,11 @@ async fn chat_completions(
                 let ms = rule.latency_ms.unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
+            FaultKind::Reply => scripted = rule.content,
         }
     }
 
-    let answer = answer_for(&prompt);
+    let answer = scripted.unwrap_or_else(|| answer_for(&prompt));
     let prompt_toks = prompt_tokens(&contents);
     let completion_toks = count_tokens(&answer);
     let created = now_ms() / 1000;

@@ -16,6 +16,9 @@ pub enum FaultKind {
     Malformed,
     /// Sleep `latency_ms`, then answer normally.
     Latency,
+    /// Answer normally, but with `content` instead of the derived answer (a scripted
+    /// answer, e.g. the JSON of an extraction prompt).
+    Reply,
 }
 
 fn default_times() -> u32 {
@@ -46,6 +49,9 @@ pub struct FaultRule {
     /// Only requests whose last user message contains this substring match.
     #[serde(default)]
     pub match_prompt: Option<String>,
+    /// The answer of a [`FaultKind::Reply`] rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 impl FaultRule {
@@ -57,6 +63,7 @@ impl FaultRule {
             latency_ms: None,
             times: 1,
             match_prompt: None,
+            content: None,
         }
     }
 
@@ -83,6 +90,14 @@ impl FaultRule {
         Self {
             latency_ms: Some(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)),
             ..Self::new(FaultKind::Latency)
+        }
+    }
+
+    /// A rule answering 200 with `content` as the assistant message.
+    pub fn reply(content: impl Into<String>) -> Self {
+        Self {
+            content: Some(content.into()),
+            ..Self::new(FaultKind::Reply)
         }
     }
 
@@ -117,6 +132,9 @@ impl FaultRule {
     pub fn validate(&self) -> Result<(), String> {
         if self.times == 0 {
             return Err("times must be >= 1".into());
+        }
+        if self.kind == FaultKind::Reply && self.content.is_none() {
+            return Err("a reply rule needs content".into());
         }
         if self.kind == FaultKind::Status && !(100..=599).contains(&self.status) {
             return Err(format!("status {} is not a valid HTTP status", self.status));

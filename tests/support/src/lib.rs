@@ -241,6 +241,7 @@ impl TestStack {
             flavor_name: Some(flavor.into()),
             organization_id: organization_id.map(str::to_string),
             context: None,
+            extraction_fields: None,
         };
         gateway_core::engine::execute::submit(&self.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
             .await
