@@ -657,9 +657,7 @@ async fn services_with_flavors_are_created_atomically_and_validated() {
         gateway_core::engine::execute::ExecuteRequest {
             input: gateway_test_support::transcript(30),
             flavor_id: None,
-            flavor_name: None,
-            organization_id: None,
-            context: None,
+            ..Default::default()
         },
     )
     .await
@@ -934,7 +932,7 @@ async fn organizations_see_their_objects_and_global_ones_only() {
             flavor_id: None,
             flavor_name: None,
             organization_id: Some("org-b".into()),
-            context: None,
+            ..Default::default()
         },
     )
     .await;

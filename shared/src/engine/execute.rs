@@ -33,7 +33,7 @@ use crate::tokens::{load_or_default, resolve_tokenizer_name, TokenCounter};
 const ESTIMATED_TOKENS_PER_CONTEXT_LINE: usize = 40;
 
 /// A validated execute request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExecuteRequest {
     pub input: String,
     pub flavor_id: Option<Uuid>,

@@ -234,8 +234,7 @@ impl MemoryGateway {
             flavor_id: Some(flavor.id),
             flavor_name: None,
             organization_id: None,
-            context: None,
-            extraction_fields: None,
+            ..Default::default()
         };
         submit(&self.gateway, flavor.service_id, request).await
     }

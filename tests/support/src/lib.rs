@@ -240,8 +240,7 @@ impl TestStack {
             flavor_id: None,
             flavor_name: Some(flavor.into()),
             organization_id: organization_id.map(str::to_string),
-            context: None,
-            extraction_fields: None,
+            ..Default::default()
         };
         gateway_core::engine::execute::submit(&self.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
             .await
