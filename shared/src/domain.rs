@@ -465,6 +465,18 @@ pub enum Phase {
     Categorizing,
 }
 
+impl Phase {
+    /// The phase's name as serialized (`"processing"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Processing => "processing",
+            Phase::Reducing => "reducing",
+            Phase::Extracting => "extracting",
+            Phase::Categorizing => "categorizing",
+        }
+    }
+}
+
 /// One level of a hierarchical reduce: `groups` calls, at steps `first_step..`, each over
 /// one group of the level's inputs (stored under [`crate::ports::keys::reduce_input`]).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -586,13 +598,23 @@ pub struct ResultVersion {
 }
 
 impl Job {
-    /// Percentage of turns done (single pass: 0 or 100).
+    /// Percentage of turns processed, 100 only once the job is completed (the phases
+    /// after processing stay at 99).
     pub fn percentage(&self) -> u32 {
         if self.status == JobStatus::Completed {
             return 100;
         }
         let total = self.progress.total_turns.max(1) as u64;
-        ((self.progress.cursor as u64 * 100) / total).min(100) as u32
+        ((self.progress.cursor as u64 * 100) / total).min(99) as u32
+    }
+
+    /// The phase shown to clients: the status of a queued or finished job, else the phase
+    /// of its next step.
+    pub fn phase_name(&self) -> &'static str {
+        match self.status {
+            JobStatus::Processing => self.progress.phase.as_str(),
+            status => status.as_str(),
+        }
     }
 
     /// Estimated cost of the tokens used so far (see [`JobSettings::cost_of`]).

@@ -184,6 +184,8 @@ pub trait BlobStore: Send + Sync {
     async fn get(&self, key: &str) -> IoResult<Option<Vec<u8>>>;
     /// Deletes every object whose key starts with `prefix`; returns how many.
     async fn delete_prefix(&self, prefix: &str) -> IoResult<usize>;
+    /// A URL that reads the object without credentials until `expires_in` has passed.
+    async fn presigned_get(&self, key: &str, expires_in: std::time::Duration) -> IoResult<String>;
 }
 
 /// The job step queues (FIFO per job), one per priority lane.

@@ -1,4 +1,4 @@
-//! Routes of the `jobs` function: job status, listing, cancel and delete.
+//! Routes of the `jobs` function: job status, metrics, listing, cancel and delete.
 
 use super::request::ApiRequest;
 use super::routes::{route, RouteTable};
@@ -6,7 +6,9 @@ use crate::domain::JobStatus;
 use crate::engine::error::{EngineError, EngineResult, Resource};
 use crate::engine::health;
 use crate::engine::lifecycle::{cancel, delete};
-use crate::engine::views::{job_detail, job_json, list_jobs, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::engine::views::{
+    job_detail, job_json, job_metrics, list_jobs, ResultFormat, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+};
 use crate::engine::JsonResponse;
 use crate::ports::JobQuery;
 
@@ -21,8 +23,10 @@ pub static TABLE: RouteTable = RouteTable {
         }),
         route!(Get "/api/v1/jobs", "List jobs, newest first (cursor pagination)", None, 200 => "object",
             |g, r| Ok(JsonResponse::new(200, list_jobs(g, job_query(r)?).await?))),
-        route!(Get "/api/v1/jobs/{id}", "Job status, progress, result and metrics", None, 200 => "object",
-            |g, r| Ok(JsonResponse::new(200, job_detail(g, r.id("id", Resource::Job)?, r.organization_id()?).await?))),
+        route!(Get "/api/v1/jobs/{id}", "Job status, progress, result (format=raw|json|md|text) and metrics", None, 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, job_detail(g, r.id("id", Resource::Job)?, r.organization_id()?, ResultFormat::parse(r.query("format"))?).await?))),
+        route!(Get "/api/v1/jobs/{id}/metrics", "Token metrics of every pass, and the final summary of a completed job", None, 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, job_metrics(g, r.id("id", Resource::Job)?, r.organization_id()?).await?))),
         route!(Delete "/api/v1/jobs/{id}", "Delete a terminal job and its objects", None, 200 => "object",
             |g, r| Ok(JsonResponse::new(200, delete(g, r.id("id", Resource::Job)?, r.organization_id()?).await?))),
         route!(Post "/api/v1/jobs/{id}/cancel", "Cancel a job (stops at its next step)", None, 200 => "object",

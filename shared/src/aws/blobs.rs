@@ -1,6 +1,9 @@
 //! Blobs in one S3 bucket.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use aws_sdk_s3::presigning::PresigningConfig;
 
 use super::sdk_error;
 use crate::ports::{BlobStore, IoError, IoResult};
@@ -95,5 +98,19 @@ impl BlobStore for S3Blobs {
                 .await
                 .map_err(sdk_error("delete blobs"))?;
         }
+    }
+
+    async fn presigned_get(&self, key: &str, expires_in: Duration) -> IoResult<String> {
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| IoError::new("presign blob", e))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(sdk_error("presign blob"))?;
+        Ok(request.uri().to_string())
     }
 }

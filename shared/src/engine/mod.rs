@@ -8,6 +8,7 @@ pub mod health;
 pub mod lifecycle;
 pub mod notify;
 mod response;
+pub mod versions;
 pub mod views;
 pub mod worker;
 
@@ -28,6 +29,10 @@ pub struct Limits {
     pub retry: RetryPolicy,
     /// Per-attempt LLM timeout (`GATEWAY_LLM_TIMEOUT_SECS`).
     pub llm_timeout: Duration,
+    /// Largest result returned inline by the job view; larger ones are given as a
+    /// presigned URL so a response never nears Lambda's 6 MB limit
+    /// (`GATEWAY_RESULT_INLINE_BYTES`).
+    pub result_inline_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +41,7 @@ impl Default for Limits {
             max_input_bytes: 5_000_000,
             retry: RetryPolicy::default(),
             llm_timeout: Duration::from_secs(120),
+            result_inline_bytes: 1_000_000,
         }
     }
 }
@@ -60,6 +66,8 @@ impl Limits {
             },
             llm_timeout: num("GATEWAY_LLM_TIMEOUT_SECS")
                 .map_or(defaults.llm_timeout, Duration::from_secs),
+            result_inline_bytes: num("GATEWAY_RESULT_INLINE_BYTES")
+                .map_or(defaults.result_inline_bytes, |v| v as usize),
         }
     }
 }

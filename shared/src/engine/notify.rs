@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::views::visible_job;
+use super::views::{progress_json, visible_job};
 use super::Gateway;
 use crate::domain::{Job, JobStatus};
 use crate::engine::error::{BodyProblem, EngineError, EngineResult, Resource};
@@ -50,8 +50,6 @@ pub fn job_update(old: Option<&Job>, new: &Job) -> Option<Value> {
 }
 
 fn update_message(job: &Job, event_type: &str) -> Value {
-    let total_turns = job.progress.total_turns;
-    let completed_turns = job.progress.cursor.min(total_turns);
     let result = (job.status == JobStatus::Completed)
         .then(|| json!({ "url": format!("/api/v1/jobs/{}", job.id) }));
     json!({
@@ -59,16 +57,7 @@ fn update_message(job: &Job, event_type: &str) -> Value {
         "job_id": job.id,
         "event_type": event_type,
         "status": job.status,
-        "progress": {
-            "current": completed_turns,
-            "total": total_turns,
-            "percentage": job.percentage(),
-            "phase": job.status.as_str(),
-            "current_batch": job.progress.step,
-            "total_batches": job.progress.total_batches,
-            "completed_turns": completed_turns,
-            "total_turns": total_turns,
-        },
+        "progress": progress_json(job),
         "result": result,
         "error": job.error.as_ref().map(|e| e.message.clone()),
         "error_code": job.error.as_ref().map(|e| e.code.clone()),

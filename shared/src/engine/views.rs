@@ -1,25 +1,37 @@
 //! Job views returned by the API: status, progress, result, token metrics.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::Gateway;
+use super::{versions, Gateway};
 use crate::domain::{Job, JobStatus};
 use crate::engine::error::{EngineError, EngineResult, Resource};
 use crate::ports::{keys, IoError, JobQuery};
+use crate::postprocess::plain_text::markdown_to_text;
 
 /// Default and largest page sizes of job listings.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 100;
 
-/// The progress object of a job.
+/// The progress object of a job (the reference's shape): turns done, the phase, and the
+/// calls done and known in that phase (`current_batch` / `total_batches`), plus the
+/// processing batches and every call so far.
 pub fn progress_json(job: &Job) -> Value {
+    let total_turns = job.progress.total_turns;
+    let completed_turns = job.progress.cursor.min(total_turns);
     json!({
-        "current_batch": job.progress.step,
-        "total_batches": job.progress.total_batches,
-        "completed_turns": job.progress.cursor.min(job.progress.total_turns),
-        "total_turns": job.progress.total_turns,
+        "current": completed_turns,
+        "total": total_turns,
         "percentage": job.percentage(),
+        "phase": job.phase_name(),
+        "current_batch": job.progress.phase_step,
+        "total_batches": job.progress.phase_total,
+        "completed_turns": completed_turns,
+        "total_turns": total_turns,
+        "processing_batches": job.progress.total_batches,
+        "calls": job.progress.step,
     })
 }
 
@@ -77,6 +89,57 @@ pub fn job_json(job: &Job) -> Value {
         "error": job.error.as_ref().map(|e| e.message.clone()),
         "error_code": job.error.as_ref().map(|e| e.code.clone()),
         "expires_at": job.expires_at,
+        "output_type": job.settings.output_type,
+        "current_version": job.current_version,
+        "last_edited_at": job.last_edited_at,
+        "has_extraction_prompt": job.settings.has_extraction_prompt,
+        "extracted_metadata": job.extracted_metadata,
+        "categorization": job.categorization,
+        "fallback_applied": false,
+        "original_flavor_id": null,
+        "original_flavor_name": null,
+        "fallback_reason": null,
+        "failover_applied": false,
+        "failover_chain": [],
+        "final_flavor_id": job.flavor_id,
+        "final_flavor_name": job.flavor_name,
+    })
+}
+
+/// How long a result URL given instead of an inline result stays valid.
+const RESULT_URL_TTL: Duration = Duration::from_secs(3600);
+
+/// The `result` object of a completed job: `{output, extracted_metadata?, categorization?}`
+/// with the current version's text, or `{url, size_bytes, …}` (a presigned URL) when the
+/// text is larger than the inline limit.
+async fn result_json(gateway: &Gateway, job: &Job) -> EngineResult<Value> {
+    let key = versions::current_result_key(job);
+    let text = gateway.blobs.get(&key).await?.unwrap_or_default();
+    let mut result = if text.len() > gateway.limits.result_inline_bytes {
+        json!({
+            "url": gateway.blobs.presigned_get(&key, RESULT_URL_TTL).await?,
+            "url_expires_in": RESULT_URL_TTL.as_secs(),
+            "size_bytes": text.len(),
+        })
+    } else {
+        json!({ "output": String::from_utf8_lossy(&text) })
+    };
+    if let Some(metadata) = &job.extracted_metadata {
+        result["extracted_metadata"] = Value::Object(metadata.clone());
+    }
+    if let Some(categorization) = &job.categorization {
+        result["categorization"] = categorization.clone();
+    }
+    Ok(result)
+}
+
+/// The per-pass metrics of a completed job (empty before completion).
+async fn passes_json(gateway: &Gateway, job: &Job) -> EngineResult<Value> {
+    Ok(match gateway.blobs.get(&keys::metrics(job.id)).await? {
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| IoError::new("decode metrics", e))?
+        }
+        None => Value::Array(Vec::new()),
     })
 }
 
@@ -96,30 +159,83 @@ pub async fn visible_job(
         .ok_or_else(|| EngineError::not_found(Resource::Job, id))
 }
 
-/// The full job: status, progress, metrics, and for a completed job the result and passes.
+/// How `GET /jobs/{id}?format=` presents a completed job's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultFormat {
+    /// As stored (`raw`, the default, and `json`).
+    Raw,
+    /// `{output, format: "markdown"}`.
+    Markdown,
+    /// `{output, format: "text"}` with the markdown rendered to plain text.
+    Text,
+}
+
+impl ResultFormat {
+    /// Parses the `format` query parameter (`raw`, `json`, `md`, `text`).
+    pub fn parse(value: Option<&str>) -> EngineResult<Self> {
+        match value {
+            None | Some("raw") | Some("json") => Ok(ResultFormat::Raw),
+            Some("md") | Some("markdown") => Ok(ResultFormat::Markdown),
+            Some("text") => Ok(ResultFormat::Text),
+            Some(_) => Err(EngineError::invalid_field(
+                "format",
+                "must be one of raw, json, md, text",
+            )),
+        }
+    }
+}
+
+/// The full job: status, progress, metrics, and for a completed job the result (in
+/// `format`) and passes.
 pub async fn job_detail(
+    gateway: &Gateway,
+    id: Uuid,
+    organization_id: Option<&str>,
+    format: ResultFormat,
+) -> EngineResult<Value> {
+    let job = visible_job(gateway, id, organization_id).await?;
+    let mut body = job_json(&job);
+    if job.status == JobStatus::Completed {
+        let mut result = result_json(gateway, &job).await?;
+        if let Some(output) = result.get("output").and_then(Value::as_str) {
+            match format {
+                ResultFormat::Raw => {}
+                ResultFormat::Markdown => result["format"] = json!("markdown"),
+                ResultFormat::Text => {
+                    result["output"] = json!(markdown_to_text(output));
+                    result["format"] = json!("text");
+                }
+            }
+        }
+        body["result"] = result;
+        body["token_metrics"] = token_metrics_json(&job, Some(passes_json(gateway, &job).await?));
+    }
+    Ok(body)
+}
+
+/// `GET /jobs/{id}/metrics`: the token metrics with every pass, and for a completed job the
+/// reference's `final_summary`.
+pub async fn job_metrics(
     gateway: &Gateway,
     id: Uuid,
     organization_id: Option<&str>,
 ) -> EngineResult<Value> {
     let job = visible_job(gateway, id, organization_id).await?;
-    let mut body = job_json(&job);
-    if job.status == JobStatus::Completed {
-        let result = gateway
-            .blobs
-            .get(&keys::result(job.id))
-            .await?
-            .unwrap_or_default();
-        body["result"] = json!({ "output": String::from_utf8_lossy(&result) });
-        let passes = match gateway.blobs.get(&keys::metrics(job.id)).await? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| IoError::new("decode metrics", e))?
-            }
-            None => Value::Array(Vec::new()),
-        };
-        body["token_metrics"] = token_metrics_json(&job, Some(passes));
-    }
-    Ok(body)
+    let passes = passes_json(gateway, &job).await?;
+    let final_summary = (job.status == JobStatus::Completed).then(|| {
+        json!({
+            "total_tokens": job.usage.prompt_tokens + job.usage.completion_tokens,
+            "total_duration_ms": job.usage.duration_ms,
+            "total_passes": job.usage.passes,
+            "total_estimated_cost": job.estimated_cost(),
+        })
+    });
+    Ok(json!({
+        "job_id": job.id,
+        "status": job.status,
+        "token_metrics": token_metrics_json(&job, Some(passes)),
+        "final_summary": final_summary,
+    }))
 }
 
 /// Lists jobs newest first: `{items, page_size, next_cursor}`.

@@ -772,3 +772,7 @@ async fn fail_job(gateway: &Gateway, mut job: Job, error: JobError) -> IoResult<
 #[cfg(test)]
 #[path = "worker_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "worker_phase_tests.rs"]
+mod phase_tests;

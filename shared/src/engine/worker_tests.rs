@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::{QueueLane, StepMessage};
 use crate::engine::lifecycle;
-use crate::engine::views::job_detail;
+use crate::engine::views::{job_detail, ResultFormat};
 use crate::llm::{ChatCompletion, LlmError};
 use crate::memory::{MemoryGateway, MemoryLlm, Seeded, ITERATIVE_PROMPT, SEEDED_API_KEY};
 use crate::ports::{CatalogStore, CatalogWrite, RecordKind};
@@ -171,7 +171,9 @@ async fn single_pass_job_completes_in_one_step_with_result_and_usage() {
         Some(answer.content.as_str())
     );
 
-    let detail = job_detail(&memory.gateway, done.id, None).await.unwrap();
+    let detail = job_detail(&memory.gateway, done.id, None, ResultFormat::Raw)
+        .await
+        .unwrap();
     assert_eq!(detail["result"]["output"], answer.content.as_str());
     let passes = detail["token_metrics"]["passes"].as_array().unwrap();
     assert_eq!(passes.len(), 1);

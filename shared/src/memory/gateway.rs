@@ -38,6 +38,7 @@ pub fn test_limits() -> Limits {
             max_delay: Duration::from_millis(4),
         },
         llm_timeout: Duration::from_secs(5),
+        result_inline_bytes: 1_000_000,
     }
 }
 

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use base64::Engine as _;
 
@@ -59,6 +61,13 @@ impl BlobStore for MemoryBlobs {
         let before = objects.len();
         objects.retain(|key, _| !key.starts_with(prefix));
         Ok(before - objects.len())
+    }
+
+    async fn presigned_get(&self, key: &str, expires_in: Duration) -> IoResult<String> {
+        Ok(format!(
+            "memory://{key}?expires_in={}",
+            expires_in.as_secs()
+        ))
     }
 }
 

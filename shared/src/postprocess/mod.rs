@@ -5,6 +5,7 @@ pub mod answer;
 pub mod categorization;
 pub mod consolidate;
 pub mod extraction;
+pub mod plain_text;
 pub mod reduce;
 
 /// Most tokens an extraction or categorisation answer may have (capped by the model's

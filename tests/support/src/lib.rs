@@ -71,6 +71,7 @@ pub fn test_limits() -> Limits {
             max_delay: Duration::from_millis(200),
         },
         llm_timeout: Duration::from_secs(5),
+        ..Limits::default()
     }
 }
 
