@@ -29,13 +29,13 @@ pub fn markdown_to_text(markdown: &str) -> String {
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
     ) {
         match event {
-            Event::Start(Tag::Paragraph | Tag::Heading { .. } | Tag::CodeBlock(_))
-            | Event::Start(Tag::BlockQuote(_))
-            | Event::Start(Tag::Table(_)) => {
-                if lists.is_empty() {
-                    block_break(&mut out);
-                }
-            }
+            Event::Start(
+                Tag::Paragraph
+                | Tag::Heading { .. }
+                | Tag::CodeBlock(_)
+                | Tag::BlockQuote(_)
+                | Tag::Table(_),
+            ) if lists.is_empty() => block_break(&mut out),
             Event::Start(Tag::List(first)) => {
                 if lists.is_empty() {
                     block_break(&mut out);
