@@ -3,7 +3,7 @@
 
 use gateway_core::aws::LaneQueueUrls;
 use gateway_core::domain::{Job, JobStatus, QueueLane, StepMessage};
-use gateway_core::engine::views::job_detail;
+use gateway_core::engine::views::{job_detail, ResultFormat};
 use gateway_core::ports::JobQueue;
 use gateway_test_support::{transcript, TestStack};
 use mock_llm::{FaultRule, Outcome};
@@ -41,11 +41,22 @@ async fn run_until_finished(stack: &TestStack, id: Uuid) -> Vec<u32> {
 }
 
 #[tokio::test]
-async fn iterative_job_runs_one_llm_call_per_batch_and_joins_outputs_in_order() {
+async fn iterative_job_reduces_every_batch_output_in_order_and_consolidates_the_answer() {
     let stack = TestStack::start().await;
+    // The seeded reduce prompt starts with "Below are partial summaries"; script its answer
+    // so that consolidation has same-speaker lines and markdown to keep.
+    stack.mock.push_fault(
+        FaultRule::reply("John : the budget\nJohn : is approved\n\n## Themes\n- Budget\n- Hiring")
+            .matching("Below are partial summaries"),
+    );
     let id = submit_job(&stack, "iterative", transcript(100)).await;
     let submitted = job(&stack, id).await;
     assert_eq!(submitted.settings.max_new_turns, 12);
+    assert!(
+        submitted.settings.reduce_prompt.is_some(),
+        "the seeded flavor reduces"
+    );
+    assert!(submitted.settings.consolidate);
 
     let percentages = run_until_finished(&stack, id).await;
     let done = job(&stack, id).await;
@@ -53,37 +64,44 @@ async fn iterative_job_runs_one_llm_call_per_batch_and_joins_outputs_in_order() 
 
     let answered: Vec<String> = stack.mock.answered_prompts();
     let batches = done.progress.total_batches as usize;
-    assert_eq!(answered.len(), batches, "one LLM call per batch");
+    assert_eq!(
+        answered.len(),
+        batches + 1,
+        "one LLM call per batch, then one reduce"
+    );
     assert!(
         batches >= (done.progress.total_turns as usize).div_ceil(12),
         "max_new_turns 12 respected"
     );
     assert_eq!(
         stack.mock.requests().len(),
-        batches,
+        batches + 1,
         "no retries, no duplicates"
     );
 
-    let expected: Vec<String> = answered
+    let batch_outputs: Vec<String> = answered[..batches]
         .iter()
-        .flat_map(|prompt| {
-            mock_llm::answer_for(prompt)
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
+        .map(|prompt| mock_llm::answer_for(prompt))
         .collect();
-    let detail = job_detail(&stack.gateway, id, Some("org-w")).await.unwrap();
-    assert_eq!(
-        detail["result"]["output"].as_str().unwrap(),
-        expected.join("\n")
+    assert!(
+        answered[batches].contains(&batch_outputs.join("\n")),
+        "the reduce call receives every batch output, in order"
     );
-    // Every attributed input turn shows up once, in order.
-    let speakers: Vec<&str> = expected
+    // Every attributed input turn shows up once, in order, in the batch outputs.
+    let speakers: Vec<&str> = batch_outputs
         .iter()
+        .flat_map(|output| output.lines())
         .map(|line| line.split(" — ").next().unwrap())
         .collect();
     assert_eq!(speakers[..3], ["• John", "• Marie", "• Ahmed"]);
+    let detail = job_detail(&stack.gateway, id, Some("org-w"), ResultFormat::Raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["result"]["output"].as_str().unwrap(),
+        "John : the budget is approved\n\n## Themes\n- Budget\n- Hiring",
+        "the reduce answer, consolidated without touching the markdown"
+    );
 
     assert!(
         percentages.windows(2).all(|w| w[0] <= w[1]),
@@ -96,9 +114,11 @@ async fn iterative_job_runs_one_llm_call_per_batch_and_joins_outputs_in_order() 
         detail["progress"]["total_turns"]
     );
     let metrics = &detail["token_metrics"];
-    assert_eq!(metrics["passes"].as_array().unwrap().len(), batches);
-    assert_eq!(metrics["passes"][0]["pass_type"], "initial");
-    assert_eq!(metrics["passes"][1]["pass_type"], "continuation");
+    let passes = metrics["passes"].as_array().unwrap();
+    assert_eq!(passes.len(), batches + 1);
+    assert_eq!(passes[0]["pass_type"], "initial");
+    assert_eq!(passes[1]["pass_type"], "continuation");
+    assert_eq!(passes[batches]["pass_type"], "reduce");
     let prompt_sum: u64 = stack
         .mock
         .requests()
@@ -113,11 +133,7 @@ async fn iterative_job_runs_one_llm_call_per_batch_and_joins_outputs_in_order() 
     assert!(metrics["total_estimated_cost"].as_f64().unwrap() > 0.0);
     // The rolling context carries the previous batch's last output lines.
     let second = &answered[1];
-    let last_of_first = mock_llm::answer_for(&answered[0])
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
+    let last_of_first = batch_outputs[0].lines().last().unwrap().to_string();
     assert!(
         second.contains(&last_of_first),
         "rolling context in the second prompt"
@@ -138,7 +154,9 @@ async fn single_pass_job_completes_with_one_call() {
         answered[0].contains(&input),
         "the whole input in one prompt"
     );
-    let detail = job_detail(&stack.gateway, id, Some("org-w")).await.unwrap();
+    let detail = job_detail(&stack.gateway, id, Some("org-w"), ResultFormat::Raw)
+        .await
+        .unwrap();
     assert_eq!(
         detail["result"]["output"].as_str().unwrap(),
         mock_llm::answer_for(&answered[0])
@@ -199,7 +217,11 @@ async fn redelivered_step_does_not_call_the_llm_again() {
     let done = job(&stack, id).await;
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
     let answered = stack.mock.answered_prompts();
-    assert_eq!(answered.len(), done.progress.total_batches as usize);
+    assert_eq!(
+        answered.len(),
+        done.progress.total_batches as usize + 1,
+        "every batch, then the reduce call"
+    );
     let unique: std::collections::HashSet<_> = answered.iter().collect();
     assert_eq!(unique.len(), answered.len(), "no prompt answered twice");
 }

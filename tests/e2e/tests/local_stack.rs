@@ -70,19 +70,26 @@ async fn summary_jobs_run_end_to_end() {
     assert_eq!(job["status"], "completed", "{job}");
     let answered = stack.mock.answered_prompts();
     let total_turns = job["progress"]["total_turns"].as_u64().unwrap() as usize;
-    let batches = job["progress"]["total_batches"].as_u64().unwrap() as usize;
+    let batches = job["progress"]["processing_batches"].as_u64().unwrap() as usize;
     assert_eq!(batches, total_turns.div_ceil(12), "batches of 12 turns");
-    assert_eq!(answered.len(), batches, "one LLM call per batch");
-    assert_eq!(stack.mock.requests().len(), batches, "no other call");
+    assert_eq!(
+        answered.len(),
+        batches + 1,
+        "one LLM call per batch, then one reduce call"
+    );
+    assert_eq!(stack.mock.requests().len(), batches + 1, "no other call");
+    assert!(
+        answered[batches].contains(&expected_output(&answered[..batches])),
+        "the reduce call gets the batch outputs in order"
+    );
     assert_eq!(
         job["result"]["output"].as_str().unwrap(),
-        expected_output(&answered),
-        "batch outputs in order"
+        mock_llm::answer_for(&answered[batches]),
+        "the result is the reduce answer"
     );
-    assert_eq!(
-        job["token_metrics"]["passes"].as_array().unwrap().len(),
-        batches
-    );
+    let passes = job["token_metrics"]["passes"].as_array().unwrap();
+    assert_eq!(passes.len(), batches + 1);
+    assert_eq!(passes[batches]["pass_type"], "reduce");
     assert!(
         percentages.windows(2).all(|w| w[0] < w[1]),
         "progress only rises: {percentages:?}"
@@ -176,11 +183,12 @@ async fn an_urgent_job_overtakes_queued_bulk_jobs() {
         .await;
     let urgent_id = accepted["job_id"].as_str().unwrap().to_string();
 
-    let batches = |job: &Value| job["progress"]["total_batches"].as_u64().unwrap() as usize;
+    // LLM calls of a job: its batches plus its reduce call.
+    let calls = |job: &Value| job["token_metrics"]["pass_count"].as_u64().unwrap() as usize;
     let (urgent, _) = wait_finished(&client, &run, &urgent_id).await;
     assert_eq!(urgent["status"], "completed", "{urgent}");
-    let urgent_batches = batches(&urgent);
-    let mut total_batches = urgent_batches;
+    let urgent_calls = calls(&urgent);
+    let mut total_calls = urgent_calls;
     for bulk_id in &bulk_ids {
         let (bulk, _) = wait_finished(&client, &run, bulk_id).await;
         assert_eq!(bulk["status"], "completed", "{bulk}");
@@ -188,11 +196,8 @@ async fn an_urgent_job_overtakes_queued_bulk_jobs() {
             urgent["completed_at"].as_str() < bulk["completed_at"].as_str(),
             "urgent job {urgent_id} finished after bulk job {bulk_id}"
         );
-        assert!(
-            batches(&bulk) > urgent_batches,
-            "bulk jobs are the longer ones"
-        );
-        total_batches += batches(&bulk);
+        assert!(calls(&bulk) > urgent_calls, "bulk jobs are the longer ones");
+        total_calls += calls(&bulk);
     }
     // Once the urgent job started, its steps ran back to back: no bulk call in between,
     // and bulk work was still waiting after it.
@@ -202,15 +207,15 @@ async fn an_urgent_job_overtakes_queued_bulk_jobs() {
         .iter()
         .map(|prompt| prompt.contains("Urgent turn"))
         .collect();
-    assert_eq!(is_urgent.len(), total_batches, "one call per batch");
+    assert_eq!(is_urgent.len(), total_calls, "one call per step");
     let first = is_urgent.iter().position(|u| *u).expect("urgent calls");
-    let urgent_run = &is_urgent[first..first + urgent_batches];
+    let urgent_run = &is_urgent[first..first + urgent_calls];
     assert!(
         urgent_run.iter().all(|u| *u),
         "urgent calls interleaved with bulk ones: {is_urgent:?}"
     );
     assert!(
-        first + urgent_batches < total_batches,
+        first + urgent_calls < total_calls,
         "no bulk work was left behind the urgent job: {is_urgent:?}"
     );
 }
@@ -230,7 +235,7 @@ async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
     let (reference, _) =
         wait_finished(&client, &run, undisturbed["job_id"].as_str().unwrap()).await;
     assert_eq!(reference["status"], "completed", "{reference}");
-    let batches = stack.mock.answered_prompts().len();
+    let calls = stack.mock.answered_prompts().len();
     stack.mock.clear();
     stack.mock.set_latency(Duration::from_millis(400));
 
@@ -268,7 +273,7 @@ async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
         "the kill interrupted a call in flight"
     );
     let answered = stack.mock.answered_prompts();
-    assert_eq!(answered.len(), batches, "every step answered exactly once");
+    assert_eq!(answered.len(), calls, "every step answered exactly once");
     let unique: std::collections::HashSet<&String> = answered.iter().collect();
     assert_eq!(
         unique.len(),
@@ -277,6 +282,6 @@ async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
     );
     assert_eq!(
         job["token_metrics"]["passes"].as_array().unwrap().len(),
-        batches
+        calls
     );
 }

@@ -85,23 +85,42 @@ async fn subscribers_receive_every_step_in_order_and_only_their_organization() {
         assert_eq!(last["event_type"], "complete", "{last}");
         assert_eq!(last["result"]["url"], format!("/api/v1/jobs/{job_id}"));
         assert_eq!(last["progress"]["percentage"], 100);
-        let batches: Vec<u64> = updates
+        let calls: Vec<u64> = updates
             .iter()
-            .filter_map(|u| u["progress"]["current_batch"].as_u64())
+            .filter_map(|u| u["progress"]["calls"].as_u64())
             .collect();
         assert!(
-            batches.windows(2).all(|w| w[0] <= w[1]),
-            "in order: {batches:?}"
+            calls.windows(2).all(|w| w[0] <= w[1]),
+            "in order: {calls:?}"
         );
         let steps: Vec<u64> = updates
             .iter()
             .filter(|u| u["event_type"] == "progress" || u["event_type"] == "status_change")
-            .filter_map(|u| u["progress"]["current_batch"].as_u64())
+            .filter_map(|u| u["progress"]["calls"].as_u64())
             .filter(|b| *b > 0)
             .collect();
-        let total_batches = last["progress"]["total_batches"].as_u64().unwrap();
-        let expected: Vec<u64> = (1..total_batches).collect();
+        let total_calls = last["progress"]["calls"].as_u64().unwrap();
+        let expected: Vec<u64> = (1..total_calls).collect();
         assert_eq!(steps, expected, "every step's progress, in order");
+        let phases: Vec<&str> = updates
+            .iter()
+            .filter_map(|u| u["progress"]["phase"].as_str())
+            .fold(Vec::new(), |mut phases, phase| {
+                if phases.last() != Some(&phase) {
+                    phases.push(phase);
+                }
+                phases
+            });
+        assert_eq!(
+            phases[phases.len() - 3..],
+            ["processing", "reducing", "completed"],
+            "the seeded iterative flavor reduces: {phases:?}"
+        );
+        assert_eq!(
+            total_calls,
+            last["progress"]["processing_batches"].as_u64().unwrap() + 1,
+            "one reduce call after the batches"
+        );
         assert_eq!(
             updates
                 .iter()
