@@ -99,7 +99,9 @@ async fn subscribers_receive_every_step_in_order_and_only_their_organization() {
             .filter_map(|u| u["progress"]["calls"].as_u64())
             .filter(|b| *b > 0)
             .collect();
-        let total_calls = last["progress"]["calls"].as_u64().unwrap();
+        let total_calls = last["progress"]["calls"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("calls in the last update: {last}"));
         let expected: Vec<u64> = (1..total_calls).collect();
         assert_eq!(steps, expected, "every step's progress, in order");
         let phases: Vec<&str> = updates
