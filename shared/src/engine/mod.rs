@@ -8,6 +8,7 @@ pub mod health;
 pub mod lifecycle;
 pub mod notify;
 mod response;
+pub mod versions;
 pub mod views;
 pub mod worker;
 
