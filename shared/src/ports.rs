@@ -65,6 +65,10 @@ pub trait JobStore: Send + Sync {
     /// Replaces a job if it is still at `expected_step` and not terminal. Returns false
     /// when the condition does not hold (another delivery got there first).
     async fn replace(&self, job: &Job, expected_step: u32) -> IoResult<bool>;
+    /// Replaces a completed job (its result versions) if it is still completed and its
+    /// `updated_at` is still `expected_updated_at`. Returns false when the condition does
+    /// not hold (another change got there first, or the job is gone).
+    async fn replace_completed(&self, job: &Job, expected_updated_at: &str) -> IoResult<bool>;
     /// Lists jobs newest first.
     async fn list(&self, query: &JobQuery) -> Result<JobPage, ListError>;
     /// Deletes a job record if it is terminal; returns false when it is not (or is gone).
@@ -182,6 +186,8 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> IoResult<()>;
     /// None when the key does not exist.
     async fn get(&self, key: &str) -> IoResult<Option<Vec<u8>>>;
+    /// Deletes one object (a missing key is not an error).
+    async fn delete(&self, key: &str) -> IoResult<()>;
     /// Deletes every object whose key starts with `prefix`; returns how many.
     async fn delete_prefix(&self, prefix: &str) -> IoResult<usize>;
     /// A URL that reads the object without credentials until `expires_in` has passed.

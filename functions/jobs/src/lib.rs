@@ -1,6 +1,8 @@
 //! `GET /api/v1/jobs/{id}` (status, progress, result, metrics), `GET /api/v1/jobs`
 //! (newest first, filtered, paginated), `POST /api/v1/jobs/{id}/cancel` and
-//! `DELETE /api/v1/jobs/{id}`. The routes are [`gateway_core::api::jobs::TABLE`].
+//! `DELETE /api/v1/jobs/{id}`, and the result versions (`PATCH /api/v1/jobs/{id}/result`,
+//! `/api/v1/jobs/{id}/versions[/{n}[/restore]]`). The routes are
+//! [`gateway_core::api::jobs::TABLE`].
 
 use gateway_core::api::ApiRequest;
 use gateway_core::engine::{Gateway, JsonResponse};

@@ -1,4 +1,5 @@
-//! Routes of the `jobs` function: job status, metrics, listing, cancel and delete.
+//! Routes of the `jobs` function: job status, metrics, listing, cancel and delete, result
+//! versions.
 
 use super::request::ApiRequest;
 use super::routes::{route, RouteTable};
@@ -6,6 +7,7 @@ use crate::domain::JobStatus;
 use crate::engine::error::{EngineError, EngineResult, Resource};
 use crate::engine::health;
 use crate::engine::lifecycle::{cancel, delete};
+use crate::engine::versions;
 use crate::engine::views::{
     job_detail, job_json, job_metrics, list_jobs, ResultFormat, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
@@ -31,6 +33,16 @@ pub static TABLE: RouteTable = RouteTable {
             |g, r| Ok(JsonResponse::new(200, delete(g, r.id("id", Resource::Job)?, r.organization_id()?).await?))),
         route!(Post "/api/v1/jobs/{id}/cancel", "Cancel a job (stops at its next step)", None, 200 => "object",
             |g, r| Ok(JsonResponse::new(200, job_json(&cancel(g, r.id("id", Resource::Job)?, r.organization_id()?).await?)))),
+        route!(Patch "/api/v1/jobs/{id}/result", "Edit a completed job's result: a new version, made current; returns the job", Some("object"), 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, versions::edit_result(g, r.id("id", Resource::Job)?, r.organization_id()?, r.body()).await?))),
+        route!(Get "/api/v1/jobs/{id}/versions", "Versions of a completed job's result, oldest first", None, 200 => "array:object",
+            |g, r| Ok(JsonResponse::new(200, versions::list_versions(g, r.id("id", Resource::Job)?, r.organization_id()?).await?))),
+        route!(Get "/api/v1/jobs/{id}/versions/{version_number}", "One version of a job's result, with its content", None, 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, versions::get_version(g, r.id("id", Resource::Job)?, r.organization_id()?, versions::version_number(r.param("version_number"))?).await?))),
+        route!(Post "/api/v1/jobs/{id}/versions/{version_number}/restore", "Restore a version: a new version with its content, made current; returns the job", None, 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, versions::restore_version(g, r.id("id", Resource::Job)?, r.organization_id()?, versions::version_number(r.param("version_number"))?).await?))),
+        route!(Delete "/api/v1/jobs/{id}/versions/{version_number}", "Delete a version (neither the current one nor version 1)", None, 200 => "object",
+            |g, r| Ok(JsonResponse::new(200, versions::delete_version(g, r.id("id", Resource::Job)?, r.organization_id()?, versions::version_number(r.param("version_number"))?).await?))),
     ],
 };
 

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::error::{BodyProblem, EngineError};
+use crate::engine::error::{BodyProblem, EngineError, Resource};
 use crate::engine::JsonResponse;
 
 /// The JSON body of an error.
@@ -16,10 +16,15 @@ pub fn error_body(error: &EngineError) -> Value {
         body.insert("field".into(), json!(field));
     }
     match error {
-        EngineError::NotFound { what, .. } => {
+        EngineError::NotFound { what, id, .. } => {
             let name = what.name();
             let title = format!("{}{}", name[..1].to_ascii_uppercase(), &name[1..]);
-            body.insert("detail".into(), json!(format!("{title} not found")));
+            // A version number names no secret: say which one.
+            let detail = match what {
+                Resource::Version => format!("{title} {id} not found"),
+                _ => format!("{title} not found"),
+            };
+            body.insert("detail".into(), json!(detail));
         }
         EngineError::Validation {
             location,
@@ -108,7 +113,7 @@ impl From<Result<JsonResponse, EngineError>> for JsonResponse {
 mod tests {
     use super::*;
     use crate::domain::ProcessingMode;
-    use crate::engine::error::{Location, Resource, Rule};
+    use crate::engine::error::{Location, Rule};
 
     #[test]
     fn bodies_name_the_field_and_code() {
@@ -119,6 +124,14 @@ mod tests {
         assert_eq!(
             error_body(&EngineError::not_found(Resource::FlavorPreset, "x")),
             json!({"detail": "Flavor preset not found", "error_code": "NOT_FOUND"})
+        );
+        assert_eq!(
+            error_body(&EngineError::not_found_by(
+                Resource::Version,
+                7,
+                "version_number"
+            )),
+            json!({"detail": "Version 7 not found", "error_code": "VERSION_NOT_FOUND", "field": "version_number"})
         );
         assert_eq!(
             error_body(

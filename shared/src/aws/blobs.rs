@@ -62,6 +62,17 @@ impl BlobStore for S3Blobs {
         Ok(Some(bytes.into_bytes().to_vec()))
     }
 
+    async fn delete(&self, key: &str) -> IoResult<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_error("delete blob"))?;
+        Ok(())
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> IoResult<usize> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         let mut deleted = 0;

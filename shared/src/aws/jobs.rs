@@ -110,6 +110,35 @@ impl JobStore for DynamoJobStore {
         }
     }
 
+    async fn replace_completed(&self, job: &Job, expected_updated_at: &str) -> IoResult<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(job)?))
+            .condition_expression("#status = :completed AND #updated_at = :updated_at")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_values(":completed", AttributeValue::S("completed".into()))
+            .expression_attribute_values(
+                ":updated_at",
+                AttributeValue::S(expected_updated_at.to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(sdk_error("update completed job")(error)),
+        }
+    }
+
     async fn list(&self, query: &JobQuery) -> Result<JobPage, ListError> {
         let page_size = query.page_size.clamp(1, 100);
         let mut start_key = match &query.cursor {

@@ -20,6 +20,8 @@ pub enum Resource {
     ServiceType,
     FlavorPreset,
     Organization,
+    /// A version of a job's result.
+    Version,
 }
 
 impl Resource {
@@ -37,6 +39,7 @@ impl Resource {
             Resource::ServiceType => "service type",
             Resource::FlavorPreset => "flavor preset",
             Resource::Organization => "organization",
+            Resource::Version => "version",
         }
     }
 
@@ -48,6 +51,7 @@ impl Resource {
             Resource::Job => "JOB_NOT_FOUND",
             Resource::Model => "MODEL_NOT_FOUND",
             Resource::Provider => "PROVIDER_NOT_FOUND",
+            Resource::Version => "VERSION_NOT_FOUND",
             _ => "NOT_FOUND",
         }
     }
@@ -109,6 +113,14 @@ pub enum Rule {
     /// The flavor lacks something a requested phase needs (a reduce, extraction or
     /// categorisation prompt).
     FlavorIncomplete,
+    /// Result versions exist only for completed jobs.
+    JobNotCompleted,
+    /// Restoring or deleting the version that is current.
+    CurrentVersion,
+    /// Deleting version 1, the job's own output.
+    OriginalVersion,
+    /// The job's result changed between the caller's read and its write (reload, retry).
+    ResultChanged,
 }
 
 impl Rule {
@@ -132,6 +144,10 @@ impl Rule {
             Rule::JobNotFinished => "JOB_NOT_FINISHED",
             Rule::JobBusy => "JOB_BUSY",
             Rule::FlavorIncomplete => "FLAVOR_INCOMPLETE",
+            Rule::JobNotCompleted => "JOB_NOT_COMPLETED",
+            Rule::CurrentVersion => "CURRENT_VERSION",
+            Rule::OriginalVersion => "ORIGINAL_VERSION",
+            Rule::ResultChanged => "RESULT_CHANGED",
         }
     }
 
@@ -139,7 +155,7 @@ impl Rule {
     pub fn status(self) -> u16 {
         match self {
             Rule::SystemType => 403,
-            Rule::JobBusy => 409,
+            Rule::JobBusy | Rule::ResultChanged => 409,
             Rule::FlavorIncomplete => 422,
             _ => 400,
         }
@@ -460,6 +476,31 @@ mod tests {
                 "INVALID_ENCODING",
             ),
             (EngineError::refused(Rule::JobBusy, "busy"), 409, "JOB_BUSY"),
+            (
+                EngineError::refused(Rule::ResultChanged, "changed"),
+                409,
+                "RESULT_CHANGED",
+            ),
+            (
+                EngineError::refused(Rule::JobNotCompleted, "queued"),
+                400,
+                "JOB_NOT_COMPLETED",
+            ),
+            (
+                EngineError::refused(Rule::CurrentVersion, "current"),
+                400,
+                "CURRENT_VERSION",
+            ),
+            (
+                EngineError::refused(Rule::OriginalVersion, "v1"),
+                400,
+                "ORIGINAL_VERSION",
+            ),
+            (
+                EngineError::not_found_by(Resource::Version, 7, "version_number"),
+                404,
+                "VERSION_NOT_FOUND",
+            ),
             (
                 EngineError::refused(Rule::SystemType, "system"),
                 403,

@@ -31,15 +31,16 @@ impl MemoryJobStore {
         self.fail_get.arm(None, times);
     }
 
-    /// Makes the next `times` calls of [`JobStore::replace`] fail with an [`IoError`]
-    /// (nothing is written).
+    /// Makes the next `times` calls of [`JobStore::replace`] or
+    /// [`JobStore::replace_completed`] fail with an [`IoError`] (nothing is written).
     pub fn fail_next_replaces(&self, times: usize) {
         self.fail_replace.arm(None, times);
     }
 
-    /// Runs `change` on the stored job inside the next [`JobStore::replace`], before its
-    /// condition is checked: what another writer (a second delivery, a cancel) does
-    /// between the caller's read and its conditional write.
+    /// Runs `change` on the stored job inside the next [`JobStore::replace`] or
+    /// [`JobStore::replace_completed`], before its condition is checked: what another
+    /// writer (a second delivery, a cancel, a concurrent result edit) does between the
+    /// caller's read and its conditional write.
     pub fn before_next_replace(&self, change: impl FnOnce(&mut Job) + Send + 'static) {
         *lock(&self.before_replace) = Some(Box::new(change));
     }
@@ -120,6 +121,26 @@ impl JobStore for MemoryJobStore {
         let holds = jobs.get(&job.id).is_some_and(|current| {
             current.progress.step == expected_step
                 && matches!(current.status, JobStatus::Queued | JobStatus::Processing)
+        });
+        if holds {
+            jobs.insert(job.id, stored);
+        }
+        Ok(holds)
+    }
+
+    /// Written only if the stored job is completed and its `updated_at` is
+    /// `expected_updated_at` (`#status = :completed AND #updated_at = :updated_at`); a
+    /// missing job fails the condition too.
+    async fn replace_completed(&self, job: &Job, expected_updated_at: &str) -> IoResult<bool> {
+        self.fail_replace.trip("update completed job", "")?;
+        let stored = round_trip(job, "encode job")?;
+        let hook = lock(&self.before_replace).take();
+        let mut jobs = lock(&self.jobs);
+        if let (Some(hook), Some(current)) = (hook, jobs.get_mut(&job.id)) {
+            hook(current);
+        }
+        let holds = jobs.get(&job.id).is_some_and(|current| {
+            current.status == JobStatus::Completed && current.updated_at == expected_updated_at
         });
         if holds {
             jobs.insert(job.id, stored);

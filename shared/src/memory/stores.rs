@@ -56,6 +56,11 @@ impl BlobStore for MemoryBlobs {
         Ok(lock(&self.objects).get(key).map(|(body, _)| body.clone()))
     }
 
+    async fn delete(&self, key: &str) -> IoResult<()> {
+        lock(&self.objects).remove(key);
+        Ok(())
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> IoResult<usize> {
         let mut objects = lock(&self.objects);
         let before = objects.len();

@@ -81,6 +81,64 @@ async fn create_refuses_an_existing_id_and_replace_checks_step_and_status() {
 }
 
 #[tokio::test]
+async fn replace_completed_checks_status_and_updated_at() {
+    let store = MemoryJobStore::default();
+    let t0 = "2026-01-01T00:00:00.000000Z";
+    let t1 = "2026-01-01T00:00:01.000000Z";
+    let mut done = job(None, t0, JobStatus::Completed);
+    store.create(&done).await.unwrap();
+    done.current_version = 2;
+    done.updated_at = t1.into();
+    assert!(
+        !store.replace_completed(&done, t1).await.unwrap(),
+        "stored updated_at is t0"
+    );
+    assert!(store.replace_completed(&done, t0).await.unwrap());
+    assert_eq!(
+        store.get(done.id).await.unwrap().unwrap().current_version,
+        2
+    );
+    assert!(
+        !store.replace_completed(&done, t0).await.unwrap(),
+        "a second writer that read t0 is refused"
+    );
+
+    // Another writer between the read and the write: the condition sees its change.
+    store.before_next_replace(|stored| stored.updated_at = "2026-01-01T00:00:02.000000Z".into());
+    done.current_version = 3;
+    assert!(!store.replace_completed(&done, t1).await.unwrap());
+    assert_eq!(
+        store.get(done.id).await.unwrap().unwrap().current_version,
+        2
+    );
+
+    let running = job(None, t0, JobStatus::Processing);
+    store.create(&running).await.unwrap();
+    assert!(
+        !store.replace_completed(&running, t0).await.unwrap(),
+        "only completed jobs"
+    );
+    let missing = job(None, t0, JobStatus::Completed);
+    assert!(!store.replace_completed(&missing, t0).await.unwrap());
+    assert!(store.get(missing.id).await.unwrap().is_none(), "no upsert");
+
+    store.fail_next_replaces(1);
+    let stored = store.get(done.id).await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .replace_completed(&stored, &stored.updated_at)
+            .await
+            .unwrap_err()
+            .operation,
+        "update completed job"
+    );
+    assert!(store
+        .replace_completed(&stored, &stored.updated_at)
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
 async fn delete_terminal_only_deletes_finished_jobs() {
     let store = MemoryJobStore::default();
     let running = job(None, "2026-01-01T00:00:00.000000Z", JobStatus::Processing);
@@ -409,6 +467,17 @@ async fn blobs_queue_and_secrets() {
     assert_eq!(
         blobs.content_type("jobs/a/2").as_deref(),
         Some("application/json")
+    );
+    blobs
+        .put("jobs/a/3", b"three".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    blobs.delete("jobs/a/3").await.unwrap();
+    blobs.delete("jobs/a/3").await.unwrap();
+    assert_eq!(
+        blobs.get("jobs/a/3").await.unwrap(),
+        None,
+        "one object deleted"
     );
     assert_eq!(blobs.delete_prefix("jobs/a/").await.unwrap(), 2);
     assert_eq!(blobs.keys(), ["jobs/b/1"]);
