@@ -3,9 +3,10 @@
 
 use gateway_core::aws::LaneQueueUrls;
 use gateway_core::domain::{Job, JobStatus, QueueLane, StepMessage};
+use gateway_core::engine::execute::{submit, ExecuteRequest};
 use gateway_core::engine::views::{job_detail, ResultFormat};
 use gateway_core::ports::JobQueue;
-use gateway_test_support::{transcript, TestStack};
+use gateway_test_support::{seeds, transcript, TestStack};
 use mock_llm::{FaultRule, Outcome};
 use uuid::Uuid;
 
@@ -423,4 +424,97 @@ async fn steps_travel_on_the_lane_of_the_flavor_priority() {
             "nothing else queued"
         );
     }
+}
+
+#[tokio::test]
+async fn extraction_and_categorisation_run_after_the_summary_with_the_seeded_prompts() {
+    let stack = TestStack::start().await;
+    // Scripted answers for the seeded extraction and categorisation prompts: a fenced JSON
+    // object with a trailing comma, and a categorisation that breaks the rules.
+    stack.mock.push_fault(
+        FaultRule::reply(
+            "Sure:\n```json\n{\"title\": \"Budget review\", \"participants\": [\"John\", \"Marie\"],}\n```",
+        )
+        .matching("Requested fields"),
+    );
+    stack.mock.push_fault(
+        FaultRule::reply(
+            r#"{"matched_tags": [{"name": "budget", "description": "x", "category": null, "confidence": 0.92, "mentions": ["the budget"]},
+                                 {"name": "Travel", "description": "", "confidence": 0.2},
+                                 {"name": "Invented", "description": "", "confidence": 0.9}],
+                "suggested_tags": [{"name": "Office", "description": "", "confidence": 0.8}],
+                "unmatched_tags": []}"#,
+        )
+        .matching("You classify a text"),
+    );
+    let body = serde_json::json!({
+        "input": transcript(10),
+        "flavor_name": "single-pass",
+        "organization_id": "org-w",
+        "extraction_fields": {"title": "a short title", "participants": "who spoke"},
+        "context": {"tags": [
+            {"name": "Budget", "description": "money matters", "category": "finance"},
+            {"name": "Travel", "description": "trips"}
+        ]}
+    });
+    let request = ExecuteRequest::parse(body.to_string().as_bytes(), 1_000_000).unwrap();
+    let id = submit(&stack.gateway, seeds::SUMMARIZE_SERVICE_ID, request)
+        .await
+        .unwrap()
+        .id;
+    run_until_finished(&stack, id).await;
+    let done = job(&stack, id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+
+    let answered = stack.mock.answered_prompts();
+    assert_eq!(answered.len(), 3, "summary, extraction, categorisation");
+    let summary = mock_llm::answer_for(&answered[0]);
+    assert!(
+        answered[1].contains(&summary),
+        "extraction reads the summary"
+    );
+    assert!(answered[1].contains(r#"["participants: who spoke","title: a short title"]"#));
+    assert!(
+        answered[2].contains(&summary),
+        "categorisation reads the summary"
+    );
+    assert!(answered[2].contains("\"name\": \"Travel\""));
+
+    let detail = job_detail(&stack.gateway, id, Some("org-w"), ResultFormat::Raw)
+        .await
+        .unwrap();
+    assert_eq!(detail["result"]["output"], summary.as_str());
+    assert_eq!(
+        detail["result"]["extracted_metadata"],
+        serde_json::json!({"title": "Budget review", "participants": ["John", "Marie"]})
+    );
+    let categorization = &detail["result"]["categorization"];
+    assert_eq!(
+        categorization["matched_tags"],
+        serde_json::json!([{"name": "Budget", "description": "money matters", "category": "finance",
+                            "confidence": 0.92, "mentions": ["the budget"]}])
+    );
+    assert_eq!(
+        categorization["unmatched_tags"],
+        serde_json::json!(["Travel"])
+    );
+    assert_eq!(
+        categorization["suggested_tags"],
+        serde_json::json!([]),
+        "no new tags unless allowed"
+    );
+    let passes: Vec<&str> = detail["token_metrics"]["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pass| pass["pass_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(passes, ["single_pass", "extraction", "categorization"]);
+    let metrics = stack
+        .gateway
+        .blobs
+        .get(&gateway_core::ports::keys::metrics(id))
+        .await
+        .unwrap();
+    assert!(metrics.is_some(), "per-pass metrics stored");
 }

@@ -198,6 +198,36 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
             None,
         ),
         (
+            summarize.clone(),
+            br#"{"input": "A : x", "context": {"tags": [{"name": "", "description": "d"}]}}"#
+                .to_vec(),
+            422,
+            "VALIDATION_ERROR",
+            Some("context.tags[0].name"),
+        ),
+        (
+            summarize.clone(),
+            br#"{"input": "A : x", "extraction_fields": {"job_id": "id"}}"#.to_vec(),
+            422,
+            "VALIDATION_ERROR",
+            Some("extraction_fields.job_id"),
+        ),
+        (
+            other.id.to_string(),
+            br#"{"input": "A : x", "extraction_fields": {"title": ""}}"#.to_vec(),
+            422,
+            "VALIDATION_ERROR",
+            Some("extraction_fields"),
+        ),
+        (
+            other.id.to_string(),
+            br#"{"input": "A : x", "context": {"tags": [{"name": "a", "description": "b"}]}}"#
+                .to_vec(),
+            422,
+            "VALIDATION_ERROR",
+            Some("context"),
+        ),
+        (
             "not-a-uuid".into(),
             br#"{"input": "x"}"#.to_vec(),
             404,
@@ -231,10 +261,11 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
         let label = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
         assert_eq!(response.status, status, "{label}: {}", response.body);
         assert_eq!(response.body["error_code"], code, "{label}");
+        // A string, or FastAPI's list of validation errors for a 422.
+        let detail = &response.body["detail"];
         assert!(
-            response.body["detail"]
-                .as_str()
-                .is_some_and(|d| !d.is_empty()),
+            detail.as_str().is_some_and(|d| !d.is_empty())
+                || detail.as_array().is_some_and(|errors| !errors.is_empty()),
             "{label}"
         );
         assert_eq!(
@@ -394,6 +425,13 @@ async fn validate_execution_is_a_dry_run() {
     assert_eq!(response.body["flavor_name"], "iterative");
     assert!(response.body["estimated_batches"].as_u64().unwrap() >= 4);
     assert!(response.body["estimated_cost"].as_f64().unwrap() > 0.0);
+    let calls = &response.body["estimated_calls"];
+    assert_eq!(calls["processing"], response.body["estimated_batches"]);
+    assert_eq!(calls["reduce"], 1, "the seeded iterative flavor reduces");
+    assert_eq!(
+        calls["extraction"], 0,
+        "no extraction_fields, no extraction"
+    );
 
     let huge =
         serde_json::json!({"input": transcript(3000), "flavor_name": "single-pass"}).to_string();
