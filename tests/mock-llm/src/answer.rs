@@ -25,8 +25,10 @@ pub const WORDS_PER_TURN: usize = 6;
 /// Every line that matches `^\s*(?P<speaker>[^:\n]{1,40}?)\s?:\s*(?P<text>\S.*)$`
 /// and does not start with `•` (leading whitespace ignored) yields
 /// `• {speaker} — {first 6 words of text}`; the lines are joined with `\n`.
-/// If no line is a turn the answer is `• {N} characters received`, where N is
-/// the number of chars in `prompt`.
+/// If no line is a turn but some lines are bullets (a reduce prompt over earlier
+/// answers), the answer is `• {K} points merged` followed by the first
+/// [`MERGED_POINTS_SHOWN`] bullet lines, trimmed. Otherwise it is
+/// `• {N} characters received`, where N is the number of chars in `prompt`.
 pub fn answer_for(prompt: &str) -> String {
     let lines: Vec<String> = prompt
         .lines()
@@ -39,12 +41,27 @@ pub fn answer_for(prompt: &str) -> String {
             Some(format!("• {speaker} — {}", words.join(" ")))
         })
         .collect();
-    if lines.is_empty() {
-        format!("• {} characters received", prompt.chars().count())
-    } else {
-        lines.join("\n")
+    if !lines.is_empty() {
+        return lines.join("\n");
     }
+    let bullets: Vec<&str> = prompt
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with('•'))
+        .collect();
+    if bullets.is_empty() {
+        return format!("• {} characters received", prompt.chars().count());
+    }
+    let mut answer = format!("• {} points merged", bullets.len());
+    for bullet in bullets.iter().take(MERGED_POINTS_SHOWN) {
+        answer.push('\n');
+        answer.push_str(bullet);
+    }
+    answer
 }
+
+/// Bullet lines of a merge prompt repeated in its answer.
+pub const MERGED_POINTS_SHOWN: usize = 5;
 
 /// Number of cl100k_base tokens in `text` (ordinary tokens only; special-token
 /// strings are counted as plain text).
@@ -82,6 +99,10 @@ mod tests {
     fn no_turns_counts_chars() {
         assert_eq!(answer_for("héllo wörld"), "• 11 characters received");
         assert_eq!(answer_for(""), "• 0 characters received");
+        assert_eq!(
+            answer_for("Merge:\n• A — one\n  • B — two\n"),
+            "• 2 points merged\n• A — one\n• B — two"
+        );
     }
 
     #[test]
