@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use uuid::Uuid;
@@ -56,6 +57,30 @@ impl DynamoJobStore {
     }
 }
 
+/// The outcome of a conditional write: true when it went through, false when its
+/// condition did not hold; any other failure is an [`IoError`].
+fn conditional<O, E, R>(
+    result: Result<O, SdkError<E, R>>,
+    operation: &'static str,
+) -> IoResult<bool>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error
+                .as_service_error()
+                .and_then(ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(sdk_error(operation)(error)),
+    }
+}
+
 #[async_trait]
 impl JobStore for DynamoJobStore {
     async fn create(&self, job: &Job) -> IoResult<()> {
@@ -97,17 +122,7 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":processing", AttributeValue::S("processing".into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) => {
-                let service_error = error.as_service_error();
-                if service_error.is_some_and(|e| e.is_conditional_check_failed_exception()) {
-                    Ok(false)
-                } else {
-                    Err(sdk_error("update job")(error))
-                }
-            }
-        }
+        conditional(result, "update job")
     }
 
     async fn replace_completed(&self, job: &Job, expected_updated_at: &str) -> IoResult<bool> {
@@ -126,17 +141,7 @@ impl JobStore for DynamoJobStore {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(sdk_error("update completed job")(error)),
-        }
+        conditional(result, "update completed job")
     }
 
     async fn list(&self, query: &JobQuery) -> Result<JobPage, ListError> {
@@ -206,17 +211,7 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":cancelled", AttributeValue::S("cancelled".into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(sdk_error("delete job")(error)),
-        }
+        conditional(result, "delete job")
     }
 }
 

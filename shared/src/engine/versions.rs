@@ -313,6 +313,18 @@ pub async fn get_version(
     Ok(body)
 }
 
+/// 400 `CURRENT_VERSION` when `number` is the job's current version.
+fn refuse_current(job: &Job, number: u32, problem: &str) -> EngineResult<()> {
+    if number != job.current_version {
+        return Ok(());
+    }
+    Err(EngineError::refused(
+        Rule::CurrentVersion,
+        format!("version {number} of job {} {problem}", job.id),
+    )
+    .about("version_number", number))
+}
+
 /// `POST /api/v1/jobs/{id}/versions/{n}/restore`: a new version with version `n`'s
 /// content, made current (the current version → 400). Returns the job.
 pub async fn restore_version(
@@ -322,13 +334,7 @@ pub async fn restore_version(
     number: u32,
 ) -> EngineResult<Value> {
     let job = completed_job(gateway, id, organization_id).await?;
-    if number == job.current_version {
-        return Err(EngineError::refused(
-            Rule::CurrentVersion,
-            format!("version {number} is already the current version of job {id}"),
-        )
-        .about("version_number", number));
-    }
+    refuse_current(&job, number, "is already the current version")?;
     let (_, content) = version_with_content(gateway, &job, number).await?;
     let restored = add_version(gateway, &job, &content).await?;
     tracing::info!(job_id = %id, from = number, version = restored.current_version, "result version restored");
@@ -344,13 +350,7 @@ pub async fn delete_version(
     number: u32,
 ) -> EngineResult<Value> {
     let job = completed_job(gateway, id, organization_id).await?;
-    if number == job.current_version {
-        return Err(EngineError::refused(
-            Rule::CurrentVersion,
-            format!("version {number} is the current version of job {id} and cannot be deleted"),
-        )
-        .about("version_number", number));
-    }
+    refuse_current(&job, number, "is the current version and cannot be deleted")?;
     if number == 1 {
         return Err(EngineError::refused(
             Rule::OriginalVersion,

@@ -49,6 +49,29 @@ impl MemoryJobStore {
     pub fn all(&self) -> Vec<Job> {
         lock(&self.jobs).values().cloned().collect()
     }
+
+    /// A conditional put: fails as armed by [`Self::fail_next_replaces`], runs the
+    /// [`Self::before_next_replace`] hook on the stored job, then writes `job` only if
+    /// `holds` is true of the stored one (a missing job fails the condition).
+    fn replace_if(
+        &self,
+        job: &Job,
+        operation: &'static str,
+        holds: impl FnOnce(&Job) -> bool,
+    ) -> IoResult<bool> {
+        self.fail_replace.trip(operation, "")?;
+        let stored = round_trip(job, "encode job")?;
+        let hook = lock(&self.before_replace).take();
+        let mut jobs = lock(&self.jobs);
+        if let (Some(hook), Some(current)) = (hook, jobs.get_mut(&job.id)) {
+            hook(current);
+        }
+        let holds = jobs.get(&job.id).is_some_and(holds);
+        if holds {
+            jobs.insert(job.id, stored);
+        }
+        Ok(holds)
+    }
 }
 
 /// The sort position of a job in a listing (newest first, then by id).
@@ -111,41 +134,19 @@ impl JobStore for MemoryJobStore {
     /// queued or processing (`#step = :step AND #status IN (:queued, :processing)`); a
     /// missing job fails the condition too.
     async fn replace(&self, job: &Job, expected_step: u32) -> IoResult<bool> {
-        self.fail_replace.trip("update job", "")?;
-        let stored = round_trip(job, "encode job")?;
-        let hook = lock(&self.before_replace).take();
-        let mut jobs = lock(&self.jobs);
-        if let (Some(hook), Some(current)) = (hook, jobs.get_mut(&job.id)) {
-            hook(current);
-        }
-        let holds = jobs.get(&job.id).is_some_and(|current| {
+        self.replace_if(job, "update job", |current| {
             current.progress.step == expected_step
                 && matches!(current.status, JobStatus::Queued | JobStatus::Processing)
-        });
-        if holds {
-            jobs.insert(job.id, stored);
-        }
-        Ok(holds)
+        })
     }
 
     /// Written only if the stored job is completed and its `updated_at` is
     /// `expected_updated_at` (`#status = :completed AND #updated_at = :updated_at`); a
     /// missing job fails the condition too.
     async fn replace_completed(&self, job: &Job, expected_updated_at: &str) -> IoResult<bool> {
-        self.fail_replace.trip("update completed job", "")?;
-        let stored = round_trip(job, "encode job")?;
-        let hook = lock(&self.before_replace).take();
-        let mut jobs = lock(&self.jobs);
-        if let (Some(hook), Some(current)) = (hook, jobs.get_mut(&job.id)) {
-            hook(current);
-        }
-        let holds = jobs.get(&job.id).is_some_and(|current| {
+        self.replace_if(job, "update completed job", |current| {
             current.status == JobStatus::Completed && current.updated_at == expected_updated_at
-        });
-        if holds {
-            jobs.insert(job.id, stored);
-        }
-        Ok(holds)
+        })
     }
 
     /// The jobs of the query's organization (no organization: only jobs without one),
