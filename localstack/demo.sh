@@ -98,7 +98,7 @@ deadline = time.time() + 600
 while time.time() < deadline:
     job = json.load(urllib.request.urlopen(f"{api}/api/v1/jobs/{job['job_id']}?organization_id=demo"))
     p = job["progress"]
-    line = f"  {job['status']:<10} batch {p['current_batch']}/{p['total_batches']}  turns {p['completed_turns']}/{p['total_turns']}  {p['percentage']}%  tokens {job['token_metrics']['total_tokens']}"
+    line = f"  {p['phase']:<12} call {p['current_batch']}/{p['total_batches']}  turns {p['completed_turns']}/{p['total_turns']}  {p['percentage']}%  tokens {job['token_metrics']['total_tokens']}"
     if line != last:
         print(line, flush=True)
         last = line
@@ -109,7 +109,7 @@ if job["status"] != "completed":
     sys.exit(f"job did not complete: {job.get('error_code')}: {job.get('error')}")
 m = job["token_metrics"]
 print("\n--- result ---")
-print(job["result"]["output"])
+print(job["result"].get("output") or f"(large result, at {job['result'].get('url')})")
 print(f"--- {m['pass_count']} LLM passes, {m['total_prompt_tokens']} prompt + {m['total_completion_tokens']} completion tokens, "
       f"{m['total_duration_ms']} ms in LLM calls, estimated cost {m['total_estimated_cost']} ---")
 PYEOF
