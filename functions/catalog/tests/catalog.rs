@@ -593,6 +593,17 @@ async fn services_with_flavors_are_created_atomically_and_validated() {
         ),
         (json!({"priority": 10}), "priority"),
         (json!({"processing_mode": "map_reduce"}), "processing_mode"),
+        // Reduce needs a reduce prompt; extraction and categorisation prompts must be usable
+        // for their phase (the seeded reduce prompt has one `{}` and no tags marker).
+        (json!({"reduce_summary": true}), "reduce_prompt_id"),
+        (
+            json!({"placeholder_extraction_prompt_id": "0b0d3f3e-0000-4000-8000-000000000401"}),
+            "placeholder_extraction_prompt_id",
+        ),
+        (
+            json!({"categorization_prompt_id": "0b0d3f3e-0000-4000-8000-000000000401"}),
+            "categorization_prompt_id",
+        ),
     ] {
         let rejected = call(
             &stack,
