@@ -365,7 +365,7 @@ impl JobStatus {
 
 /// Everything a job needs to run, frozen at submission so catalog edits never change a
 /// running job.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct JobSettings {
     pub provider_id: Uuid,
     pub provider_name: String,
@@ -414,6 +414,9 @@ pub struct JobSettings {
     /// Whether the flavor has an extraction prompt (reported as `has_extraction_prompt`).
     #[serde(default)]
     pub has_extraction_prompt: bool,
+    /// Failover rules of the flavor now running the job.
+    #[serde(default)]
+    pub failover: FailoverPolicy,
 }
 
 impl From<&JobSettings> for BatchBudget {
@@ -429,6 +432,39 @@ impl From<&JobSettings> for BatchBudget {
 }
 
 impl JobSettings {
+    /// Puts the job on `flavor`'s model and provider: sampling, limits, tokenizer and prices
+    /// follow them, and the job's prompts are counted with `counter` (the new model's
+    /// tokenizer). Used at submission and by a failover; the prompts stay the job's.
+    pub fn run_on(
+        &mut self,
+        flavor: &Flavor,
+        model: &Model,
+        provider: &Provider,
+        counter: &crate::tokens::TokenCounter,
+    ) {
+        self.provider_id = provider.id;
+        self.provider_name = provider.name.clone();
+        self.model_identifier = model.model_identifier.clone();
+        self.context_length = model.context_length;
+        self.max_generation_length = model.max_generation_length;
+        self.tokenizer = counter.name().to_string();
+        self.temperature = flavor.temperature as f32;
+        self.top_p = flavor.top_p as f32;
+        self.estimated_cost_per_1k_tokens = flavor.estimated_cost_per_1k_tokens;
+        self.input_price_per_million = model.input_price_per_million;
+        self.output_price_per_million = model.output_price_per_million;
+        let system = self
+            .prompt_system_content
+            .as_deref()
+            .map_or(0, |system| counter.count(system));
+        let template = |prompt: &str| counter.count(&crate::text::prompt::template_text(prompt));
+        self.prompt_tokens = (template(&self.prompt_user_content) + system) as u32;
+        self.reduce_prompt_tokens =
+            self.reduce_prompt
+                .as_deref()
+                .map_or(0, |reduce| template(reduce) + system) as u32;
+    }
+
     /// Cost of some tokens: from the model's input and output prices when the catalog has
     /// them, else from the flavor's flat rate per 1k tokens; None without either (or
     /// without tokens).
@@ -487,6 +523,139 @@ pub struct ReduceLevel {
     pub groups: u32,
 }
 
+/// Why a provider call failed, as failover rules and job errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// No answer in time (client timeout or HTTP 408).
+    Timeout,
+    /// HTTP 429.
+    RateLimit,
+    /// HTTP 5xx (and 409).
+    ServerError,
+    /// HTTP 401/403: the key is refused.
+    Auth,
+    /// Refused by the provider's content filter.
+    ContentFilter,
+    /// The request does not fit the model (HTTP 413, or a 4xx saying so).
+    ContextLength,
+    /// Any other 4xx.
+    BadRequest,
+    /// No connection could be made.
+    Unreachable,
+    /// The provider answered 200 with a body that is not a chat completion.
+    BadResponse,
+}
+
+impl FailureKind {
+    /// Whether waiting may cure it (the step is retried later rather than failing the job).
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Timeout
+                | FailureKind::RateLimit
+                | FailureKind::ServerError
+                | FailureKind::Unreachable
+                | FailureKind::BadResponse
+        )
+    }
+
+    /// The name used in failover records (`rate_limit`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::RateLimit => "rate_limit",
+            FailureKind::ServerError => "server_error",
+            FailureKind::Auth => "auth",
+            FailureKind::ContentFilter => "content_filter",
+            FailureKind::ContextLength => "context_length",
+            FailureKind::BadRequest => "bad_request",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::BadResponse => "bad_response",
+        }
+    }
+
+    /// The `error_code` of a job that fails with it.
+    pub fn job_error_code(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "PROVIDER_TIMEOUT",
+            FailureKind::RateLimit => "PROVIDER_RATE_LIMITED",
+            FailureKind::ServerError => "PROVIDER_ERROR",
+            FailureKind::Auth => "PROVIDER_AUTH_FAILED",
+            FailureKind::ContentFilter => "PROVIDER_CONTENT_FILTERED",
+            FailureKind::ContextLength => "PROVIDER_CONTEXT_LENGTH",
+            FailureKind::BadRequest => "PROVIDER_BAD_REQUEST",
+            FailureKind::Unreachable => "PROVIDER_UNREACHABLE",
+            FailureKind::BadResponse => "PROVIDER_BAD_RESPONSE",
+        }
+    }
+}
+
+/// What a flavor says about failing over to another flavor when its provider fails,
+/// frozen into the job (the reference's `failover_*` fields).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct FailoverPolicy {
+    pub enabled: bool,
+    pub target: Option<Uuid>,
+    pub on_timeout: bool,
+    pub on_rate_limit: bool,
+    /// Server errors, bad answers, unreachable providers, refused keys, context length.
+    pub on_model_error: bool,
+    pub on_content_filter: bool,
+    /// Most hops a job may make (the original flavor's `max_failover_depth`).
+    pub max_depth: u8,
+}
+
+impl FailoverPolicy {
+    /// The policy of a flavor.
+    pub fn of(flavor: &Flavor) -> Self {
+        FailoverPolicy {
+            enabled: flavor.failover_enabled,
+            target: flavor.failover_flavor_id,
+            on_timeout: flavor.failover_on_timeout,
+            on_rate_limit: flavor.failover_on_rate_limit,
+            on_model_error: flavor.failover_on_model_error,
+            on_content_filter: flavor.failover_on_content_filter,
+            max_depth: flavor.max_failover_depth,
+        }
+    }
+
+    /// The flavor to fail over to after a failure of `kind`, if the policy allows it. A
+    /// bad request is the caller's problem and never fails over.
+    pub fn target_for(&self, kind: FailureKind) -> Option<Uuid> {
+        let allowed = match kind {
+            FailureKind::Timeout => self.on_timeout,
+            FailureKind::RateLimit => self.on_rate_limit,
+            FailureKind::ContentFilter => self.on_content_filter,
+            FailureKind::BadRequest => false,
+            FailureKind::ServerError
+            | FailureKind::Auth
+            | FailureKind::ContextLength
+            | FailureKind::Unreachable
+            | FailureKind::BadResponse => self.on_model_error,
+        };
+        self.target.filter(|_| self.enabled && allowed)
+    }
+}
+
+/// One failover of a running job: from which flavor to which, why, and when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailoverHop {
+    pub from_flavor: Uuid,
+    pub from_flavor_name: String,
+    pub from_provider: String,
+    pub to_flavor: Uuid,
+    pub to_flavor_name: String,
+    pub to_provider: String,
+    /// The failure kind (`rate_limit`, `server_error`, ...).
+    pub reason: FailureKind,
+    /// The provider's last error.
+    pub error: String,
+    /// The step that failed and runs again on the new flavor.
+    pub at_step: u32,
+    pub at: String,
+}
+
 /// Progress of a job as stored: the cursor of the step engine.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JobProgress {
@@ -510,6 +679,15 @@ pub struct JobProgress {
     /// The current reduce level, while reducing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reduce: Option<ReduceLevel>,
+    /// Failed tries of the current step (each after its in-call retries).
+    #[serde(default)]
+    pub failures: u32,
+    /// When the current step first failed; the step is retried until the patience runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    /// Which turns object the steps read ([`crate::ports::keys::turns_revision`]).
+    #[serde(default)]
+    pub turns_revision: u32,
 }
 
 /// Token and time totals of the passes done so far.
@@ -519,6 +697,10 @@ pub struct UsageTotals {
     pub completion_tokens: u64,
     pub duration_ms: u64,
     pub passes: u32,
+    /// The sum of the passes' costs, each at its own model's prices (None until a pass
+    /// has a price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 /// Why a job failed: a stable code and a message that names the cause.
@@ -579,6 +761,9 @@ pub struct Job {
     /// The stored versions once the result was edited (empty before: v1 is the output).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<ResultVersion>,
+    /// Every failover of the job, in order (empty: it ran on its own flavor).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover_chain: Vec<FailoverHop>,
 }
 
 fn first_version() -> u32 {
@@ -617,10 +802,20 @@ impl Job {
         }
     }
 
-    /// Estimated cost of the tokens used so far (see [`JobSettings::cost_of`]).
+    /// Estimated cost of the passes so far, each at the prices of the model that ran it.
     pub fn estimated_cost(&self) -> Option<f64> {
-        self.settings
-            .cost_of(self.usage.prompt_tokens, self.usage.completion_tokens)
+        self.usage.cost.map(round6).or_else(|| {
+            self.settings
+                .cost_of(self.usage.prompt_tokens, self.usage.completion_tokens)
+        })
+    }
+
+    /// The flavor running the job now: the last failover's target, else its own.
+    pub fn final_flavor(&self) -> (Uuid, &str) {
+        match self.failover_chain.last() {
+            Some(hop) => (hop.to_flavor, hop.to_flavor_name.as_str()),
+            None => (self.flavor_id, self.flavor_name.as_str()),
+        }
     }
 
     /// The queue lane of this job's steps.
@@ -660,6 +855,12 @@ pub struct StepOutput {
     pub started_at: String,
     pub completed_at: String,
     pub input_chars: u64,
+    /// The pass's cost at the prices of the model that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_cost: Option<f64>,
+    /// The model that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// The queue message for one step of one job.

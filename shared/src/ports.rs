@@ -201,6 +201,14 @@ pub trait JobQueue: Send + Sync {
     async fn send(&self, message: &StepMessage, lane: QueueLane) -> IoResult<()>;
     /// About how many messages wait on a lane (a read that proves the queue answers).
     async fn pending(&self, lane: QueueLane) -> IoResult<u64>;
+    /// Makes a received message (by its receipt handle) visible again after `delay`
+    /// instead of its visibility timeout: how a step is retried later.
+    async fn postpone(
+        &self,
+        lane: QueueLane,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> IoResult<()>;
 }
 
 /// Decrypts provider secrets.
@@ -224,9 +232,17 @@ pub mod keys {
     pub fn input(job: Uuid) -> String {
         format!("jobs/{job}/input.txt")
     }
-    /// The normalised turns (JSON).
+    /// The normalised turns (JSON), as cut at submission.
     pub fn turns(job: Uuid) -> String {
         format!("jobs/{job}/turns.json")
+    }
+    /// The turns of revision `revision`: 0 is [`turns`]; a failover to another model
+    /// writes the next revision (done turns kept, the rest cut again for the new model).
+    pub fn turns_revision(job: Uuid, revision: u32) -> String {
+        match revision {
+            0 => turns(job),
+            n => format!("jobs/{job}/turns-{n}.json"),
+        }
     }
     /// The output of one step (JSON), written once.
     pub fn step(job: Uuid, step: u32) -> String {

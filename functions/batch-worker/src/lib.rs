@@ -64,26 +64,38 @@ async fn process_group(
             failed.push(id);
             continue;
         }
-        if let Err(error) = process_record(gateway, &record, dead_letter_queue).await {
-            tracing::warn!(message_id = %id, %error, "step will be retried");
-            failed.push(id);
+        match process_record(gateway, &record, dead_letter_queue).await {
+            Ok(Disposition::Done) => {}
+            Ok(Disposition::Postponed) => failed.push(id),
+            Err(error) => {
+                tracing::warn!(message_id = %id, %error, "step will be retried");
+                failed.push(id);
+            }
         }
     }
     failed
+}
+
+/// What became of a record that did not fail.
+enum Disposition {
+    /// Done with: delete it.
+    Done,
+    /// Its visibility was changed so that it comes back later: keep it.
+    Postponed,
 }
 
 async fn process_record(
     gateway: &Gateway,
     record: &SqsMessage,
     dead_letter_queue: Option<&str>,
-) -> Result<(), IoError> {
+) -> Result<Disposition, IoError> {
     let body = record.body.as_deref().unwrap_or_default();
     let message: StepMessage = match serde_json::from_str(body) {
         Ok(message) => message,
         Err(error) => {
             // A malformed message can never succeed: drop it instead of retrying.
             tracing::error!(message_id = record.message_id.as_deref().unwrap_or(""), %error, "malformed step message dropped");
-            return Ok(());
+            return Ok(Disposition::Done);
         }
     };
     let from_dead_letter_queue = dead_letter_queue.is_some_and(|dlq| {
@@ -109,9 +121,19 @@ async fn process_record(
             StepOutcome::Skipped(reason) => {
                 tracing::info!(step = message.step, reason, "step message skipped")
             }
+            StepOutcome::RetryLater { delay, lane } => {
+                let receipt = record.receipt_handle.as_deref().unwrap_or_default();
+                gateway.queue.postpone(lane, receipt, delay).await?;
+                tracing::info!(
+                    step = message.step,
+                    delay_ms = delay.as_millis() as u64,
+                    "step postponed"
+                );
+                return Ok(Disposition::Postponed);
+            }
             outcome => tracing::info!(step = message.step, ?outcome, "step message processed"),
         }
-        Ok(())
+        Ok(Disposition::Done)
     }
     .instrument(span)
     .await

@@ -229,6 +229,9 @@ async fn redelivered_step_does_not_call_the_llm_again() {
 
 #[tokio::test]
 async fn transient_provider_errors_are_retried() {
+    // Three faults use up the in-call attempts: the step is postponed (kept in the queue,
+    // visible again after the back-off instead of the 30 s visibility timeout), and the
+    // next delivery completes the job.
     let stack = TestStack::start().await;
     stack
         .mock
@@ -236,13 +239,42 @@ async fn transient_provider_errors_are_retried() {
     stack.mock.push_fault(FaultRule::status(503).times(1));
     stack.mock.push_fault(FaultRule::malformed());
     let id = submit_job(&stack, "single-pass", transcript(5)).await;
-    run_until_finished(&stack, id).await;
+    let queue = &stack.env.job_queues.standard;
+    let event = stack.receive_event(queue).await.unwrap();
+    let response =
+        batch_worker::handle(&stack.gateway, TestStack::lambda_event(event.clone()), None).await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "kept in the queue for a later try"
+    );
+    let waiting = job(&stack, id).await;
+    assert_eq!(waiting.progress.failures, 1);
+    assert!(waiting.error.is_none() && !waiting.status.is_terminal());
+    let again = stack
+        .receive_event(queue)
+        .await
+        .expect("visible again after the back-off, long before the visibility timeout");
+    assert_eq!(
+        again.records[0].message_id, event.records[0].message_id,
+        "the same message"
+    );
+    let response =
+        batch_worker::handle(&stack.gateway, TestStack::lambda_event(again.clone()), None).await;
+    assert!(response.batch_item_failures.is_empty());
+    stack.acknowledge(queue, &again, &response).await;
     let done = job(&stack, id).await;
-    assert_eq!(done.status, JobStatus::Failed, "3 attempts, all faulted");
-    let message = done.error.unwrap().message;
-    assert!(
-        message.contains("provider 'default'") && message.contains("3 attempt"),
-        "{message}"
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.progress.failures, 0);
+    let outcomes: Vec<Outcome> = stack.mock.requests().iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Fault,
+            Outcome::Fault,
+            Outcome::Fault,
+            Outcome::Answered
+        ]
     );
 
     let stack = TestStack::start().await;
@@ -275,7 +307,7 @@ async fn client_errors_fail_the_job_without_retry() {
     let done = job(&stack, id).await;
     assert_eq!(done.status, JobStatus::Failed);
     let error = done.error.unwrap();
-    assert_eq!(error.code, "PROVIDER_ERROR");
+    assert_eq!(error.code, "PROVIDER_BAD_REQUEST");
     assert!(
         error.message.contains("'default'") && error.message.contains("HTTP 400"),
         "{}",

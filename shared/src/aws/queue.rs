@@ -54,4 +54,23 @@ impl JobQueue for SqsJobQueue {
             })
             .unwrap_or(0))
     }
+
+    async fn postpone(
+        &self,
+        lane: QueueLane,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> IoResult<()> {
+        /// SQS's largest visibility timeout (12 hours).
+        const MAX_VISIBILITY_SECS: u64 = 43_200;
+        self.client
+            .change_message_visibility()
+            .queue_url(self.queues.of(lane))
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(delay.as_secs().min(MAX_VISIBILITY_SECS) as i32)
+            .send()
+            .await
+            .map_err(sdk_error("postpone step"))?;
+        Ok(())
+    }
 }

@@ -12,8 +12,8 @@ use super::catalog::prompts::Prompt;
 use super::catalog::validate::{check_placeholders, validate_organization_id};
 use super::Gateway;
 use crate::domain::{
-    now_timestamp, Flavor, Job, JobProgress, JobSettings, JobStatus, Model, ProcessingMode,
-    Provider, Service, StepMessage, UsageTotals, DEFAULT_CREATE_NEW_TURN_AFTER,
+    now_timestamp, FailoverPolicy, Flavor, Job, JobProgress, JobSettings, JobStatus, Model,
+    ProcessingMode, Provider, Service, StepMessage, UsageTotals, DEFAULT_CREATE_NEW_TURN_AFTER,
     DEFAULT_MAX_NEW_TURNS, DEFAULT_SUMMARY_TURNS,
 };
 use crate::engine::error::{
@@ -161,35 +161,8 @@ pub async fn plan(
         "prompt_user_content",
     )?;
 
-    let tokenizer_name = resolve_tokenizer_name(
-        flavor.tokenizer_override.as_deref(),
-        model.tokenizer_name.as_deref(),
-        &model.model_identifier,
-    );
-    let counter = load_or_default(&tokenizer_name);
-    let prompt_tokens = counter.count(&template_text(&flavor.prompt_user_content))
-        + flavor
-            .prompt_system_content
-            .as_deref()
-            .map_or(0, |system| counter.count(system));
-    let input_tokens = counter.count(&request.input);
     let finishing = finishing_prompts(gateway, &flavor, request).await?;
-    let reduce_prompt_tokens = finishing.reduce.as_deref().map_or(0, |reduce| {
-        counter.count(&template_text(reduce))
-            + flavor
-                .prompt_system_content
-                .as_deref()
-                .map_or(0, |system| counter.count(system))
-    });
-    let settings = JobSettings {
-        provider_id: provider.id,
-        provider_name: provider.name.clone(),
-        model_identifier: model.model_identifier.clone(),
-        context_length: model.context_length,
-        max_generation_length: model.max_generation_length,
-        tokenizer: counter.name().to_string(),
-        temperature: flavor.temperature as f32,
-        top_p: flavor.top_p as f32,
+    let mut settings = JobSettings {
         prompt_user_content: flavor.prompt_user_content.clone(),
         prompt_system_content: flavor.prompt_system_content.clone(),
         create_new_turn_after: flavor
@@ -197,19 +170,19 @@ pub async fn plan(
             .unwrap_or(DEFAULT_CREATE_NEW_TURN_AFTER),
         summary_turns: flavor.summary_turns.unwrap_or(DEFAULT_SUMMARY_TURNS),
         max_new_turns: flavor.max_new_turns.unwrap_or(DEFAULT_MAX_NEW_TURNS),
-        prompt_tokens: prompt_tokens as u32,
-        estimated_cost_per_1k_tokens: flavor.estimated_cost_per_1k_tokens,
         priority: flavor.priority,
-        input_price_per_million: model.input_price_per_million,
-        output_price_per_million: model.output_price_per_million,
         output_type: flavor.output_type.clone(),
         reduce_prompt: finishing.reduce,
-        reduce_prompt_tokens: reduce_prompt_tokens as u32,
         consolidate: flavor.consolidate_summary,
         extraction_prompt: finishing.extraction,
         categorization_prompt: finishing.categorization,
         has_extraction_prompt: flavor.placeholder_extraction_prompt_id.is_some(),
+        failover: FailoverPolicy::of(&flavor),
+        ..JobSettings::default()
     };
+    let counter = counter_for(&flavor, &model);
+    settings.run_on(&flavor, &model, &provider, &counter);
+    let input_tokens = counter.count(&request.input);
     let budget = BatchBudget::from(&settings);
     let available = budget.available();
 
@@ -270,6 +243,7 @@ pub async fn plan(
         current_version: 1,
         last_edited_at: None,
         versions: Vec::new(),
+        failover_chain: Vec::new(),
     };
     Ok(Plan {
         job,
@@ -464,6 +438,16 @@ fn prompt_text_only(prompt: &str) -> String {
         .replace(categorization::INPUT_MARKER, "")
         .replace(extraction::OUTPUT_MARKER, "")
         .replace(extraction::FIELDS_MARKER, "")
+}
+
+/// The token counter of a flavor on its model: the flavor's override, the model's
+/// tokenizer, or one derived from the model identifier.
+pub fn counter_for(flavor: &Flavor, model: &Model) -> TokenCounter {
+    load_or_default(&resolve_tokenizer_name(
+        flavor.tokenizer_override.as_deref(),
+        model.tokenizer_name.as_deref(),
+        &model.model_identifier,
+    ))
 }
 
 /// The prompts of the phases after processing, frozen into the job.

@@ -7,6 +7,7 @@ pub mod execute;
 pub mod health;
 pub mod lifecycle;
 pub mod notify;
+mod recovery;
 mod response;
 pub mod versions;
 pub mod views;
@@ -33,6 +34,16 @@ pub struct Limits {
     /// presigned URL so a response never nears Lambda's 6 MB limit
     /// (`GATEWAY_RESULT_INLINE_BYTES`).
     pub result_inline_bytes: usize,
+    /// The longest a step may spend on its LLM call and in-call retries; below the worker
+    /// timeout and the queues' visibility timeout (`GATEWAY_STEP_DEADLINE_SECS`).
+    pub step_deadline: Duration,
+    /// How long a step whose provider keeps failing for now (429, 5xx, timeouts, bad
+    /// bodies) is retried before its job fails (`GATEWAY_STEP_PATIENCE_SECS`).
+    pub step_patience: Duration,
+    /// Back-off of a re-queued step: the first wait, doubled each time up to the
+    /// largest (`GATEWAY_REQUEUE_BASE_MS`, `GATEWAY_REQUEUE_MAX_MS`).
+    pub requeue_base: Duration,
+    pub requeue_max: Duration,
 }
 
 impl Default for Limits {
@@ -42,6 +53,10 @@ impl Default for Limits {
             retry: RetryPolicy::default(),
             llm_timeout: Duration::from_secs(120),
             result_inline_bytes: 1_000_000,
+            step_deadline: Duration::from_secs(240),
+            step_patience: Duration::from_secs(900),
+            requeue_base: Duration::from_secs(5),
+            requeue_max: Duration::from_secs(120),
         }
     }
 }
@@ -68,6 +83,14 @@ impl Limits {
                 .map_or(defaults.llm_timeout, Duration::from_secs),
             result_inline_bytes: num("GATEWAY_RESULT_INLINE_BYTES")
                 .map_or(defaults.result_inline_bytes, |v| v as usize),
+            step_deadline: num("GATEWAY_STEP_DEADLINE_SECS")
+                .map_or(defaults.step_deadline, Duration::from_secs),
+            step_patience: num("GATEWAY_STEP_PATIENCE_SECS")
+                .map_or(defaults.step_patience, Duration::from_secs),
+            requeue_base: num("GATEWAY_REQUEUE_BASE_MS")
+                .map_or(defaults.requeue_base, Duration::from_millis),
+            requeue_max: num("GATEWAY_REQUEUE_MAX_MS")
+                .map_or(defaults.requeue_max, Duration::from_millis),
         }
     }
 }

@@ -33,6 +33,10 @@ fn event_type(old: Option<&Job>, new: &Job) -> &'static str {
         JobStatus::Completed => "complete",
         JobStatus::Failed => "error",
         JobStatus::Cancelled => "cancelled",
+        _ if old.is_some_and(|old| old.failover_chain.len() < new.failover_chain.len()) => {
+            "failover"
+        }
+        _ if old.is_some_and(|old| old.progress.failures < new.progress.failures) => "retry",
         _ if old.is_none_or(|old| old.status != new.status) => "status_change",
         _ => "progress",
     }
@@ -42,7 +46,10 @@ fn event_type(old: Option<&Job>, new: &Job) -> &'static str {
 /// subscriber sees changed (status, step, cursor).
 pub fn job_update(old: Option<&Job>, new: &Job) -> Option<Value> {
     if let Some(old) = old {
-        if old.status == new.status && old.progress == new.progress {
+        if old.status == new.status
+            && old.progress == new.progress
+            && old.failover_chain.len() == new.failover_chain.len()
+        {
             return None;
         }
     }
@@ -67,6 +74,12 @@ fn update_message(job: &Job, event_type: &str) -> Value {
             "total": job.usage.prompt_tokens + job.usage.completion_tokens,
         },
         "estimated_cost": job.estimated_cost(),
+        "failover_applied": !job.failover_chain.is_empty(),
+        "failover_chain": job.failover_chain,
+        "retry_info": (job.progress.failures > 0).then(|| json!({
+            "failures": job.progress.failures,
+            "failing_since": job.progress.failing_since,
+        })),
         "timestamp": job.updated_at,
     })
 }
@@ -281,6 +294,7 @@ mod tests {
             completion_tokens: 200,
             duration_ms: 10,
             passes: step,
+            cost: None,
         };
         job
     }

@@ -99,10 +99,11 @@ pub fn job_json(job: &Job) -> Value {
         "original_flavor_id": null,
         "original_flavor_name": null,
         "fallback_reason": null,
-        "failover_applied": false,
-        "failover_chain": [],
-        "final_flavor_id": job.flavor_id,
-        "final_flavor_name": job.flavor_name,
+        "failover_applied": !job.failover_chain.is_empty(),
+        "failover_chain": job.failover_chain,
+        "final_flavor_id": job.final_flavor().0,
+        "final_flavor_name": job.final_flavor().1,
+        "provider": job.settings.provider_name,
     })
 }
 

@@ -12,12 +12,12 @@ use std::ops::Range;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
-use super::Gateway;
+use super::{recovery, Gateway};
 use crate::domain::{
     now_timestamp, Job, JobError, JobStatus, PassType, Phase, ProcessingMode, ReduceLevel,
     StepMessage, StepOutput,
 };
-use crate::llm::{chat_with_retries, ChatMessage, ChatRequest, Endpoint};
+use crate::llm::{chat_with_retries, ChatMessage, ChatRequest, Endpoint, LlmFailure};
 use crate::ports::{keys, IoError, IoResult};
 use crate::postprocess::answer::parse_json_object;
 use crate::postprocess::consolidate::consolidate;
@@ -40,6 +40,12 @@ pub enum StepOutcome {
     Failed,
     /// Nothing to do: unknown or finished job, or a stale/duplicate message.
     Skipped(&'static str),
+    /// The provider failed for now: the message must come back after `delay` on `lane`
+    /// (not deleted; the step keeps its place in the job's message group).
+    RetryLater {
+        delay: std::time::Duration,
+        lane: crate::domain::QueueLane,
+    },
 }
 
 /// Objects fetched or written at once when assembling a result or a reduce level.
@@ -92,9 +98,12 @@ pub async fn process_step(gateway: &Gateway, message: &StepMessage) -> IoResult<
         }
         None => match run_llm_step(gateway, &job, message, &counter).await? {
             Ok(output) => output,
-            Err(error) => {
+            Err(StepFailure::Fatal(error)) => {
                 fail_job(gateway, job, error).await?;
                 return Ok(StepOutcome::Failed);
+            }
+            Err(StepFailure::Provider(failure)) => {
+                return recovery::after_provider_failure(gateway, job, message, failure).await;
             }
         },
     };
@@ -112,6 +121,10 @@ pub async fn fail_dead_letter(
     };
     if job.status.is_terminal() {
         return Ok(StepOutcome::Skipped("job already finished"));
+    }
+    if job.progress.step != message.step {
+        // The job moved on (the step ran after all); the dead letter is stale.
+        return Ok(StepOutcome::Skipped("stale dead letter"));
     }
     let error = JobError {
         code: "STEP_RETRIES_EXHAUSTED".into(),
@@ -154,18 +167,27 @@ async fn load_step_output(gateway: &Gateway, job: &Job, step: u32) -> IoResult<O
     }
 }
 
-/// Builds the prompt of this step, calls the LLM and stores the output. The inner `Err`
-/// is a provider failure that fails the job.
+/// Why a step got no answer.
+enum StepFailure {
+    /// The provider failed after the in-call retries (retry later, fail over, or fail).
+    Provider(LlmFailure),
+    /// The job cannot run any more (its provider was deleted).
+    Fatal(JobError),
+}
+
+/// Builds the prompt of this step, calls the LLM and stores the output, all within the
+/// step deadline ([`super::Limits::step_deadline`]).
 async fn run_llm_step(
     gateway: &Gateway,
     job: &Job,
     message: &StepMessage,
     counter: &TokenCounter,
-) -> IoResult<Result<StepOutput, JobError>> {
+) -> IoResult<Result<StepOutput, StepFailure>> {
+    let deadline = tokio::time::Instant::now() + gateway.limits.step_deadline;
     let call = build_call(gateway, job, message, counter).await?;
     let endpoint = match endpoint(gateway, job).await? {
         Ok(endpoint) => endpoint,
-        Err(error) => return Ok(Err(error)),
+        Err(error) => return Ok(Err(StepFailure::Fatal(error))),
     };
     let mut messages = Vec::with_capacity(2);
     if let Some(system) = call.system {
@@ -187,20 +209,14 @@ async fn run_llm_step(
         &endpoint,
         &request,
         gateway.limits.retry,
+        deadline,
     )
     .await
     {
         Ok(completion) => completion,
         Err(failure) => {
-            let code = match failure.last.status() {
-                Some(_) => "PROVIDER_ERROR",
-                None => "PROVIDER_UNREACHABLE",
-            };
-            tracing::error!(step = message.step, phase = ?job.progress.phase, error = %failure, "LLM call failed");
-            return Ok(Err(JobError {
-                code: code.into(),
-                message: failure.to_string(),
-            }));
+            tracing::warn!(step = message.step, phase = ?job.progress.phase, kind = failure.last.kind().as_str(), error = %failure, "LLM call failed");
+            return Ok(Err(StepFailure::Provider(failure)));
         }
     };
     let duration_ms = clock.elapsed().as_millis() as u64;
@@ -226,6 +242,10 @@ async fn run_llm_step(
         started_at,
         completed_at: now_timestamp(),
         input_chars: call.prompt.chars().count() as u64,
+        estimated_cost: job
+            .settings
+            .cost_of(u64::from(prompt_tokens), u64::from(completion_tokens)),
+        model: Some(job.settings.model_identifier.clone()),
     };
     let bytes = serde_json::to_vec(&output).map_err(|e| IoError::new("encode step output", e))?;
     gateway
@@ -255,10 +275,10 @@ async fn endpoint(gateway: &Gateway, job: &Job) -> IoResult<Result<Endpoint, Job
     Ok(Ok(gateway.endpoint_of(provider).await?))
 }
 
-async fn load_turns(gateway: &Gateway, job: &Job) -> IoResult<Vec<NormalizedTurn>> {
+pub(super) async fn load_turns(gateway: &Gateway, job: &Job) -> IoResult<Vec<NormalizedTurn>> {
     let bytes = gateway
         .blobs
-        .get(&keys::turns(job.id))
+        .get(&keys::turns_revision(job.id, job.progress.turns_revision))
         .await?
         .ok_or_else(|| IoError::new("read job turns", "turns object missing"))?;
     serde_json::from_slice(&bytes).map_err(|e| IoError::new("decode job turns", e))
@@ -432,6 +452,11 @@ async fn advance(
     job.usage.completion_tokens += u64::from(output.completion_tokens);
     job.usage.duration_ms += output.duration_ms;
     job.usage.passes += 1;
+    if let Some(cost) = output.estimated_cost {
+        job.usage.cost = Some(job.usage.cost.unwrap_or(0.0) + cost);
+    }
+    job.progress.failures = 0;
+    job.progress.failing_since = None;
 
     let next = match job.progress.phase {
         Phase::Processing => {
@@ -735,10 +760,11 @@ async fn write_metrics(gateway: &Gateway, job: &Job) -> IoResult<()> {
                 "output_chars": output.output.chars().count(),
                 "batch_start": output.batch_start,
                 "batch_end": output.batch_end,
-                "estimated_cost": job.settings.cost_of(
+                "estimated_cost": output.estimated_cost.or_else(|| job.settings.cost_of(
                     u64::from(output.prompt_tokens),
                     u64::from(output.completion_tokens),
-                ),
+                )),
+                "model": output.model,
             })
         })
         .collect();
@@ -750,7 +776,7 @@ async fn write_metrics(gateway: &Gateway, job: &Job) -> IoResult<()> {
 }
 
 /// Marks the job failed with `error` (re-reading once if it moved meanwhile).
-async fn fail_job(gateway: &Gateway, mut job: Job, error: JobError) -> IoResult<()> {
+pub(super) async fn fail_job(gateway: &Gateway, mut job: Job, error: JobError) -> IoResult<()> {
     for _ in 0..3 {
         let expected = job.progress.step;
         job.status = JobStatus::Failed;
@@ -776,3 +802,7 @@ mod tests;
 #[cfg(test)]
 #[path = "worker_phase_tests.rs"]
 mod phase_tests;
+
+#[cfg(test)]
+#[path = "worker_recovery_tests.rs"]
+mod recovery_tests;

@@ -448,7 +448,7 @@ async fn non_retryable_provider_error_fails_the_job() {
     let failed = job(&memory, submitted.id).await;
     assert_eq!(failed.status, JobStatus::Failed);
     let error = failed.error.unwrap();
-    assert_eq!(error.code, "PROVIDER_ERROR");
+    assert_eq!(error.code, "PROVIDER_BAD_REQUEST");
     assert!(error.message.contains("HTTP 400"), "{}", error.message);
     assert!(error.message.contains("1 attempt"), "{}", error.message);
     assert!(failed.completed_at.is_some());
@@ -481,13 +481,20 @@ async fn retryable_provider_errors_are_retried_within_the_attempt_budget() {
     memory
         .llm
         .fail_next(3, LlmError::Transport("connection refused".into()));
-    assert_eq!(
-        process_step(&memory.gateway, &message).await.unwrap(),
-        StepOutcome::Failed
+    assert!(
+        matches!(
+            process_step(&memory.gateway, &message).await.unwrap(),
+            StepOutcome::RetryLater { .. }
+        ),
+        "a transient failure after the in-call retries re-queues the step"
     );
     assert_eq!(memory.llm.call_count(), 6, "max_attempts 3");
-    let error = job(&memory, unreachable.id).await.error.unwrap();
-    assert_eq!(error.code, "PROVIDER_UNREACHABLE");
+    let waiting = job(&memory, unreachable.id).await;
+    assert_eq!(
+        (waiting.status, waiting.progress.failures),
+        (JobStatus::Queued, 1)
+    );
+    assert!(waiting.error.is_none());
 }
 
 #[tokio::test]

@@ -12,6 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::FailureKind;
+
 /// One chat message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -95,6 +97,50 @@ impl LlmError {
         }
     }
 
+    /// What kind of failure this is, for failover and for the job's error code.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            LlmError::Timeout(_) => FailureKind::Timeout,
+            LlmError::Transport(_) => FailureKind::Unreachable,
+            LlmError::InvalidResponse(_) => FailureKind::BadResponse,
+            LlmError::Status {
+                status, message, ..
+            } => {
+                let message = message.to_ascii_lowercase();
+                let mentions = |words: &[&str]| words.iter().any(|word| message.contains(word));
+                match status {
+                    408 => FailureKind::Timeout,
+                    429 => FailureKind::RateLimit,
+                    401 | 403 => FailureKind::Auth,
+                    413 => FailureKind::ContextLength,
+                    409 | 500..=599 => FailureKind::ServerError,
+                    _ if mentions(&[
+                        "content_filter",
+                        "content filter",
+                        "content policy",
+                        "content management policy",
+                        "safety",
+                    ]) =>
+                    {
+                        FailureKind::ContentFilter
+                    }
+                    _ if mentions(&[
+                        "context length",
+                        "context_length",
+                        "maximum context",
+                        "too many tokens",
+                        "max_tokens",
+                        "token limit",
+                    ]) =>
+                    {
+                        FailureKind::ContextLength
+                    }
+                    _ => FailureKind::BadRequest,
+                }
+            }
+        }
+    }
+
     /// The HTTP status, if the provider answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -159,37 +205,53 @@ pub struct LlmFailure {
     pub provider: String,
     pub attempts: u32,
     pub last: LlmError,
+    /// How long to wait before trying again, when known (Retry-After, or a backoff that
+    /// did not fit before the deadline).
+    pub retry_after: Option<Duration>,
 }
 
-/// Sends the request, retrying retryable failures per `policy`.
+/// Sends the request, retrying retryable failures per `policy`, and never past
+/// `deadline`: an attempt is cut off when the deadline comes (a timeout), and a wait that
+/// would end after it is not made (the failure is returned with the wait still due in
+/// [`LlmFailure::retry_after`], for the caller to re-queue the step instead of sleeping).
 pub async fn chat_with_retries(
     client: &dyn LlmClient,
     endpoint: &Endpoint,
     request: &ChatRequest,
     policy: RetryPolicy,
+    deadline: tokio::time::Instant,
 ) -> Result<ChatCompletion, LlmFailure> {
     let mut attempt = 1;
     loop {
-        match client.chat(endpoint, request).await {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = match tokio::time::timeout(remaining, client.chat(endpoint, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(LlmError::Timeout(remaining)),
+        };
+        let error = match result {
             Ok(completion) => return Ok(completion),
-            Err(error) if error.is_retryable() && attempt < policy.max_attempts => {
-                let retry_after = match &error {
-                    LlmError::Status { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                let delay = policy.delay(attempt, retry_after, rand::random::<f64>());
-                tracing::warn!(provider = %endpoint.provider_name, attempt, %error, delay_ms = delay.as_millis() as u64, "LLM call failed, retrying");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            Err(error) => {
-                return Err(LlmFailure {
-                    provider: endpoint.provider_name.clone(),
-                    attempts: attempt,
-                    last: error,
-                })
-            }
+            Err(error) => error,
+        };
+        let provider_wait = match &error {
+            LlmError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let failure = |retry_after| LlmFailure {
+            provider: endpoint.provider_name.clone(),
+            attempts: attempt,
+            last: error.clone(),
+            retry_after,
+        };
+        if !error.is_retryable() || attempt >= policy.max_attempts {
+            return Err(failure(provider_wait));
         }
+        let delay = policy.delay(attempt, provider_wait, rand::random::<f64>());
+        if tokio::time::Instant::now() + delay >= deadline {
+            return Err(failure(Some(delay)));
+        }
+        tracing::warn!(provider = %endpoint.provider_name, attempt, %error, delay_ms = delay.as_millis() as u64, "LLM call failed, retrying");
+        tokio::time::sleep(delay).await;
+        attempt += 1;
     }
 }
 

@@ -38,7 +38,11 @@ pub fn test_limits() -> Limits {
             max_delay: Duration::from_millis(4),
         },
         llm_timeout: Duration::from_secs(5),
-        result_inline_bytes: 1_000_000,
+        step_deadline: Duration::from_secs(10),
+        step_patience: Duration::from_secs(60),
+        requeue_base: Duration::from_millis(10),
+        requeue_max: Duration::from_millis(80),
+        ..Limits::default()
     }
 }
 

@@ -81,6 +81,7 @@ impl BlobStore for MemoryBlobs {
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     sent: Mutex<VecDeque<(StepMessage, QueueLane)>>,
+    postponed: Mutex<Vec<(String, QueueLane, Duration)>>,
     fail_send: FailNext,
 }
 
@@ -93,6 +94,11 @@ impl MemoryQueue {
     /// The messages sent and not drained yet, oldest first.
     pub fn sent(&self) -> Vec<(StepMessage, QueueLane)> {
         lock(&self.sent).iter().cloned().collect()
+    }
+
+    /// Every postponement asked: receipt handle, lane and delay, in order.
+    pub fn postponed(&self) -> Vec<(String, QueueLane, Duration)> {
+        lock(&self.postponed).clone()
     }
 
     /// Takes every message sent so far, oldest first.
@@ -112,6 +118,16 @@ impl JobQueue for MemoryQueue {
 
     async fn pending(&self, lane: QueueLane) -> IoResult<u64> {
         Ok(lock(&self.sent).iter().filter(|(_, l)| *l == lane).count() as u64)
+    }
+
+    async fn postpone(
+        &self,
+        lane: QueueLane,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> IoResult<()> {
+        lock(&self.postponed).push((receipt_handle.to_string(), lane, delay));
+        Ok(())
     }
 }
 

@@ -71,6 +71,10 @@ pub fn test_limits() -> Limits {
             max_delay: Duration::from_millis(200),
         },
         llm_timeout: Duration::from_secs(5),
+        step_deadline: Duration::from_secs(10),
+        step_patience: Duration::from_secs(30),
+        requeue_base: Duration::from_millis(100),
+        requeue_max: Duration::from_secs(1),
         ..Limits::default()
     }
 }

@@ -1,0 +1,274 @@
+//! What happens to a step whose provider failed after its in-call retries: the job fails
+//! over to the flavor its policy names (the remaining steps run on the new provider and
+//! model, steps already done are kept), or a transient failure puts the step back in the
+//! queue with back-off until the step's patience runs out, or the job fails with an error
+//! that names every provider tried and why.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::execute::counter_for;
+use super::worker::{fail_job, load_turns, StepOutcome};
+use super::Gateway;
+use crate::domain::{
+    now_timestamp, FailoverHop, FailoverPolicy, FailureKind, Flavor, Job, JobError, Phase,
+    ProcessingMode, StepMessage,
+};
+use crate::llm::LlmFailure;
+use crate::ports::{keys, IoError, IoResult, RecordKind};
+use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
+use crate::text::normalize::{normalize_transcript, NormalizeLimits};
+use crate::tokens::TokenCounter;
+
+/// Decides the fate of a step whose provider failed.
+pub(super) async fn after_provider_failure(
+    gateway: &Gateway,
+    mut job: Job,
+    message: &StepMessage,
+    failure: LlmFailure,
+) -> IoResult<StepOutcome> {
+    let kind = failure.last.kind();
+    if let Some(target) = job.settings.failover.target_for(kind) {
+        if let Some(hop) = fail_over(gateway, &mut job, message, kind, &failure, target).await? {
+            if !gateway.jobs.replace(&job, message.step).await? {
+                return Ok(StepOutcome::Skipped("job advanced concurrently"));
+            }
+            tracing::warn!(
+                from = %hop.from_flavor_name,
+                to = %hop.to_flavor_name,
+                reason = kind.as_str(),
+                step = message.step,
+                "failed over"
+            );
+            return Ok(StepOutcome::RetryLater {
+                delay: Duration::ZERO,
+                lane: job.lane(),
+            });
+        }
+    }
+
+    let now = chrono::Utc::now();
+    let failing_since = job
+        .progress
+        .failing_since
+        .as_deref()
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+        .map_or(now, |at| at.with_timezone(&chrono::Utc));
+    let patience =
+        chrono::Duration::from_std(gateway.limits.step_patience).unwrap_or(chrono::Duration::MAX);
+    if kind.is_transient() && now - failing_since < patience {
+        job.progress.failures += 1;
+        job.progress.failing_since = Some(
+            job.progress
+                .failing_since
+                .take()
+                .unwrap_or_else(now_timestamp),
+        );
+        job.updated_at = now_timestamp();
+        if !gateway.jobs.replace(&job, message.step).await? {
+            return Ok(StepOutcome::Skipped("job advanced concurrently"));
+        }
+        let delay = requeue_delay(gateway, job.progress.failures, failure.retry_after);
+        tracing::warn!(
+            step = message.step,
+            failures = job.progress.failures,
+            delay_ms = delay.as_millis() as u64,
+            reason = kind.as_str(),
+            "step re-queued"
+        );
+        return Ok(StepOutcome::RetryLater {
+            delay,
+            lane: job.lane(),
+        });
+    }
+
+    let error = final_error(&job, kind, &failure);
+    fail_job(gateway, job, error).await?;
+    Ok(StepOutcome::Failed)
+}
+
+/// The wait before a re-queued step runs again: the back-off for its `failures`-th
+/// failure, but at least what the provider asked for (capped at the step patience).
+fn requeue_delay(gateway: &Gateway, failures: u32, provider_wait: Option<Duration>) -> Duration {
+    let limits = &gateway.limits;
+    let backoff = limits
+        .requeue_base
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+        .min(limits.requeue_max);
+    backoff.max(provider_wait.unwrap_or_default().min(limits.step_patience))
+}
+
+/// The error of a job that no provider could serve: every failover hop and the last
+/// failure, each with its provider and reason.
+fn final_error(job: &Job, kind: FailureKind, failure: &LlmFailure) -> JobError {
+    let last = format!(
+        "provider '{}' ({}): {}: {}",
+        job.settings.provider_name,
+        job.final_flavor().1,
+        kind.as_str(),
+        failure
+    );
+    if job.failover_chain.is_empty() {
+        return JobError {
+            code: kind.job_error_code().into(),
+            message: last,
+        };
+    }
+    let tried: Vec<String> = job
+        .failover_chain
+        .iter()
+        .map(|hop| {
+            format!(
+                "provider '{}' ({}): {}: {}",
+                hop.from_provider,
+                hop.from_flavor_name,
+                hop.reason.as_str(),
+                hop.error
+            )
+        })
+        .chain(std::iter::once(last))
+        .collect();
+    JobError {
+        code: "ALL_PROVIDERS_FAILED".into(),
+        message: format!("every provider failed: {}", tried.join("; ")),
+    }
+}
+
+/// Moves the job to the `target` flavor's provider and model when it can take the job
+/// over (it exists and is active, is not already in the chain, the depth allows it, and
+/// the remaining work fits its model); returns the hop, or None to fall back to retries.
+async fn fail_over(
+    gateway: &Gateway,
+    job: &mut Job,
+    message: &StepMessage,
+    kind: FailureKind,
+    failure: &LlmFailure,
+    target: Uuid,
+) -> IoResult<Option<FailoverHop>> {
+    let depth = job.failover_chain.len();
+    let visited =
+        target == job.flavor_id || job.failover_chain.iter().any(|hop| hop.to_flavor == target);
+    if depth >= usize::from(job.settings.failover.max_depth) || visited {
+        return Ok(None);
+    }
+    let Some(record) = gateway.records.record(RecordKind::Flavor, target).await? else {
+        return Ok(None);
+    };
+    let Ok(flavor) = serde_json::from_value::<Flavor>(record.body) else {
+        return Ok(None);
+    };
+    let Some(model) = gateway.catalog.model(flavor.model_id).await? else {
+        return Ok(None);
+    };
+    let Some(provider) = gateway.catalog.provider(model.provider_id).await? else {
+        return Ok(None);
+    };
+    if !flavor.is_active || !model.is_active {
+        return Ok(None);
+    }
+    let counter = counter_for(&flavor, &model);
+    let (from_flavor, from_flavor_name) = job.final_flavor();
+    let from_flavor_name = from_flavor_name.to_string();
+    let from_provider = job.settings.provider_name.clone();
+    let mut moved = job.clone();
+    moved.settings.run_on(&flavor, &model, &provider, &counter);
+    moved.settings.failover = FailoverPolicy {
+        max_depth: job.settings.failover.max_depth,
+        ..FailoverPolicy::of(&flavor)
+    };
+    if !remaining_work_fits(gateway, &mut moved, &counter).await? {
+        tracing::warn!(to = %flavor.name, "failover target too small for the remaining work");
+        return Ok(None);
+    }
+    let hop = FailoverHop {
+        from_flavor,
+        from_flavor_name,
+        from_provider,
+        to_flavor: flavor.id,
+        to_flavor_name: flavor.name.clone(),
+        to_provider: provider.name.clone(),
+        reason: kind,
+        error: failure.to_string(),
+        at_step: message.step,
+        at: now_timestamp(),
+    };
+    moved.failover_chain.push(hop.clone());
+    moved.progress.failures = 0;
+    moved.progress.failing_since = None;
+    moved.updated_at = now_timestamp();
+    *job = moved;
+    Ok(Some(hop))
+}
+
+/// Checks the work left fits the job's (new) model, re-cutting the turns still to
+/// process for its context and tokenizer: the turns already done are kept as they are,
+/// the rest is normalised again and the batches re-estimated. Single-pass input must fit
+/// in one call; a reduce level already planned must fit the new budget.
+async fn remaining_work_fits(
+    gateway: &Gateway,
+    job: &mut Job,
+    counter: &TokenCounter,
+) -> IoResult<bool> {
+    let budget = BatchBudget::from(&job.settings);
+    if budget.available() < MIN_INPUT_TOKENS {
+        return Ok(false);
+    }
+    match (job.progress.phase, job.processing_mode) {
+        (Phase::Processing, ProcessingMode::SinglePass) => {
+            let input = gateway
+                .blobs
+                .get(&keys::input(job.id))
+                .await?
+                .ok_or_else(|| IoError::new("read job input", "input object missing"))?;
+            Ok(counter.count(&String::from_utf8_lossy(&input)) <= budget.available())
+        }
+        (Phase::Processing, ProcessingMode::Iterative) => {
+            let mut turns = load_turns(gateway, job).await?;
+            let cursor = job.progress.cursor as usize;
+            let rest: Vec<&str> = turns[cursor..]
+                .iter()
+                .map(|turn| turn.text.as_str())
+                .collect();
+            let recut = normalize_transcript(
+                &rest.join("\n"),
+                counter,
+                NormalizeLimits {
+                    create_new_turn_after: job.settings.create_new_turn_after as usize,
+                    max_turn_tokens: budget.max_turn_tokens(),
+                },
+            );
+            turns.truncate(cursor);
+            turns.extend(recut);
+            let tokens: Vec<u32> = turns[cursor..].iter().map(|turn| turn.tokens).collect();
+            let remaining = budget.estimate_batches(&tokens, budget.context_reserve() / 2) as u32;
+            job.progress.total_turns = turns.len() as u32;
+            job.progress.total_batches = job.progress.phase_step + remaining;
+            job.progress.phase_total = job.progress.total_batches;
+            // A new object, so the job's current turns stay valid until the job is written.
+            job.progress.turns_revision += 1;
+            let json = serde_json::to_vec(&turns).map_err(|e| IoError::new("encode turns", e))?;
+            let key = keys::turns_revision(job.id, job.progress.turns_revision);
+            gateway.blobs.put(&key, json, "application/json").await?;
+            Ok(true)
+        }
+        (Phase::Reducing, _) => {
+            // Groups were cut for the old budget; they must fit the new one.
+            let reduce_budget = (job.settings.context_length as usize)
+                .saturating_sub(job.settings.max_generation_length as usize)
+                .saturating_sub(job.settings.reduce_prompt_tokens as usize);
+            let Some(level) = job.progress.reduce else {
+                return Ok(false);
+            };
+            for group in (job.progress.step - level.first_step)..level.groups {
+                let key = keys::reduce_input(job.id, level.level, group);
+                let text = gateway.blobs.get(&key).await?.unwrap_or_default();
+                if counter.count(&String::from_utf8_lossy(&text)) > reduce_budget {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        (Phase::Extracting | Phase::Categorizing, _) => Ok(true),
+    }
+}
