@@ -247,6 +247,10 @@ pub struct Flavor {
     pub failover_on_content_filter: bool,
     #[serde(default = "default_max_failover_depth")]
     pub max_failover_depth: u8,
+    /// When a single-pass input does not fit and no `fallback_flavor_id` takes it, run
+    /// it on an active iterative flavor of the same service instead of refusing it.
+    #[serde(default = "yes")]
+    pub auto_fallback_to_iterative: bool,
     #[serde(default)]
     pub placeholder_extraction_prompt_id: Option<Uuid>,
     #[serde(default)]
@@ -764,6 +768,20 @@ pub struct Job {
     /// Every failover of the job, in order (empty: it ran on its own flavor).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failover_chain: Vec<FailoverHop>,
+    /// Set when the input did not fit the requested flavor and another one runs the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+}
+
+/// Why a job runs on another flavor than the one requested (the reference's `fallback_*`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Fallback {
+    pub original_flavor_id: Uuid,
+    pub original_flavor_name: String,
+    pub reason: String,
+    /// The input's tokens and the room the requested flavor had.
+    pub input_tokens: u32,
+    pub context_available: u32,
 }
 
 fn first_version() -> u32 {

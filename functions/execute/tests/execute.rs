@@ -295,15 +295,46 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
 }
 
 #[tokio::test]
-async fn single_pass_input_over_the_context_is_context_exceeded() {
+async fn single_pass_input_over_the_context_falls_back_or_is_refused() {
     let stack = TestStack::start().await;
+    let service = seeds::SUMMARIZE_SERVICE_ID.to_string();
+    // The seeded single-pass flavor allows the automatic fallback to the iterative one.
     let body = serde_json::json!({"input": transcript(1200), "flavor_name": "single-pass", "organization_id": "org-x"}).to_string();
-    let response = execute(
-        &stack,
-        &seeds::SUMMARIZE_SERVICE_ID.to_string(),
-        body.as_bytes(),
-    )
-    .await;
+    let accepted = execute(&stack, &service, body.as_bytes()).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    assert_eq!(accepted.body["fallback_applied"], true);
+    assert_eq!(accepted.body["original_flavor_name"], "single-pass");
+    assert_eq!(
+        accepted.body["original_flavor_id"],
+        seeds::SINGLE_PASS_FLAVOR_ID.to_string()
+    );
+    assert_eq!(accepted.body["flavor_name"], "iterative");
+    assert_eq!(accepted.body["processing_mode"], "iterative");
+    let reason = accepted.body["fallback_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("does not fit flavor 'single-pass'"),
+        "{reason}"
+    );
+    let job_id: Uuid = accepted.body["job_id"].as_str().unwrap().parse().unwrap();
+    let job = stack.gateway.jobs.get(job_id).await.unwrap().unwrap();
+    assert_eq!(job.flavor_id, seeds::ITERATIVE_FLAVOR_ID);
+    assert!(job.fallback.is_some());
+
+    // A flavor that does not allow it is refused with the figures and a suggestion.
+    use gateway_core::ports::Catalog;
+    let mut strict = stack
+        .catalog
+        .flavor(seeds::SUMMARIZE_SERVICE_ID, seeds::SINGLE_PASS_FLAVOR_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    strict.id = Uuid::new_v4();
+    strict.name = "strict".into();
+    strict.is_default = false;
+    strict.auto_fallback_to_iterative = false;
+    stack.catalog.put_flavor(&strict).await.unwrap();
+    let body = serde_json::json!({"input": transcript(1200), "flavor_name": "strict", "organization_id": "org-y"}).to_string();
+    let response = execute(&stack, &service, body.as_bytes()).await;
     assert_eq!(response.status, 400, "{}", response.body);
     assert_eq!(response.body["error_code"], "CONTEXT_EXCEEDED");
     let input_tokens = response.body["input_tokens"].as_u64().unwrap();
@@ -315,7 +346,7 @@ async fn single_pass_input_over_the_context_is_context_exceeded() {
         .as_str()
         .unwrap()
         .contains("iterative"));
-    assert_eq!(job_count(&stack, Some("org-x")).await, 0);
+    assert_eq!(job_count(&stack, Some("org-y")).await, 0);
 }
 
 #[tokio::test]
@@ -437,8 +468,18 @@ async fn validate_execution_is_a_dry_run() {
         serde_json::json!({"input": transcript(3000), "flavor_name": "single-pass"}).to_string();
     let too_long = execute::handle(&stack.gateway, dry_run(huge)).await;
     assert_eq!(too_long.status, 200, "{}", too_long.body);
-    assert_eq!(too_long.body["valid"], false);
-    assert_eq!(too_long.body["error_code"], "CONTEXT_EXCEEDED");
+    assert_eq!(too_long.body["valid"], true, "{}", too_long.body);
+    assert_eq!(too_long.body["fallback_applied"], true);
+    assert_eq!(too_long.body["flavor_name"], "iterative");
+    assert!(too_long.body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("fell back automatically to the iterative flavor 'iterative'"));
+    let too_long_for_one =
+        serde_json::json!({"input": transcript(3000), "flavor_id": seeds::SINGLE_PASS_FLAVOR_ID, "organization_id": "org-v"})
+            .to_string();
+    let fits = execute::handle(&stack.gateway, dry_run(too_long_for_one)).await;
+    assert_eq!(fits.body["original_flavor_name"], "single-pass");
 
     let unknown = serde_json::json!({"input": "x", "flavor_name": "nope"}).to_string();
     assert_eq!(

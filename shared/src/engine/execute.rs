@@ -10,7 +10,9 @@ use uuid::Uuid;
 use super::catalog::entity::{load, Scope};
 use super::catalog::prompts::Prompt;
 use super::catalog::validate::{check_placeholders, validate_organization_id};
+use super::views::with_flavor_choice;
 use super::Gateway;
+use crate::domain::Fallback;
 use crate::domain::{
     now_timestamp, FailoverPolicy, Flavor, Job, JobProgress, JobSettings, JobStatus, Model,
     ProcessingMode, Provider, Service, StepMessage, UsageTotals, DEFAULT_CREATE_NEW_TURN_AFTER,
@@ -19,7 +21,7 @@ use crate::domain::{
 use crate::engine::error::{
     BodyProblem, ContextExceeded, EngineError, EngineResult, Location, Resource, Rule,
 };
-use crate::ports::keys;
+use crate::ports::{keys, RecordKind};
 use crate::postprocess::categorization::{self, CategorizationContext};
 use crate::postprocess::extraction;
 use crate::postprocess::reduce::estimate_calls;
@@ -148,6 +150,120 @@ pub async fn plan(
     request: &ExecuteRequest,
 ) -> EngineResult<Plan> {
     let target = resolve_target(gateway, service_id, request).await?;
+    let original = target.flavor.clone();
+    let exceeded = match plan_on(gateway, target, request).await {
+        Err(EngineError::ContextExceeded(exceeded))
+            if original.processing_mode == ProcessingMode::SinglePass
+                && exceeded.input_tokens.is_some() =>
+        {
+            exceeded
+        }
+        other => return other,
+    };
+    let input_tokens = exceeded.input_tokens.unwrap_or_default();
+    for (candidate, reason) in fallback_candidates(gateway, &original).await? {
+        let name = candidate.flavor.name.clone();
+        match plan_on(gateway, candidate, request).await {
+            Ok(mut plan) => {
+                plan.job.fallback = Some(Fallback {
+                    original_flavor_id: original.id,
+                    original_flavor_name: original.name.clone(),
+                    reason: format!(
+                        "the input ({input_tokens} tokens) does not fit flavor '{}' ({} tokens available); {reason} '{name}'",
+                        original.name, exceeded.available_tokens
+                    ),
+                    input_tokens: input_tokens as u32,
+                    context_available: exceeded.available_tokens as u32,
+                });
+                return Ok(plan);
+            }
+            Err(EngineError::ContextExceeded(_)) => continue,
+            Err(other) => return Err(other),
+        }
+    }
+    Err(EngineError::ContextExceeded(exceeded))
+}
+
+/// Most `fallback_flavor_id` hops followed from the requested flavor.
+const MAX_FALLBACK_HOPS: usize = 3;
+
+/// The flavors to try, in order, when a single-pass input does not fit: the
+/// `fallback_flavor_id` chain (bounded, no flavor twice; inactive or incomplete ones
+/// skipped), then, when the flavor allows it, the service's active iterative flavors.
+async fn fallback_candidates(
+    gateway: &Gateway,
+    original: &Flavor,
+) -> EngineResult<Vec<(Target, &'static str)>> {
+    let mut candidates = Vec::new();
+    let mut seen = vec![original.id];
+    let mut next = original.fallback_flavor_id;
+    while let Some(id) = next.filter(|id| !seen.contains(id) && seen.len() <= MAX_FALLBACK_HOPS) {
+        seen.push(id);
+        let Some(record) = gateway.records.record(RecordKind::Flavor, id).await? else {
+            break;
+        };
+        let flavor: Flavor = serde_json::from_value(record.body)
+            .map_err(|e| EngineError::internal("decode flavor", e))?;
+        next = flavor.fallback_flavor_id;
+        if let Some(target) = usable_target(gateway, flavor).await? {
+            candidates.push((target, "fell back to fallback_flavor_id"));
+        }
+    }
+    if original.auto_fallback_to_iterative {
+        let mut iterative: Vec<Flavor> = gateway
+            .catalog
+            .flavors(original.service_id)
+            .await?
+            .into_iter()
+            .filter(|f| {
+                f.is_active
+                    && f.processing_mode == ProcessingMode::Iterative
+                    && !seen.contains(&f.id)
+            })
+            .collect();
+        iterative.sort_by_key(|f| (!f.is_default, f.priority, f.name.clone()));
+        for flavor in iterative {
+            if let Some(target) = usable_target(gateway, flavor).await? {
+                candidates.push((target, "fell back automatically to the iterative flavor"));
+            }
+        }
+    }
+    Ok(candidates)
+}
+
+/// The flavor with its service, model and provider, when all exist and are active.
+async fn usable_target(gateway: &Gateway, flavor: Flavor) -> EngineResult<Option<Target>> {
+    if !flavor.is_active {
+        return Ok(None);
+    }
+    let Some(service) = gateway.catalog.service(flavor.service_id).await? else {
+        return Ok(None);
+    };
+    let Some(model) = gateway
+        .catalog
+        .model(flavor.model_id)
+        .await?
+        .filter(|m| m.is_active)
+    else {
+        return Ok(None);
+    };
+    let Some(provider) = gateway.catalog.provider(model.provider_id).await? else {
+        return Ok(None);
+    };
+    Ok(service.is_active.then_some(Target {
+        service,
+        flavor,
+        model,
+        provider,
+    }))
+}
+
+/// Plans the job on one target (the requested flavor, or a fallback).
+async fn plan_on(
+    gateway: &Gateway,
+    target: Target,
+    request: &ExecuteRequest,
+) -> EngineResult<Plan> {
     let Target {
         service,
         flavor,
@@ -244,6 +360,7 @@ pub async fn plan(
         last_edited_at: None,
         versions: Vec::new(),
         failover_chain: Vec::new(),
+        fallback: None,
     };
     Ok(Plan {
         job,
@@ -303,7 +420,7 @@ pub async fn submit(
 
 /// The 202 answer to a submitted job.
 pub fn accepted_json(job: &Job) -> Value {
-    json!({
+    let body = json!({
         "job_id": job.id,
         "status": job.status,
         "service_id": job.service_id,
@@ -318,7 +435,9 @@ pub fn accepted_json(job: &Job) -> Value {
         "tokenizer": job.settings.tokenizer,
         "total_turns": job.progress.total_turns,
         "estimated_batches": job.progress.total_batches,
-    })
+        "estimated_completion_time": null,
+    });
+    with_flavor_choice(body, job)
 }
 
 /// The answer of a dry run whose plan fits: the figures, the LLM calls of every phase
@@ -331,7 +450,7 @@ pub fn dry_run_json(job: &Job) -> Value {
     let expected = estimate(job, &counter, generation / 2);
     let low = estimate(job, &counter, 0);
     let high = estimate(job, &counter, generation);
-    json!({
+    let body = json!({
         "valid": true,
         "service_id": job.service_id,
         "flavor_id": job.flavor_id,
@@ -342,6 +461,10 @@ pub fn dry_run_json(job: &Job) -> Value {
         "tokenizer": settings.tokenizer,
         "total_turns": job.progress.total_turns,
         "estimated_batches": job.progress.total_batches,
+        "reason": match &job.fallback {
+            Some(fallback) => fallback.reason.clone(),
+            None => format!("the requested flavor '{}' fits the input", job.flavor_name),
+        },
         "estimated_calls": {
             "processing": expected.processing_calls,
             "reduce": expected.reduce_calls,
@@ -356,7 +479,8 @@ pub fn dry_run_json(job: &Job) -> Value {
             "min": settings.cost_of(low.prompt_tokens, low.completion_tokens),
             "max": settings.cost_of(high.prompt_tokens, high.completion_tokens),
         },
-    })
+    });
+    with_flavor_choice(body, job)
 }
 
 /// LLM calls and tokens of a planned job, for one assumed answer length.
@@ -831,3 +955,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "execute_fallback_tests.rs"]
+mod fallback_tests;

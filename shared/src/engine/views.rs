@@ -64,7 +64,7 @@ pub fn token_metrics_json(job: &Job, passes: Option<Value>) -> Value {
 
 /// The job as returned by the API (without the result text).
 pub fn job_json(job: &Job) -> Value {
-    json!({
+    let body = json!({
         "id": job.id,
         "job_id": job.id,
         "service_id": job.service_id,
@@ -95,16 +95,33 @@ pub fn job_json(job: &Job) -> Value {
         "has_extraction_prompt": job.settings.has_extraction_prompt,
         "extracted_metadata": job.extracted_metadata,
         "categorization": job.categorization,
-        "fallback_applied": false,
-        "original_flavor_id": null,
-        "original_flavor_name": null,
-        "fallback_reason": null,
+        "provider": job.settings.provider_name,
+    });
+    with_flavor_choice(body, job)
+}
+
+/// `body` plus which flavor runs the job and why, in the reference's fields:
+/// `fallback_*` (the input did not fit the requested flavor) and `failover_*` /
+/// `final_flavor_*` (a provider failed during the job).
+pub fn with_flavor_choice(mut body: Value, job: &Job) -> Value {
+    let fallback = job.fallback.as_ref();
+    let (final_flavor_id, final_flavor_name) = job.final_flavor();
+    let fields = json!({
+        "fallback_applied": fallback.is_some(),
+        "original_flavor_id": fallback.map(|f| f.original_flavor_id),
+        "original_flavor_name": fallback.map(|f| f.original_flavor_name.clone()),
+        "fallback_reason": fallback.map(|f| f.reason.clone()),
+        "fallback_input_tokens": fallback.map(|f| f.input_tokens),
+        "fallback_context_available": fallback.map(|f| f.context_available),
         "failover_applied": !job.failover_chain.is_empty(),
         "failover_chain": job.failover_chain,
-        "final_flavor_id": job.final_flavor().0,
-        "final_flavor_name": job.final_flavor().1,
-        "provider": job.settings.provider_name,
-    })
+        "final_flavor_id": final_flavor_id,
+        "final_flavor_name": final_flavor_name,
+    });
+    if let (Value::Object(body), Value::Object(fields)) = (&mut body, fields) {
+        body.extend(fields);
+    }
+    body
 }
 
 /// How long a result URL given instead of an inline result stays valid.
