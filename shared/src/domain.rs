@@ -692,6 +692,15 @@ pub struct JobProgress {
     /// Which turns object the steps read ([`crate::ports::keys::turns_revision`]).
     #[serde(default)]
     pub turns_revision: u32,
+    /// Times the sweeper re-sent the current step after its worker went silent.
+    #[serde(default)]
+    pub sweeps: u32,
+    /// The job's SQS message group generation. A FIFO group is blocked while a message of
+    /// it is in flight, and a dead worker's message stays in flight until its visibility
+    /// timeout; so the sweeper moves the job to a new group (generation + 1) and its
+    /// messages from then on travel there.
+    #[serde(default)]
+    pub generation: u32,
 }
 
 /// Token and time totals of the passes done so far.
@@ -771,6 +780,9 @@ pub struct Job {
     /// Set when the input did not fit the requested flavor and another one runs the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
+    /// Last sign of life of a worker running the current step (None: no worker has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at: Option<String>,
 }
 
 /// Why a job runs on another flavor than the one requested (the reference's `fallback_*`).
@@ -889,12 +901,48 @@ pub struct StepMessage {
     /// Rolling context: the last output lines before this step.
     #[serde(default)]
     pub context: Vec<String>,
+    /// The job's message group generation ([`JobProgress::generation`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 impl StepMessage {
-    /// SQS FIFO deduplication id: one message per (job, step).
+    /// The message of step `step` of job `job_id` in its first message group.
+    pub fn new(job_id: Uuid, step: u32, context: Vec<String>) -> Self {
+        StepMessage {
+            job_id,
+            step,
+            context,
+            generation: 0,
+        }
+    }
+
+    /// The message of step `step` of `job`, in the job's current message group.
+    pub fn of(job: &Job, step: u32, context: Vec<String>) -> Self {
+        StepMessage {
+            generation: job.progress.generation,
+            ..StepMessage::new(job.id, step, context)
+        }
+    }
+
+    /// SQS FIFO deduplication id: one message per (job, step, generation).
     pub fn deduplication_id(&self) -> String {
-        format!("{}:{}", self.job_id, self.step)
+        match self.generation {
+            0 => format!("{}:{}", self.job_id, self.step),
+            n => format!("{}:{}:g{n}", self.job_id, self.step),
+        }
+    }
+
+    /// SQS FIFO message group: the job (one message in flight at a time), per generation.
+    pub fn group_id(&self) -> String {
+        match self.generation {
+            0 => self.job_id.to_string(),
+            n => format!("{}:g{n}", self.job_id),
+        }
     }
 }
 

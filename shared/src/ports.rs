@@ -73,6 +73,14 @@ pub trait JobStore: Send + Sync {
     async fn list(&self, query: &JobQuery) -> Result<JobPage, ListError>;
     /// Deletes a job record if it is terminal; returns false when it is not (or is gone).
     async fn delete_terminal(&self, id: Uuid) -> IoResult<bool>;
+    /// Records that a worker runs step `step` now: sets `heartbeat_at` and `updated_at`
+    /// to `at` if the job is still at that step and queued or processing (false if not).
+    async fn heartbeat(&self, id: Uuid, step: u32, at: &str) -> IoResult<bool>;
+    /// Queued and processing jobs last updated before `before`, oldest first, at most
+    /// `limit` (what the sweeper looks at).
+    async fn stale_active(&self, before: &str, limit: usize) -> IoResult<Vec<Job>>;
+    /// Jobs whose `expires_at` (epoch seconds) is before `now`, at most `limit`.
+    async fn expired(&self, now: i64, limit: usize) -> IoResult<Vec<Job>>;
 }
 
 /// Catalog reads (services, flavors, models, providers).

@@ -337,11 +337,7 @@ async fn dead_lettered_step_fails_the_job() {
             bulk: dead_letter_queue_url.clone(),
         },
     );
-    let message = StepMessage {
-        job_id: id,
-        step: 0,
-        context: vec![],
-    };
+    let message = StepMessage::new(id, 0, vec![]);
     dlq.send(&message, QueueLane::Standard).await.unwrap();
     let dlq_name = stack
         .dead_letter_queue_url
@@ -372,11 +368,7 @@ async fn dead_lettered_step_fails_the_job() {
 #[tokio::test]
 async fn malformed_and_unknown_messages_are_dropped() {
     let stack = TestStack::start().await;
-    let unknown_job = StepMessage {
-        job_id: Uuid::new_v4(),
-        step: 0,
-        context: vec![],
-    };
+    let unknown_job = StepMessage::new(Uuid::new_v4(), 0, vec![]);
     stack
         .gateway
         .queue

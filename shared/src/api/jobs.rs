@@ -1,12 +1,15 @@
 //! Routes of the `jobs` function: job status, metrics, listing, cancel and delete, result
 //! versions.
 
+use serde_json::json;
+
 use super::request::ApiRequest;
 use super::routes::{route, RouteTable};
 use crate::domain::JobStatus;
 use crate::engine::error::{EngineError, EngineResult, Resource};
 use crate::engine::health;
 use crate::engine::lifecycle::{cancel, delete};
+use crate::engine::sweeper;
 use crate::engine::versions;
 use crate::engine::views::{
     job_detail, job_json, job_metrics, list_jobs, ResultFormat, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
@@ -22,6 +25,28 @@ pub static TABLE: RouteTable = RouteTable {
         |g, _r| {
             let (healthy, body) = health::check(g).await;
             Ok(JsonResponse::new(if healthy { 200 } else { 503 }, body))
+        }),
+        route!(Post "/api/v1/jobs/cleanup-orphaned", "Operator: send again the steps whose worker went silent, fail jobs stuck after several re-sends (also run every minute by a schedule)", None, 200 => "object",
+        |g, r| {
+            operator_only(r)?;
+            let mut report = sweeper::sweep(g, g.limits.silent_after, g.limits.lost_after).await?;
+            report["cleaned_count"] = json!(report["requeued_count"].as_u64().unwrap_or(0) + report["failed_count"].as_u64().unwrap_or(0));
+            Ok(JsonResponse::new(200, report))
+        }),
+        route!(Post "/api/v1/jobs/cleanup-stale", "Operator: like cleanup-orphaned for jobs unchanged for timeout_minutes (5-1440, default 30)", None, 200 => "object",
+        |g, r| {
+            operator_only(r)?;
+            let minutes = timeout_minutes(r)?;
+            let age = std::time::Duration::from_secs(minutes * 60);
+            let mut report = sweeper::sweep(g, age, age).await?;
+            report["marked_count"] = report["failed_count"].clone();
+            report["marked_jobs"] = report["failed_jobs"].clone();
+            Ok(JsonResponse::new(200, report))
+        }),
+        route!(Post "/api/v1/jobs/cleanup-expired", "Operator: delete the jobs whose expiry has passed, with their objects", None, 200 => "object",
+        |g, r| {
+            operator_only(r)?;
+            Ok(JsonResponse::new(200, sweeper::delete_expired(g).await?))
         }),
         route!(Get "/api/v1/jobs", "List jobs, newest first (cursor pagination)", None, 200 => "object",
             |g, r| Ok(JsonResponse::new(200, list_jobs(g, job_query(r)?).await?))),
@@ -45,6 +70,30 @@ pub static TABLE: RouteTable = RouteTable {
             |g, r| Ok(JsonResponse::new(200, versions::delete_version(g, r.id("id", Resource::Job)?, r.organization_id()?, versions::version_number(r.param("version_number"))?).await?))),
     ],
 };
+
+/// The cleanup routes act on every organization's jobs: the operator's (no organization).
+fn operator_only(request: &ApiRequest) -> EngineResult<()> {
+    match request.organization_id()? {
+        None => Ok(()),
+        Some(_) => Err(EngineError::Forbidden(
+            "job cleanup is an operator action; call it without organization_id".into(),
+        )),
+    }
+}
+
+/// `timeout_minutes` of `cleanup-stale`: 5 to 1440, default 30.
+fn timeout_minutes(request: &ApiRequest) -> EngineResult<u64> {
+    match request.query("timeout_minutes") {
+        None => Ok(30),
+        Some(value) => value
+            .parse::<u64>()
+            .ok()
+            .filter(|minutes| (5..=1440).contains(minutes))
+            .ok_or_else(|| {
+                EngineError::invalid_field("timeout_minutes", "must be an integer from 5 to 1440")
+            }),
+    }
+}
 
 /// The filters and page of `GET /api/v1/jobs`.
 fn job_query(request: &ApiRequest) -> EngineResult<JobQuery> {

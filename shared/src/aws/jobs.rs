@@ -16,6 +16,10 @@ use crate::ports::{IoError, IoResult, JobPage, JobQuery, JobStore, ListError};
 /// Partition key value for jobs without an organization.
 const NO_ORGANIZATION: &str = "#none";
 const ORG_INDEX: &str = "by_org";
+/// Sparse index of the queued and processing jobs by `updated_at` (`active_key` is set
+/// only on those), for the sweeper.
+const ACTIVITY_INDEX: &str = "by_activity";
+const ACTIVE: &str = "active";
 
 fn org_key(organization_id: Option<&str>) -> String {
     organization_id.unwrap_or(NO_ORGANIZATION).to_string()
@@ -47,12 +51,16 @@ impl DynamoJobStore {
             "step".into(),
             AttributeValue::N(job.progress.step.to_string()),
         );
+        if !job.status.is_terminal() {
+            item.insert("active_key".into(), AttributeValue::S(ACTIVE.into()));
+        }
         Ok(item)
     }
 
     fn job(mut item: HashMap<String, AttributeValue>) -> IoResult<Job> {
         item.remove("org_key");
         item.remove("step");
+        item.remove("active_key");
         serde_dynamo::from_item(item).map_err(|e| IoError::new("decode job", e))
     }
 }
@@ -212,6 +220,80 @@ impl JobStore for DynamoJobStore {
             .send()
             .await;
         conditional(result, "delete job")
+    }
+
+    async fn heartbeat(&self, id: Uuid, step: u32, at: &str) -> IoResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_string()))
+            .update_expression("SET heartbeat_at = :at, updated_at = :at")
+            .condition_expression("#step = :step AND #status IN (:queued, :processing)")
+            .expression_attribute_names("#step", "step")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", AttributeValue::S(at.to_string()))
+            .expression_attribute_values(":step", AttributeValue::N(step.to_string()))
+            .expression_attribute_values(":queued", AttributeValue::S("queued".into()))
+            .expression_attribute_values(":processing", AttributeValue::S("processing".into()))
+            .send()
+            .await;
+        conditional(result, "record heartbeat")
+    }
+
+    async fn stale_active(&self, before: &str, limit: usize) -> IoResult<Vec<Job>> {
+        let mut jobs = Vec::new();
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ACTIVITY_INDEX)
+                .key_condition_expression("active_key = :active AND updated_at < :before")
+                .expression_attribute_values(":active", AttributeValue::S(ACTIVE.into()))
+                .expression_attribute_values(":before", AttributeValue::S(before.to_string()))
+                .set_exclusive_start_key(start_key)
+                .limit(limit.clamp(1, 1000) as i32)
+                .send()
+                .await
+                .map_err(sdk_error("list stale jobs"))?;
+            for item in output.items.unwrap_or_default() {
+                jobs.push(Self::job(item)?);
+            }
+            start_key = output.last_evaluated_key;
+            if start_key.is_none() || jobs.len() >= limit {
+                jobs.truncate(limit);
+                return Ok(jobs);
+            }
+        }
+    }
+
+    async fn expired(&self, now: i64, limit: usize) -> IoResult<Vec<Job>> {
+        // A scan: DynamoDB's TTL deletes expired items by itself within days; this finds
+        // the ones still there (so their S3 objects go with them), a bounded batch a call.
+        let mut jobs = Vec::new();
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("expires_at < :now")
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(sdk_error("list expired jobs"))?;
+            for item in output.items.unwrap_or_default() {
+                jobs.push(Self::job(item)?);
+            }
+            start_key = output.last_evaluated_key;
+            if start_key.is_none() || jobs.len() >= limit {
+                jobs.truncate(limit);
+                return Ok(jobs);
+            }
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use super::{sdk_error, LaneQueueUrls};
 use crate::domain::{QueueLane, StepMessage};
 use crate::ports::{IoError, IoResult, JobQueue};
 
-/// The FIFO job queues (one per lane): group = job id, deduplication id = job:step.
+/// The FIFO job queues (one per lane): group = the job (per generation), deduplication
+/// id = job:step (per generation).
 #[derive(Clone, Debug)]
 pub struct SqsJobQueue {
     client: aws_sdk_sqs::Client,
@@ -28,7 +29,7 @@ impl JobQueue for SqsJobQueue {
             .send_message()
             .queue_url(self.queues.of(lane))
             .message_body(body)
-            .message_group_id(message.job_id.to_string())
+            .message_group_id(message.group_id())
             .message_deduplication_id(message.deduplication_id())
             .send()
             .await

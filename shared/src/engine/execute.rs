@@ -361,6 +361,7 @@ async fn plan_on(
         versions: Vec::new(),
         failover_chain: Vec::new(),
         fallback: None,
+        heartbeat_at: None,
     };
     Ok(Plan {
         job,
@@ -395,11 +396,7 @@ pub async fn submit(
             .await?;
     }
     gateway.jobs.create(&job).await?;
-    let first = StepMessage {
-        job_id,
-        step: 0,
-        context: Vec::new(),
-    };
+    let first = StepMessage::of(&job, 0, Vec::new());
     if let Err(error) = gateway.queue.send(&first, job.lane()).await {
         // Never leave a queued job that no message will ever run.
         let mut failed = job.clone();

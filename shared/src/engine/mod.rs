@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod notify;
 mod recovery;
 mod response;
+pub mod sweeper;
 pub mod versions;
 pub mod views;
 pub mod worker;
@@ -44,6 +45,16 @@ pub struct Limits {
     /// largest (`GATEWAY_REQUEUE_BASE_MS`, `GATEWAY_REQUEUE_MAX_MS`).
     pub requeue_base: Duration,
     pub requeue_max: Duration,
+    /// How often a running step records a heartbeat (`GATEWAY_HEARTBEAT_SECS`).
+    pub heartbeat_every: Duration,
+    /// A step whose heartbeat is older than this has lost its worker: the sweeper sends
+    /// it again (`GATEWAY_SILENT_AFTER_SECS`).
+    pub silent_after: Duration,
+    /// A queued step that no worker picked up for this long is sent again (its message
+    /// may be lost; `GATEWAY_LOST_AFTER_SECS`).
+    pub lost_after: Duration,
+    /// Re-sends of one step before its job fails as stalled (`GATEWAY_MAX_RESENDS`).
+    pub max_resends: u32,
 }
 
 impl Default for Limits {
@@ -57,6 +68,10 @@ impl Default for Limits {
             step_patience: Duration::from_secs(900),
             requeue_base: Duration::from_secs(5),
             requeue_max: Duration::from_secs(120),
+            heartbeat_every: Duration::from_secs(15),
+            silent_after: Duration::from_secs(60),
+            lost_after: Duration::from_secs(1800),
+            max_resends: 3,
         }
     }
 }
@@ -91,6 +106,13 @@ impl Limits {
                 .map_or(defaults.requeue_base, Duration::from_millis),
             requeue_max: num("GATEWAY_REQUEUE_MAX_MS")
                 .map_or(defaults.requeue_max, Duration::from_millis),
+            heartbeat_every: num("GATEWAY_HEARTBEAT_SECS")
+                .map_or(defaults.heartbeat_every, |v| Duration::from_secs(v.max(1))),
+            silent_after: num("GATEWAY_SILENT_AFTER_SECS")
+                .map_or(defaults.silent_after, Duration::from_secs),
+            lost_after: num("GATEWAY_LOST_AFTER_SECS")
+                .map_or(defaults.lost_after, Duration::from_secs),
+            max_resends: num("GATEWAY_MAX_RESENDS").map_or(defaults.max_resends, |v| v as u32),
         }
     }
 }

@@ -57,6 +57,7 @@ pub(super) async fn after_provider_failure(
         .map_or(now, |at| at.with_timezone(&chrono::Utc));
     let patience =
         chrono::Duration::from_std(gateway.limits.step_patience).unwrap_or(chrono::Duration::MAX);
+    job.heartbeat_at = None;
     if kind.is_transient() && now - failing_since < patience {
         job.progress.failures += 1;
         job.progress.failing_since = Some(

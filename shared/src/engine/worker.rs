@@ -147,11 +147,7 @@ async fn resend_next(gateway: &Gateway, job: &Job, message: &StepMessage) -> IoR
     } else {
         Vec::new()
     };
-    let next = StepMessage {
-        job_id: job.id,
-        step: message.step + 1,
-        context,
-    };
+    let next = StepMessage::of(job, message.step + 1, context);
     gateway.queue.send(&next, job.lane()).await?;
     Ok(StepOutcome::Advanced {
         next_step: next.step,
@@ -204,15 +200,14 @@ async fn run_llm_step(
 
     let started_at = now_timestamp();
     let clock = std::time::Instant::now();
-    let completion = match chat_with_retries(
+    let attempts = chat_with_retries(
         gateway.llm.as_ref(),
         &endpoint,
         &request,
         gateway.limits.retry,
         deadline,
-    )
-    .await
-    {
+    );
+    let completion = match with_heartbeat(gateway, job.id, message.step, attempts).await {
         Ok(completion) => completion,
         Err(failure) => {
             tracing::warn!(step = message.step, phase = ?job.progress.phase, kind = failure.last.kind().as_str(), error = %failure, "LLM call failed");
@@ -263,6 +258,50 @@ async fn run_llm_step(
         "step done"
     );
     Ok(Ok(output))
+}
+
+/// Runs `call` while recording a heartbeat on the job every
+/// [`super::Limits::heartbeat_every`] (the first at once), so the sweeper can tell a
+/// running step from one whose worker died.
+async fn with_heartbeat<T>(
+    gateway: &Gateway,
+    job_id: uuid::Uuid,
+    step: u32,
+    call: impl std::future::Future<Output = T>,
+) -> T {
+    let beat = async {
+        let mut ticker = tokio::time::interval(gateway.limits.heartbeat_every);
+        loop {
+            ticker.tick().await;
+            if let Err(error) = gateway.jobs.heartbeat(job_id, step, &now_timestamp()).await {
+                tracing::warn!(%error, "heartbeat not recorded");
+            }
+        }
+    };
+    tokio::pin!(call);
+    tokio::select! {
+        result = &mut call => result,
+        () = beat => call.await,
+    }
+}
+
+/// The rolling context of the job's current step, rebuilt from the stored outputs of the
+/// steps before it (as each step's message carried it); empty outside processing.
+pub(super) async fn context_for_step(
+    gateway: &Gateway,
+    job: &Job,
+    counter: &TokenCounter,
+) -> IoResult<Vec<String>> {
+    if job.progress.phase != Phase::Processing || job.processing_mode != ProcessingMode::Iterative {
+        return Ok(Vec::new());
+    }
+    let outputs = load_outputs(gateway, job, 0..job.progress.step).await?;
+    let mut context = Vec::new();
+    for output in outputs {
+        let message = StepMessage::new(job.id, output.step, context);
+        context = next_context(job, &message, &output.output, counter);
+    }
+    Ok(context)
 }
 
 async fn endpoint(gateway: &Gateway, job: &Job) -> IoResult<Result<Endpoint, JobError>> {
@@ -457,6 +496,8 @@ async fn advance(
     }
     job.progress.failures = 0;
     job.progress.failing_since = None;
+    job.progress.sweeps = 0;
+    job.heartbeat_at = None;
 
     let next = match job.progress.phase {
         Phase::Processing => {
@@ -520,11 +561,7 @@ async fn advance(
             if !gateway.jobs.replace(&job, message.step).await? {
                 return Ok(StepOutcome::Skipped("job advanced concurrently"));
             }
-            let next = StepMessage {
-                job_id: job.id,
-                step: job.progress.step,
-                context,
-            };
+            let next = StepMessage::of(&job, job.progress.step, context);
             gateway.queue.send(&next, job.lane()).await?;
             Ok(StepOutcome::Advanced {
                 next_step: next.step,

@@ -384,11 +384,7 @@ async fn stale_message_is_skipped_without_calling_the_llm() {
 #[tokio::test]
 async fn unknown_job_is_skipped() {
     let (memory, _) = setup().await;
-    let message = StepMessage {
-        job_id: Uuid::new_v4(),
-        step: 0,
-        context: Vec::new(),
-    };
+    let message = StepMessage::new(Uuid::new_v4(), 0, Vec::new());
     assert_eq!(
         process_step(&memory.gateway, &message).await.unwrap(),
         StepOutcome::Skipped("job not found")

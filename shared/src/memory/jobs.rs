@@ -196,4 +196,38 @@ impl JobStore for MemoryJobStore {
         }
         Ok(false)
     }
+
+    /// `SET heartbeat_at = :at, updated_at = :at` if the job is at `step` and active.
+    async fn heartbeat(&self, id: Uuid, step: u32, at: &str) -> IoResult<bool> {
+        let mut jobs = lock(&self.jobs);
+        match jobs.get_mut(&id) {
+            Some(job) if job.progress.step == step && !job.status.is_terminal() => {
+                job.heartbeat_at = Some(at.to_string());
+                job.updated_at = at.to_string();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn stale_active(&self, before: &str, limit: usize) -> IoResult<Vec<Job>> {
+        let mut jobs: Vec<Job> = lock(&self.jobs)
+            .values()
+            .filter(|job| !job.status.is_terminal() && job.updated_at.as_str() < before)
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    async fn expired(&self, now: i64, limit: usize) -> IoResult<Vec<Job>> {
+        let mut jobs: Vec<Job> = lock(&self.jobs)
+            .values()
+            .filter(|job| job.expires_at.is_some_and(|at| at < now))
+            .cloned()
+            .collect();
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
 }

@@ -489,11 +489,7 @@ async fn blobs_queue_and_secrets() {
     assert_eq!(blobs.get("jobs/b/1").await.unwrap().unwrap(), b"x", "kept");
 
     let queue = MemoryQueue::default();
-    let message = |step| StepMessage {
-        job_id: Uuid::nil(),
-        step,
-        context: vec![],
-    };
+    let message = |step| StepMessage::new(Uuid::nil(), step, vec![]);
     queue.fail_next_sends(1);
     assert!(queue.send(&message(0), QueueLane::Bulk).await.is_err());
     queue.send(&message(0), QueueLane::Bulk).await.unwrap();
