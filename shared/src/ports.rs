@@ -219,6 +219,21 @@ pub trait JobQueue: Send + Sync {
     ) -> IoResult<()>;
 }
 
+/// Circuit breakers shared by every worker, one per provider and model (`key`). Times
+/// are RFC 3339 UTC with microseconds, which compare as text.
+#[async_trait]
+pub trait Breakers: Send + Sync {
+    /// Until when the breaker of `key` was opened, if it was.
+    async fn open_until(&self, key: &str) -> IoResult<Option<String>>;
+    /// Counts a failure at `now` in the current window (a window that started before
+    /// `window_cutoff` is over: a new one starts at `now`); returns the window's count.
+    async fn record_failure(&self, key: &str, now: &str, window_cutoff: &str) -> IoResult<u32>;
+    /// Opens the breaker until `until`.
+    async fn open(&self, key: &str, until: &str) -> IoResult<()>;
+    /// Closes the breaker and forgets its failures.
+    async fn close(&self, key: &str) -> IoResult<()>;
+}
+
 /// Decrypts provider secrets.
 #[async_trait]
 pub trait Secrets: Send + Sync {

@@ -3,6 +3,7 @@
 //! (WebSocket posts). Clients are built once per execution environment.
 
 mod blobs;
+mod breakers;
 mod catalog;
 mod connections;
 mod jobs;
@@ -11,6 +12,7 @@ mod queue;
 mod secrets;
 
 pub use blobs::S3Blobs;
+pub use breakers::DynamoBreakers;
 pub use catalog::DynamoCatalog;
 pub use connections::DynamoConnectionStore;
 pub use jobs::DynamoJobStore;
@@ -45,6 +47,7 @@ pub struct GatewayEnv {
     pub bucket: String,
     pub job_queues: LaneQueueUrls,
     pub kms_key_id: Option<String>,
+    pub breakers_table: String,
 }
 
 /// URLs of the job queue of each priority lane.
@@ -84,6 +87,7 @@ impl GatewayEnv {
                 bulk: var("GATEWAY_JOB_QUEUE_BULK_URL")?,
             },
             kms_key_id: std::env::var("GATEWAY_KMS_KEY_ID").ok(),
+            breakers_table: var("GATEWAY_BREAKERS_TABLE")?,
         })
     }
 }
@@ -131,6 +135,10 @@ pub fn gateway(env: GatewayEnv, clients: &AwsClients, limits: Limits) -> Gateway
         catalog: catalog.clone(),
         records: catalog,
         blobs: Arc::new(S3Blobs::new(clients.s3.clone(), env.bucket)),
+        breakers: Arc::new(DynamoBreakers::new(
+            clients.dynamodb.clone(),
+            env.breakers_table,
+        )),
         queue: Arc::new(SqsJobQueue::new(clients.sqs.clone(), env.job_queues)),
         secrets: Arc::new(KmsSecrets::new(clients.kms.clone(), env.kms_key_id.clone())),
         llm: Arc::new(OpenAiClient::new(limits.llm_timeout)),

@@ -1,6 +1,7 @@
 //! The step engine: submission (execute), one step per queue message (worker), and the
 //! job views returned by the API. Everything goes through the ports in [`crate::ports`].
 
+mod breaker;
 pub mod catalog;
 pub mod error;
 pub mod execute;
@@ -20,7 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::llm::{Endpoint, LlmClient, RetryPolicy};
-use crate::ports::{BlobStore, Catalog, CatalogStore, IoResult, JobQueue, JobStore, Secrets};
+use crate::ports::{
+    BlobStore, Breakers, Catalog, CatalogStore, IoResult, JobQueue, JobStore, Secrets,
+};
 
 /// Operational limits, from the environment with safe defaults.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +58,12 @@ pub struct Limits {
     pub lost_after: Duration,
     /// Re-sends of one step before its job fails as stalled (`GATEWAY_MAX_RESENDS`).
     pub max_resends: u32,
+    /// A provider and model's circuit breaker opens after this many failed steps within
+    /// the window, for the cool-down (`GATEWAY_BREAKER_FAILURES`,
+    /// `GATEWAY_BREAKER_WINDOW_SECS`, `GATEWAY_BREAKER_COOL_DOWN_SECS`).
+    pub breaker_failures: u32,
+    pub breaker_window: Duration,
+    pub breaker_cool_down: Duration,
 }
 
 impl Default for Limits {
@@ -72,6 +81,9 @@ impl Default for Limits {
             silent_after: Duration::from_secs(60),
             lost_after: Duration::from_secs(1800),
             max_resends: 3,
+            breaker_failures: 5,
+            breaker_window: Duration::from_secs(60),
+            breaker_cool_down: Duration::from_secs(30),
         }
     }
 }
@@ -113,6 +125,12 @@ impl Limits {
             lost_after: num("GATEWAY_LOST_AFTER_SECS")
                 .map_or(defaults.lost_after, Duration::from_secs),
             max_resends: num("GATEWAY_MAX_RESENDS").map_or(defaults.max_resends, |v| v as u32),
+            breaker_failures: num("GATEWAY_BREAKER_FAILURES")
+                .map_or(defaults.breaker_failures, |v| v.max(1) as u32),
+            breaker_window: num("GATEWAY_BREAKER_WINDOW_SECS")
+                .map_or(defaults.breaker_window, Duration::from_secs),
+            breaker_cool_down: num("GATEWAY_BREAKER_COOL_DOWN_SECS")
+                .map_or(defaults.breaker_cool_down, Duration::from_secs),
         }
     }
 }
@@ -125,6 +143,8 @@ pub struct Gateway {
     /// The catalog's records, for the catalog API.
     pub records: Arc<dyn CatalogStore>,
     pub blobs: Arc<dyn BlobStore>,
+    /// Circuit breakers per provider and model, shared by every worker.
+    pub breakers: Arc<dyn Breakers>,
     pub queue: Arc<dyn JobQueue>,
     pub secrets: Arc<dyn Secrets>,
     pub llm: Arc<dyn LlmClient>,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::breaker;
 use super::execute::counter_for;
 use super::worker::{fail_job, load_turns, StepOutcome};
 use super::Gateway;
@@ -29,6 +30,9 @@ pub(super) async fn after_provider_failure(
     failure: LlmFailure,
 ) -> IoResult<StepOutcome> {
     let kind = failure.last.kind();
+    if failure.attempts > 0 && kind.is_transient() {
+        breaker::failed(gateway, &job.settings).await?;
+    }
     if let Some(target) = job.settings.failover.target_for(kind) {
         if let Some(hop) = fail_over(gateway, &mut job, message, kind, &failure, target).await? {
             if !gateway.jobs.replace(&job, message.step).await? {

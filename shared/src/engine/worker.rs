@@ -12,12 +12,13 @@ use std::ops::Range;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
+use super::breaker::{self, Breaker};
 use super::{recovery, Gateway};
 use crate::domain::{
     now_timestamp, Job, JobError, JobStatus, PassType, Phase, ProcessingMode, ReduceLevel,
     StepMessage, StepOutput,
 };
-use crate::llm::{chat_with_retries, ChatMessage, ChatRequest, Endpoint, LlmFailure};
+use crate::llm::{chat_with_retries, ChatMessage, ChatRequest, Endpoint, LlmError, LlmFailure};
 use crate::ports::{keys, IoError, IoResult};
 use crate::postprocess::answer::parse_json_object;
 use crate::postprocess::consolidate::consolidate;
@@ -181,6 +182,15 @@ async fn run_llm_step(
 ) -> IoResult<Result<StepOutput, StepFailure>> {
     let deadline = tokio::time::Instant::now() + gateway.limits.step_deadline;
     let call = build_call(gateway, job, message, counter).await?;
+    let breaker = breaker::state(gateway, &job.settings).await?;
+    if let Breaker::Open { until, wait } = &breaker {
+        return Ok(Err(StepFailure::Provider(LlmFailure {
+            provider: job.settings.provider_name.clone(),
+            attempts: 0,
+            last: LlmError::CircuitOpen(until.clone()),
+            retry_after: Some(*wait),
+        })));
+    }
     let endpoint = match endpoint(gateway, job).await? {
         Ok(endpoint) => endpoint,
         Err(error) => return Ok(Err(StepFailure::Fatal(error))),
@@ -215,6 +225,7 @@ async fn run_llm_step(
         }
     };
     let duration_ms = clock.elapsed().as_millis() as u64;
+    breaker::succeeded(gateway, &job.settings, &breaker).await?;
     let prompt_tokens = completion.prompt_tokens.unwrap_or_else(|| {
         request
             .messages

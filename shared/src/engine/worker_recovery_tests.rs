@@ -340,3 +340,64 @@ async fn failover_follows_the_depth_limit_and_never_loops() {
     );
     assert_eq!(failed.error.unwrap().code, "ALL_PROVIDERS_FAILED");
 }
+
+#[tokio::test]
+async fn an_open_breaker_stops_calls_and_fails_over_or_waits() {
+    let mut memory = MemoryGateway::new();
+    memory.gateway.limits.breaker_failures = 2;
+    memory.gateway.limits.breaker_cool_down = Duration::from_secs(30);
+    let seeded = memory.seed().await;
+    let (primary, _backup) = with_backup(&memory, &seeded).await;
+
+    // Two failed steps of the seeded provider open its breaker.
+    for input in ["A : one", "B : two"] {
+        memory.submit(&seeded.single_pass, input).await.unwrap();
+        let message = next_message(&memory);
+        memory.llm.fail_next(3, status(503));
+        assert!(matches!(
+            process_step(&memory.gateway, &message).await.unwrap(),
+            StepOutcome::RetryLater { .. }
+        ));
+    }
+    // A third job waits in the queue for the cool-down, without a call.
+    let waiting = memory
+        .submit(&seeded.single_pass, "C : three")
+        .await
+        .unwrap();
+    let message = next_message(&memory);
+    let calls = memory.llm.call_count();
+    match process_step(&memory.gateway, &message).await.unwrap() {
+        StepOutcome::RetryLater { delay, .. } => {
+            assert!(
+                delay > Duration::from_secs(20),
+                "until the cool-down ends: {delay:?}"
+            )
+        }
+        other => panic!("expected a wait, got {other:?}"),
+    }
+    assert_eq!(
+        memory.llm.call_count(),
+        calls,
+        "no call while the breaker is open"
+    );
+    assert_eq!(job(&memory, waiting.id).await.progress.failures, 1);
+
+    // A job whose flavor has a failover moves at once, still without a call.
+    let moving = memory.submit(&primary, &transcript(2)).await.unwrap();
+    let message = next_message(&memory);
+    assert!(matches!(
+        process_step(&memory.gateway, &message).await.unwrap(),
+        StepOutcome::RetryLater { delay, .. } if delay.is_zero()
+    ));
+    assert_eq!(memory.llm.call_count(), calls);
+    let moved = job(&memory, moving.id).await;
+    assert_eq!(moved.failover_chain[0].reason, FailureKind::ServerError);
+    assert!(moved.failover_chain[0]
+        .error
+        .contains("circuit breaker open"));
+    assert_eq!(
+        process_step(&memory.gateway, &message).await.unwrap(),
+        StepOutcome::Completed,
+        "the backup's breaker is closed"
+    );
+}

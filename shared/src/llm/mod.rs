@@ -84,6 +84,9 @@ pub enum LlmError {
     Transport(String),
     #[error("invalid response: {0}")]
     InvalidResponse(String),
+    /// Not sent: the provider's circuit breaker is open until this time.
+    #[error("circuit breaker open until {0}")]
+    CircuitOpen(String),
 }
 
 impl LlmError {
@@ -94,6 +97,7 @@ impl LlmError {
                 *status == 408 || *status == 409 || *status == 429 || *status >= 500
             }
             LlmError::Timeout(_) | LlmError::Transport(_) | LlmError::InvalidResponse(_) => true,
+            LlmError::CircuitOpen(_) => false,
         }
     }
 
@@ -103,6 +107,7 @@ impl LlmError {
             LlmError::Timeout(_) => FailureKind::Timeout,
             LlmError::Transport(_) => FailureKind::Unreachable,
             LlmError::InvalidResponse(_) => FailureKind::BadResponse,
+            LlmError::CircuitOpen(_) => FailureKind::ServerError,
             LlmError::Status {
                 status, message, ..
             } => {

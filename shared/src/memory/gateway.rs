@@ -19,7 +19,7 @@ use super::catalog::MemoryCatalog;
 use super::jobs::MemoryJobStore;
 use super::llm::MemoryLlm;
 use super::realtime::{MemoryConnections, MemoryNotifier};
-use super::stores::{MemoryBlobs, MemoryQueue, MemorySecrets};
+use super::stores::{MemoryBlobs, MemoryBreakers, MemoryQueue, MemorySecrets};
 
 /// API key of the seeded provider (stored encrypted with [`MemorySecrets`]).
 pub const SEEDED_API_KEY: &str = "sk-memory-test";
@@ -109,6 +109,7 @@ impl MemoryGateway {
                 catalog: catalog.clone(),
                 records: catalog.clone(),
                 blobs: blobs.clone(),
+                breakers: Arc::new(MemoryBreakers::default()),
                 queue: queue.clone(),
                 secrets: secrets.clone(),
                 llm: llm.clone(),

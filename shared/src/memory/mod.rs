@@ -23,4 +23,4 @@ pub use gateway::*;
 pub use jobs::MemoryJobStore;
 pub use llm::{LlmCall, MemoryLlm};
 pub use realtime::{MemoryConnections, MemoryNotifier};
-pub use stores::{MemoryBlobs, MemoryQueue, MemorySecrets};
+pub use stores::{MemoryBlobs, MemoryBreakers, MemoryQueue, MemorySecrets};

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 
 use crate::domain::{QueueLane, StepMessage};
-use crate::ports::{BlobStore, IoError, IoResult, JobQueue, Secrets};
+use crate::ports::{BlobStore, Breakers, IoError, IoResult, JobQueue, Secrets};
 
 use super::support::{lock, round_trip, FailNext};
 
@@ -153,5 +153,50 @@ impl Secrets for MemorySecrets {
 
     async fn encrypt(&self, secret: &str) -> IoResult<String> {
         Ok(base64::engine::general_purpose::STANDARD.encode(format!("{SECRET_MARKER}{secret}")))
+    }
+}
+
+/// One breaker: window start, failures in the window, open until.
+type BreakerItem = (String, u32, Option<String>);
+
+/// [`Breakers`] in memory, with the adapter's window rule.
+#[derive(Debug, Default)]
+pub struct MemoryBreakers {
+    items: Mutex<std::collections::HashMap<String, BreakerItem>>,
+}
+
+#[async_trait]
+impl Breakers for MemoryBreakers {
+    async fn open_until(&self, key: &str) -> IoResult<Option<String>> {
+        Ok(lock(&self.items)
+            .get(key)
+            .and_then(|(_, _, until)| until.clone()))
+    }
+
+    async fn record_failure(&self, key: &str, now: &str, window_cutoff: &str) -> IoResult<u32> {
+        let mut items = lock(&self.items);
+        let item = items
+            .entry(key.to_string())
+            .or_insert_with(|| (now.to_string(), 0, None));
+        if item.0.as_str() < window_cutoff {
+            item.0 = now.to_string();
+            item.1 = 0;
+        }
+        item.1 += 1;
+        Ok(item.1)
+    }
+
+    async fn open(&self, key: &str, until: &str) -> IoResult<()> {
+        let mut items = lock(&self.items);
+        let item = items
+            .entry(key.to_string())
+            .or_insert_with(|| (until.to_string(), 0, None));
+        item.2 = Some(until.to_string());
+        Ok(())
+    }
+
+    async fn close(&self, key: &str) -> IoResult<()> {
+        lock(&self.items).remove(key);
+        Ok(())
     }
 }

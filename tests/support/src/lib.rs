@@ -161,6 +161,7 @@ impl TestStack {
                 bulk: var("GATEWAY_JOB_QUEUE_BULK_URL"),
             },
             kms_key_id: Some(var("GATEWAY_KMS_KEY_ID")),
+            breakers_table: var("GATEWAY_BREAKERS_TABLE"),
         };
         let dead_letter_queue_url = var("GATEWAY_JOB_DLQ_URL");
         let clients = AwsClients::load().await;
