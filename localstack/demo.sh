@@ -5,6 +5,7 @@
 #      then also set LLM_MODEL and, if needed, LLM_API_KEY — it is stored KMS-encrypted),
 #   2. the AWS emulator with every resource and the seeds (localstack/start.sh),
 #   3. `cargo lambda watch` (Lambda Runtime + Invoke APIs) and the real function binaries,
+#      ${GATEWAY_LOCAL_CONCURRENCY:-4} processes of each (invocations of a function at once),
 #   4. functions/local: the REST front door on 127.0.0.1:${GATEWAY_HTTP_PORT:-8080}, the
 #      WebSocket front door on ${GATEWAY_WS_PORT:-8081}, the SQS and DynamoDB stream mappings,
 # then submits the transcript (default seeds/samples/meeting-transcript.txt) to the
@@ -68,13 +69,20 @@ cargo lambda watch -A 127.0.0.1 -P "$RUNTIME_PORT" --only-lambda-apis --ignore-c
 PIDS+=($!)
 for _ in $(seq 300); do port_free "$RUNTIME_PORT" || break; sleep 0.2; done
 export GATEWAY_WS_MANAGEMENT_URL="http://127.0.0.1:$WS_PORT"
+# Like Lambda's execution environments: CONCURRENCY processes of each function poll the same
+# Runtime API, and functions/local runs up to that many invocations of a function at once.
+CONCURRENCY="${GATEWAY_LOCAL_CONCURRENCY:-4}"
 for fn in execute jobs catalog batch-worker ws; do
-    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$RUNTIME_PORT/.rt/$fn" AWS_LAMBDA_FUNCTION_NAME="$fn" \
-    AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
-        "$BIN/$fn" >"$STATE/$fn.log" 2>&1 &
-    PIDS+=($!)
+    : >"$STATE/$fn.log"
+    for _ in $(seq "$CONCURRENCY"); do
+        AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$RUNTIME_PORT/.rt/$fn" AWS_LAMBDA_FUNCTION_NAME="$fn" \
+        AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
+            "$BIN/$fn" >>"$STATE/$fn.log" 2>&1 &
+        PIDS+=($!)
+    done
 done
-"$BIN/local" --invoke-url "http://127.0.0.1:$RUNTIME_PORT" --http-port "$HTTP_PORT" --ws-port "$WS_PORT" >"$STATE/local.out" 2>"$STATE/local.log" &
+"$BIN/local" --invoke-url "http://127.0.0.1:$RUNTIME_PORT" --http-port "$HTTP_PORT" --ws-port "$WS_PORT" \
+    --concurrency "$CONCURRENCY" >"$STATE/local.out" 2>"$STATE/local.log" &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q listening "$STATE/local.out" 2>/dev/null && break; sleep 0.1; done
 API="http://127.0.0.1:$HTTP_PORT"

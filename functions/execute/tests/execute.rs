@@ -228,6 +228,13 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
             Some("context"),
         ),
         (
+            summarize.clone(),
+            br#"{"input": "A : x", "organization_id": " "}"#.to_vec(),
+            400,
+            "INVALID_REQUEST",
+            Some("organization_id"),
+        ),
+        (
             "not-a-uuid".into(),
             br#"{"input": "x"}"#.to_vec(),
             404,
@@ -276,6 +283,39 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
     }
 
     let path = format!("/api/v1/services/{summarize}/execute");
+    // A body declared in another media type than JSON is 415 naming the header.
+    for content_type in ["text/plain", "application/xml; charset=utf-8"] {
+        let mut request = api_request(
+            "POST",
+            RESOURCE,
+            &path,
+            &[("id", &summarize)],
+            &[],
+            Some(br#"{"input": "A : x"}"#),
+        );
+        request.headers_mut().insert(
+            lambda_http::http::header::CONTENT_TYPE,
+            content_type.parse().unwrap(),
+        );
+        let response = execute::handle(&stack.gateway, request).await;
+        assert_eq!(response.status, 415, "{content_type}: {}", response.body);
+        assert_eq!(response.body["error_code"], "UNSUPPORTED_MEDIA_TYPE");
+        assert_eq!(response.body["field"], "content-type");
+    }
+    // Without a Content-Type the body is read as JSON.
+    let mut untyped = api_request(
+        "POST",
+        "/api/v1/services/{id}/validate-execution",
+        &format!("/api/v1/services/{summarize}/validate-execution"),
+        &[("id", &summarize)],
+        &[],
+        Some(br#"{"input": "A : x"}"#),
+    );
+    untyped
+        .headers_mut()
+        .remove(lambda_http::http::header::CONTENT_TYPE);
+    let response = execute::handle(&stack.gateway, untyped).await;
+    assert_eq!(response.status, 200, "{}", response.body);
     let wrong_method = api_request("GET", RESOURCE, &path, &[("id", &summarize)], &[], None);
     assert_eq!(
         execute::handle(&stack.gateway, wrong_method).await.status,

@@ -112,6 +112,30 @@ async fn listing_is_newest_first_filtered_and_paginated() {
     }
     assert_eq!(seen, ids.iter().rev().cloned().collect::<Vec<_>>());
 
+    // A well-formed cursor of another query is a 400 naming `cursor`, refused before
+    // DynamoDB sees it (a foreign start key used to come back from DynamoDB as a 503).
+    let first = list(
+        &stack,
+        &[("organization_id", "org-list"), ("page_size", "2")],
+    )
+    .await;
+    let foreign = first.body["next_cursor"]
+        .as_str()
+        .expect("a cursor")
+        .to_string();
+    for other in [
+        vec![("organization_id", "org-other")],
+        vec![],
+        vec![("organization_id", "org-list"), ("status", "queued")],
+    ] {
+        let mut query = other.clone();
+        query.push(("cursor", foreign.as_str()));
+        let response = list(&stack, &query).await;
+        assert_eq!(response.status, 400, "{other:?}: {}", response.body);
+        assert_eq!(response.body["field"], "cursor", "{}", response.body);
+        assert_eq!(response.body["error_code"], "INVALID_REQUEST");
+    }
+
     let queued = list(
         &stack,
         &[
@@ -144,6 +168,7 @@ async fn listing_is_newest_first_filtered_and_paginated() {
         (vec![("page_size", "0")], "page_size"),
         (vec![("page_size", "101")], "page_size"),
         (vec![("cursor", "garbage!")], "cursor"),
+        (vec![("organization_id", " ")], "organization_id"),
     ] {
         let response = list(&stack, &query).await;
         assert_eq!(response.status, 400, "{query:?}: {}", response.body);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::front_door::DEFAULT_MAX_BODY_BYTES;
+use crate::invoke::DEFAULT_CONCURRENCY;
 use crate::sqs::{SqsMapping, MAX_BATCH_SIZE};
 use crate::streams::{StreamMapping, MAX_STREAM_BATCH_SIZE};
 use crate::websocket::{DEFAULT_WS_FUNCTION, DEFAULT_WS_ROUTES};
@@ -26,7 +27,13 @@ Options:
                               GATEWAY_JOB_QUEUE_BULK_URL -> batch-worker, and
                               GATEWAY_JOB_DLQ_URL -> batch-worker]
   --batch-size N              messages per invocation, 1-10 [default 10]
-  --invoke-timeout-secs N     per-invocation timeout [default 900]
+  --concurrency N             invocations of one function at once, 1-100: start that many
+                              processes of each function; each SQS mapping runs up to N
+                              batches at once [env GATEWAY_LOCAL_CONCURRENCY; default 4]
+  --invoke-timeout-secs N     longest invocation (WebSocket and stream events) [default 900]
+  --rest-timeout-secs N       REST invocations get 504 after this, like API Gateway's
+                              integration timeout [default 29]; an SQS invocation's deadline
+                              is its messages' visibility timeout
   --max-body-bytes N          larger request bodies get 413 [default 6291456]
   --ws-port PORT              WebSocket front door + management API (POST/GET/DELETE /@connections/{id})
                               on 127.0.0.1, 0 for any free port [default 8081]
@@ -45,6 +52,12 @@ credentials from the environment). Stdout gets two lines once listening:
   local websocket on ws://127.0.0.1:PORT
 ";
 
+/// API Gateway's REST integration timeout, the default of `--rest-timeout-secs`.
+pub const DEFAULT_REST_TIMEOUT_SECS: u64 = 29;
+
+/// Most invocations of one function at once.
+pub const MAX_CONCURRENCY: usize = 100;
+
 /// Function the default queue mappings invoke.
 pub const DEFAULT_SQS_FUNCTION: &str = "batch-worker";
 
@@ -62,8 +75,12 @@ pub struct Config {
     pub sqs: Vec<SqsMapping>,
     /// Messages per invocation (1..=10).
     pub batch_size: i32,
-    /// Timeout of one invocation.
+    /// Invocations of one function at once (instances of each function).
+    pub concurrency: usize,
+    /// Timeout of one invocation (the longest deadline).
     pub invoke_timeout: Duration,
+    /// Timeout of a REST invocation (API Gateway's integration timeout).
+    pub rest_timeout: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Port of the WebSocket front door and management API on 127.0.0.1 (0 = any).
@@ -101,6 +118,11 @@ where
     let mut sqs = Vec::new();
     let mut batch_size = MAX_BATCH_SIZE;
     let mut invoke_timeout_secs: u64 = 900;
+    let mut rest_timeout_secs: u64 = DEFAULT_REST_TIMEOUT_SECS;
+    let mut concurrency = match non_empty_env("GATEWAY_LOCAL_CONCURRENCY") {
+        Some(value) => parse_number("GATEWAY_LOCAL_CONCURRENCY", &value)?,
+        None => DEFAULT_CONCURRENCY,
+    };
     let mut max_body_bytes = DEFAULT_MAX_BODY_BYTES;
     let mut ws_port: u16 = 8081;
     let mut ws_function = DEFAULT_WS_FUNCTION.to_string();
@@ -136,6 +158,8 @@ where
                 }
             }
             "--invoke-timeout-secs" => invoke_timeout_secs = parse_number(&name, &value()?)?,
+            "--rest-timeout-secs" => rest_timeout_secs = parse_number(&name, &value()?)?,
+            "--concurrency" => concurrency = parse_number(&name, &value()?)?,
             "--max-body-bytes" => max_body_bytes = parse_number(&name, &value()?)?,
             "--ws-port" => ws_port = parse_number(&name, &value()?)?,
             "--ws-function" => {
@@ -163,6 +187,11 @@ where
             }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
+    }
+    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+        return Err(format!(
+            "--concurrency (GATEWAY_LOCAL_CONCURRENCY) must be from 1 to {MAX_CONCURRENCY}"
+        ));
     }
     if sqs.is_empty() {
         let lanes = [
@@ -193,7 +222,9 @@ where
         http_port,
         sqs,
         batch_size,
+        concurrency,
         invoke_timeout: Duration::from_secs(invoke_timeout_secs),
+        rest_timeout: Duration::from_secs(rest_timeout_secs),
         max_body_bytes,
         ws_port,
         ws_function,
@@ -283,6 +314,8 @@ mod tests {
         assert_eq!(config.http_port, 8080);
         assert_eq!(config.batch_size, 10);
         assert_eq!(config.invoke_timeout, Duration::from_secs(900));
+        assert_eq!(config.rest_timeout, Duration::from_secs(29));
+        assert_eq!(config.concurrency, 4);
         assert_eq!(config.max_body_bytes, 6 * 1024 * 1024);
         assert_eq!(config.ws_port, 8081);
         assert_eq!(config.ws_function, "ws");
@@ -324,11 +357,19 @@ mod tests {
                 "--batch-size",
                 "3",
                 "--invoke-timeout-secs=5",
+                "--rest-timeout-secs=3",
                 "--max-body-bytes",
                 "100",
+                "--concurrency",
+                "7",
             ],
-            &[("GATEWAY_JOB_QUEUE_URL", "http://q/jobs.fifo")],
+            &[
+                ("GATEWAY_JOB_QUEUE_URL", "http://q/jobs.fifo"),
+                ("GATEWAY_LOCAL_CONCURRENCY", "2"),
+            ],
         );
+        assert_eq!(config.concurrency, 7);
+        assert_eq!(config.rest_timeout, Duration::from_secs(3));
         assert_eq!(config.invoke_url, "http://x:1");
         assert_eq!(config.http_port, 0);
         assert_eq!(
@@ -393,5 +434,11 @@ mod tests {
         assert!(parse(&["--http-port", "x"], &[]).is_err());
         assert!(parse(&["--batch-size", "11"], &[]).is_err());
         assert!(parse(&["--sqs", "no-function"], &[]).is_err());
+        assert!(parse(&["--concurrency", "0"], &[]).is_err());
+        assert!(parse(&[], &[("GATEWAY_LOCAL_CONCURRENCY", "x")]).is_err());
+        assert_eq!(
+            config(&[], &[("GATEWAY_LOCAL_CONCURRENCY", "3")]).concurrency,
+            3
+        );
     }
 }

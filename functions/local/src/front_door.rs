@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -13,9 +13,10 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::invoke::Invoker;
+use crate::invoke::{InvokeError, Invoker};
 use crate::proxy::{proxy_event, proxy_response_to_http, IncomingRequest};
 use crate::routes::{match_route, Route};
+use crate::wire::{Peer, REQUEST_ID_HEADER};
 
 /// Lambda's synchronous invocation payload limit (6 MB), the default body limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -29,11 +30,14 @@ pub struct FrontDoor {
     pub routes: &'static [Route],
     /// Larger request bodies are refused with 413 without invoking.
     pub max_body_bytes: usize,
+    /// An invocation without a result by then is answered 504 (API Gateway's integration
+    /// timeout, 29 s).
+    pub timeout: Duration,
 }
 
 /// The axum router: every path proxied to the function that owns its route.
-/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so events carry
-/// the caller's IP.
+/// Serve it with [`crate::serve_http`] (or `into_make_service_with_connect_info` of
+/// [`Peer`] or `SocketAddr`) so events carry the caller's IP.
 pub fn router(front_door: FrontDoor) -> Router {
     Router::new()
         .fallback(proxy_request)
@@ -41,18 +45,38 @@ pub fn router(front_door: FrontDoor) -> Router {
 }
 
 async fn proxy_request(State(front_door): State<Arc<FrontDoor>>, request: Request) -> Response {
-    let source_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_string())
+    let extensions = request.extensions();
+    let source_ip = extensions
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(Peer(address))| address.ip().to_string())
+        .or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip().to_string())
+        })
         .unwrap_or_else(|| "127.0.0.1".to_string());
     handle(&front_door, request, &source_ip).await
 }
 
 /// Answers one proxied request: 404 for unknown paths, 413 for oversized bodies, 502
-/// when the invocation fails or returns a malformed proxy response, else the function's
-/// response.
+/// when the invocation fails or returns a malformed proxy response, 504 when it has no
+/// result within the timeout, else the function's response. Every response carries the
+/// request id in `x-amzn-RequestId`, as API Gateway's do.
 pub async fn handle(front_door: &FrontDoor, request: Request, source_ip: &str) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = respond(front_door, request, source_ip, &request_id).await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+async fn respond(
+    front_door: &FrontDoor,
+    request: Request,
+    source_ip: &str,
+    request_id: &str,
+) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
@@ -94,7 +118,6 @@ pub async fn handle(front_door: &FrontDoor, request: Request, source_ip: &str) -
             )
         }
     };
-    let request_id = uuid::Uuid::new_v4().to_string();
     let incoming = IncomingRequest {
         method: &parts.method,
         path,
@@ -102,12 +125,23 @@ pub async fn handle(front_door: &FrontDoor, request: Request, source_ip: &str) -
         headers: &parts.headers,
         body: &body,
         source_ip,
-        request_id: &request_id,
+        request_id,
     };
     let event = proxy_event(&incoming, &route);
     let function = route.route.function;
-    let result = front_door.invoker.invoke(function, &event).await;
+    let result = front_door
+        .invoker
+        .invoke_within(function, &event, front_door.timeout)
+        .await;
     let response = match result {
+        Err(error @ InvokeError::Timeout { .. }) => {
+            tracing::error!(function, %request_id, %error, "invocation timed out");
+            error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "INTEGRATION_TIMEOUT",
+                format!("function {function} did not answer in time: {error}"),
+            )
+        }
         Err(error) => {
             tracing::error!(function, %request_id, %error, "invocation failed");
             error_response(
@@ -189,7 +223,6 @@ pub fn error_response(status: StatusCode, error_code: &str, detail: String) -> R
 mod tests {
     use super::*;
     use crate::routes::ROUTES;
-    use std::time::Duration;
 
     fn front_door(max_body_bytes: usize) -> FrontDoor {
         // Nothing listens on port 9: reaching the invoker would yield 502, not 404/413.
@@ -199,6 +232,7 @@ mod tests {
             invoker,
             routes: ROUTES,
             max_body_bytes,
+            timeout: Duration::from_secs(2),
         }
     }
 
@@ -226,6 +260,7 @@ mod tests {
         )
         .await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(response.headers().contains_key(REQUEST_ID_HEADER));
         assert_eq!(
             json_body(response).await,
             json!({"detail": "no route for GET /x", "error_code": "NOT_FOUND"})

@@ -21,9 +21,9 @@ pub mod routes;
 pub mod sqs;
 pub mod streams;
 pub mod websocket;
+pub mod wire;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 pub use config::{parse_args, Command, Config};
 pub use front_door::{router, FrontDoor};
@@ -32,7 +32,8 @@ pub use sqs::{sqs_event, SqsMapping, SqsPoller};
 pub use streams::{stream_event, StreamMapping, StreamPoller};
 pub use websocket::{serve_ws, ws_router, WsFrontDoor};
 
-/// Serves the REST front door on `listener` until `shutdown` completes.
+/// Serves the REST front door on `listener` until `shutdown` completes; requests hyper
+/// cannot parse get JSON errors too ([`wire`]).
 pub async fn serve_http<F>(
     listener: tokio::net::TcpListener,
     front_door: FrontDoor,
@@ -42,8 +43,8 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     axum::serve(
-        listener,
-        router(front_door).into_make_service_with_connect_info::<SocketAddr>(),
+        wire::JsonErrorListener(listener),
+        router(front_door).into_make_service_with_connect_info::<wire::Peer>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -47,7 +47,8 @@ fn init_logging() {
 
 async fn run(config: local::Config) -> Result<(), String> {
     let invoker = Invoker::new(&config.invoke_url, config.invoke_timeout)
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| error.to_string())?
+        .with_concurrency(config.concurrency);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.http_port))
         .await
         .map_err(|error| format!("cannot listen on 127.0.0.1:{}: {error}", config.http_port))?;
@@ -104,12 +105,14 @@ async fn run(config: local::Config) -> Result<(), String> {
         invoker,
         routes: ROUTES,
         max_body_bytes: config.max_body_bytes,
+        timeout: config.rest_timeout,
     };
     tracing::info!(
         invoke_url = %config.invoke_url,
         port,
         ws_port,
         queues = config.sqs.len(),
+        concurrency = config.concurrency,
         streams = config.streams.len(),
         "starting"
     );

@@ -2,7 +2,9 @@
 //! events and deletes the records the function did not report in `batchItemFailures`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
@@ -10,7 +12,8 @@ use aws_sdk_sqs::types::{
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use tokio::sync::watch;
+use tokio::sync::{watch, OnceCell, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::invoke::Invoker;
 
@@ -106,7 +109,8 @@ pub fn records_to_delete<'a>(message_ids: &[&'a str], result: &Value) -> Option<
 }
 
 /// Queues → function mapping. With several queues they are priority lanes, most
-/// urgent first: a queue is served only while every queue before it is empty.
+/// urgent first: a lane is received from only while every more urgent lane is empty,
+/// that is has no visible message and no batch in flight.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SqsMapping {
     /// Queue URLs, most urgent first (at least one).
@@ -122,11 +126,47 @@ pub struct PollOutcome {
     pub received: usize,
     /// Messages deleted after the invocation.
     pub deleted: usize,
-    /// Whether the invocation failed as a whole (nothing deleted).
+    /// Whether the invocation failed as a whole (nothing deleted): a function error, an
+    /// unreachable Invoke API, or no answer before the messages' visibility timeout.
     pub invoke_failed: bool,
 }
 
-/// Polls one queue for one function.
+/// A batch received from lane `lane`, not yet delivered.
+struct Received {
+    lane: usize,
+    messages: Vec<Message>,
+    at: Instant,
+    _in_flight: InFlight,
+}
+
+/// Counts a batch as in flight on its lane until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What the poller needs to know of a queue, read once with GetQueueAttributes.
+#[derive(Clone, Debug)]
+struct QueueInfo {
+    arn: String,
+    /// How long a received message stays invisible; the invocation's deadline.
+    visibility_timeout: Option<Duration>,
+}
+
+/// Polls a mapping's queues for one function, like Lambda's event source mapping: up to
+/// `concurrency` batches are invoked at once (SQS FIFO hands out a message group's next
+/// message only once the previous one is deleted or its visibility timeout expired, so a
+/// job's steps stay in order and one at a time).
 #[derive(Clone, Debug)]
 pub struct SqsPoller {
     sqs: aws_sdk_sqs::Client,
@@ -134,22 +174,29 @@ pub struct SqsPoller {
     mapping: SqsMapping,
     batch_size: i32,
     wait_time_seconds: i32,
-    queue_arns: Vec<Option<String>>,
+    concurrency: usize,
+    queues: Arc<Vec<OnceCell<QueueInfo>>>,
+    in_flight: Arc<Vec<Arc<AtomicUsize>>>,
 }
 
 impl SqsPoller {
     /// Creates a poller receiving up to `batch_size` messages (clamped to 1..=10) per
-    /// invocation: short polls on the urgent lanes, then a 1 s long poll on the last.
+    /// invocation: short polls on the urgent lanes, then a 1 s long poll on the last one
+    /// it may serve. It runs as many batches at once as the invoker allows invocations of
+    /// the function ([`Invoker::concurrency`]).
     pub fn new(
         sqs: aws_sdk_sqs::Client,
         invoker: Invoker,
         mapping: SqsMapping,
         batch_size: i32,
     ) -> Self {
+        let lanes = mapping.queue_urls.len();
         Self {
             sqs,
+            concurrency: invoker.concurrency(),
             invoker,
-            queue_arns: vec![None; mapping.queue_urls.len()],
+            queues: Arc::new((0..lanes).map(|_| OnceCell::new()).collect()),
+            in_flight: Arc::new((0..lanes).map(|_| Arc::default()).collect()),
             mapping,
             batch_size: batch_size.clamp(1, MAX_BATCH_SIZE),
             wait_time_seconds: 1,
@@ -161,48 +208,91 @@ impl SqsPoller {
         &self.mapping
     }
 
-    /// Runs poll cycles until `shutdown` turns true; errors are logged and retried after a
-    /// short pause. A cycle in progress finishes before the loop stops.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` turns true: whenever fewer than `concurrency` batches are in
+    /// flight, receives the next batch (lane rule of [`SqsMapping`]) and invokes the
+    /// function with it in the background. Errors are logged and retried after a short
+    /// pause. Batches in flight are awaited before it returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let queues = self.mapping.queue_urls.join(",");
-        tracing::info!(%queues, function = %self.mapping.function, "sqs poller started");
+        tracing::info!(%queues, function = %self.mapping.function, concurrency = self.concurrency, "sqs poller started");
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut batches = JoinSet::new();
         while !*shutdown.borrow() {
-            let pause = match self.poll_once().await {
-                Ok(_) => None,
+            while batches.try_join_next().is_some() {}
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                _ = shutdown.changed() => break,
+            };
+            let received = tokio::select! {
+                received = self.receive_next() => received,
+                _ = shutdown.changed() => break,
+            };
+            match received {
+                Ok(Some(batch)) => {
+                    let poller = self.clone();
+                    batches.spawn(async move {
+                        let _slot = slot;
+                        if let Err(error) = poller.deliver(batch).await {
+                            tracing::warn!(function = %poller.mapping.function, %error, "sqs batch not completed");
+                        }
+                    });
+                }
+                Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(%queues, %error, "sqs poll failed");
-                    Some(Duration::from_secs(2))
-                }
-            };
-            if let Some(pause) = pause {
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = shutdown.changed() => {}
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        _ = shutdown.changed() => {}
+                    }
                 }
             }
         }
+        while batches.join_next().await.is_some() {}
         tracing::info!(%queues, "sqs poller stopped");
     }
 
-    /// One cycle: receive a batch from the most urgent queue that has messages, invoke
+    /// One cycle, in the foreground: receive a batch (lane rule of [`SqsMapping`]), invoke
     /// the function, delete the records it did not report as failed. If the invocation
     /// fails nothing is deleted: the messages come back after their visibility timeout
     /// (and the redrive policy moves poison ones to the DLQ). Errors are SQS API errors
     /// only.
-    pub async fn poll_once(&mut self) -> Result<PollOutcome, String> {
+    pub async fn poll_once(&self) -> Result<PollOutcome, String> {
+        match self.receive_next().await? {
+            Some(batch) => self.deliver(batch).await,
+            None => Ok(PollOutcome::default()),
+        }
+    }
+
+    /// Receives from the most urgent lane that has a visible message. A lane with a batch
+    /// in flight ends the search (the lanes after it wait) and gets the long poll, so the
+    /// lane's next message (a job's next step, sent before its step is deleted) is taken
+    /// as soon as it is deliverable.
+    async fn receive_next(&self) -> Result<Option<Received>, String> {
         let lanes = self.mapping.queue_urls.len();
         for lane in 0..lanes {
-            let wait_time_seconds = if lane + 1 == lanes {
+            let busy = self.in_flight[lane].load(Ordering::SeqCst) > 0;
+            let wait_time_seconds = if busy || lane + 1 == lanes {
                 self.wait_time_seconds
             } else {
                 0
             };
             let messages = self.receive(lane, wait_time_seconds).await?;
             if !messages.is_empty() {
-                return self.deliver(lane, &messages).await;
+                return Ok(Some(Received {
+                    lane,
+                    messages,
+                    at: Instant::now(),
+                    _in_flight: InFlight::new(&self.in_flight[lane]),
+                }));
+            }
+            if busy {
+                break;
             }
         }
-        Ok(PollOutcome::default())
+        Ok(None)
     }
 
     async fn receive(&self, lane: usize, wait_time_seconds: i32) -> Result<Vec<Message>, String> {
@@ -225,24 +315,36 @@ impl SqsPoller {
         Ok(received.messages.unwrap_or_default())
     }
 
-    /// Invokes the function with `messages` of queue `lane` and deletes the successes.
-    async fn deliver(&mut self, lane: usize, messages: &[Message]) -> Result<PollOutcome, String> {
-        let queue_arn = self.queue_arn(lane).await?;
-        let queue_url = self.mapping.queue_urls[lane].clone();
+    /// Invokes the function with a received batch and deletes the successes. The
+    /// invocation's deadline is what is left of the messages' visibility timeout: past it
+    /// they are back in the queue anyway, and a runtime that died mid-invocation (which
+    /// `cargo lambda watch` never reports) holds a slot no longer than that.
+    async fn deliver(&self, batch: Received) -> Result<PollOutcome, String> {
+        let Received {
+            lane, messages, at, ..
+        } = &batch;
+        let messages = messages.as_slice();
+        let queue = self.queue_info(*lane).await?;
+        let queue_url = &self.mapping.queue_urls[*lane];
         let region = self
             .sqs
             .config()
             .region()
             .map(|region| region.to_string())
             .unwrap_or_default();
-        let event = sqs_event(messages, &queue_arn, &region);
+        let event = sqs_event(messages, &queue.arn, &region);
         let message_ids: Vec<&str> = messages.iter().filter_map(Message::message_id).collect();
         let function = &self.mapping.function;
         let mut outcome = PollOutcome {
             received: messages.len(),
             ..PollOutcome::default()
         };
-        let to_delete = match self.invoker.invoke(function, &event).await {
+        let deadline = queue
+            .visibility_timeout
+            .map_or(self.invoker.timeout(), |visibility| {
+                visibility.saturating_sub(at.elapsed())
+            });
+        let to_delete = match self.invoker.invoke_within(function, &event, deadline).await {
             Err(error) => {
                 tracing::error!(%function, queue = %queue_url, %error, "sqs batch invocation failed; messages will be retried");
                 None
@@ -291,7 +393,7 @@ impl SqsPoller {
         let deleted = self
             .sqs
             .delete_message_batch()
-            .queue_url(&queue_url)
+            .queue_url(queue_url)
             .set_entries(Some(entries))
             .send()
             .await
@@ -305,35 +407,45 @@ impl SqsPoller {
             tracing::warn!(entry = failure.id(), code = failure.code(), message = ?failure.message(), "message not deleted");
         }
         outcome.deleted = requested - deleted.failed().len();
+        // The batch stops counting as in flight only now, once its messages are deleted.
+        drop(batch);
         Ok(outcome)
     }
 
-    /// The ARN of queue `lane`, fetched once with GetQueueAttributes.
-    async fn queue_arn(&mut self, lane: usize) -> Result<String, String> {
-        if let Some(arn) = &self.queue_arns[lane] {
-            return Ok(arn.clone());
-        }
+    /// The ARN and visibility timeout of queue `lane`, fetched once.
+    async fn queue_info(&self, lane: usize) -> Result<QueueInfo, String> {
         let queue_url = &self.mapping.queue_urls[lane];
-        let attributes = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
+        self.queues[lane]
+            .get_or_try_init(|| async {
+                let attributes = self
+                    .sqs
+                    .get_queue_attributes()
+                    .queue_url(queue_url)
+                    .attribute_names(QueueAttributeName::QueueArn)
+                    .attribute_names(QueueAttributeName::VisibilityTimeout)
+                    .send()
+                    .await
+                    .map_err(|error| {
+                        format!(
+                            "GetQueueAttributes: {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(error)
+                        )
+                    })?;
+                let attributes = attributes.attributes();
+                let attribute =
+                    |name: QueueAttributeName| attributes.and_then(|all| all.get(&name)).cloned();
+                let arn = attribute(QueueAttributeName::QueueArn)
+                    .ok_or_else(|| format!("queue {queue_url} has no QueueArn attribute"))?;
+                let visibility_timeout = attribute(QueueAttributeName::VisibilityTimeout)
+                    .and_then(|seconds| seconds.parse().ok())
+                    .map(Duration::from_secs);
+                Ok(QueueInfo {
+                    arn,
+                    visibility_timeout,
+                })
+            })
             .await
-            .map_err(|error| {
-                format!(
-                    "GetQueueAttributes: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(error)
-                )
-            })?;
-        let arn = attributes
-            .attributes()
-            .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn))
             .cloned()
-            .ok_or_else(|| format!("queue {queue_url} has no QueueArn attribute"))?;
-        self.queue_arns[lane] = Some(arn.clone());
-        Ok(arn)
     }
 }
 

@@ -19,15 +19,51 @@ use serde_json::{json, Value};
 /// Invocations the fake Invoke API received: (function name, event).
 type Recorded = Arc<Mutex<Vec<(String, Value)>>>;
 
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// How long function `slow` (and path `/api/v1/jobs/slow`) takes.
+const SLOW: Duration = Duration::from_millis(1000);
+
 /// Answers like the real functions would: proxy responses for HTTP events (a function
 /// error for path `/api/v1/jobs/boom`, a 500 for `/api/v1/jobs/broken`), and for SQS
 /// events a batch response failing every record whose body is `fail-me` (function
-/// `worker`) or a function error (function `broken`).
+/// `worker`) or a function error (function `broken`). Function `slow` and path
+/// `/api/v1/jobs/slow` take [`SLOW`]; function `hang` never answers a first delivery of a
+/// record whose body is `hang`, nor does path `/api/v1/jobs/hang` (a runtime that died
+/// mid-invocation: `cargo lambda watch` never answers those). Their events are recorded
+/// with `_started_ms` and `_finished_ms`.
 async fn fake_invoke(
     State(recorded): State<Recorded>,
     Path(function): Path<String>,
-    Json(event): Json<Value>,
+    Json(mut event): Json<Value>,
 ) -> Response {
+    let path = event["path"].as_str().unwrap_or_default().to_string();
+    let timed = matches!(function.as_str(), "slow" | "hang")
+        || matches!(path.as_str(), "/api/v1/jobs/slow" | "/api/v1/jobs/hang");
+    if timed {
+        event["_started_ms"] = json!(now_ms());
+        let hangs = path == "/api/v1/jobs/hang"
+            || (function == "hang"
+                && event["Records"].as_array().is_some_and(|records| {
+                    records.iter().any(|record| {
+                        record["body"] == "hang"
+                            && record["attributes"]["ApproximateReceiveCount"] == "1"
+                    })
+                }));
+        tokio::time::sleep(if hangs {
+            Duration::from_secs(3600)
+        } else {
+            SLOW
+        })
+        .await;
+        event["_finished_ms"] = json!(now_ms());
+    }
     if let Ok(mut recorded) = recorded.lock() {
         recorded.push((function.clone(), event.clone()));
     }
@@ -105,6 +141,7 @@ async fn front_door_proxies_through_the_invoke_api() {
         invoker,
         routes: ROUTES,
         max_body_bytes: 1024,
+        timeout: Duration::from_secs(10),
     };
     tokio::spawn(local::serve_http(
         listener,
@@ -391,7 +428,7 @@ async fn sqs_poller_deletes_all_but_reported_failures() {
         queue_urls: vec![queue_url.clone()],
         function: "worker".to_string(),
     };
-    let mut poller = SqsPoller::new(sqs.clone(), invoker, mapping, 10);
+    let poller = SqsPoller::new(sqs.clone(), invoker, mapping, 10);
 
     let (mut received, mut deleted) = (0, 0);
     for _ in 0..5 {
@@ -464,7 +501,7 @@ async fn sqs_poller_serves_priority_lanes_most_urgent_first() {
         queue_urls: vec![urgent.clone(), standard.clone(), bulk.clone()],
         function: "worker".to_string(),
     };
-    let mut poller = SqsPoller::new(sqs.clone(), invoker, mapping, 1);
+    let poller = SqsPoller::new(sqs.clone(), invoker, mapping, 1);
 
     let mut served = Vec::new();
     for round in 0..8 {
@@ -505,7 +542,7 @@ async fn sqs_poller_deletes_nothing_when_the_invocation_fails() {
         queue_urls: vec![queue_url.clone()],
         function: "broken".to_string(),
     };
-    let mut poller = SqsPoller::new(sqs.clone(), invoker, mapping, 10);
+    let poller = SqsPoller::new(sqs.clone(), invoker, mapping, 10);
 
     let mut received = 0;
     for _ in 0..5 {
@@ -537,12 +574,326 @@ async fn sqs_poller_deletes_nothing_when_the_invocation_fails() {
         queue_urls: vec![queue_url.clone()],
         function: "worker".to_string(),
     };
-    let mut poller = SqsPoller::new(sqs.clone(), unreachable, mapping, 10);
+    let poller = SqsPoller::new(sqs.clone(), unreachable, mapping, 10);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let outcome = poller.poll_once().await.expect("poll");
     assert!(
         outcome.received > 0 && outcome.invoke_failed && outcome.deleted == 0,
         "{outcome:?}"
     );
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+}
+
+/// Starts the REST front door on a free port in front of `invoker`; returns its base URL.
+async fn start_front_door(invoker: Invoker, timeout: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind front door");
+    let base = format!("http://{}", listener.local_addr().expect("local address"));
+    let front_door = FrontDoor {
+        invoker,
+        routes: ROUTES,
+        max_body_bytes: 1024,
+        timeout,
+    };
+    tokio::spawn(local::serve_http(
+        listener,
+        front_door,
+        std::future::pending(),
+    ));
+    base
+}
+
+/// (started, finished) of the recorded invocations, in ms since the epoch, by `key`.
+fn timings(recorded: &Recorded, key: impl Fn(&Value) -> String) -> Vec<(String, u64, u64)> {
+    invocations(recorded)
+        .iter()
+        .filter_map(|(_, event)| {
+            Some((
+                key(event),
+                event["_started_ms"].as_u64()?,
+                event["_finished_ms"].as_u64()?,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn front_door_invokes_concurrently_and_times_out_like_api_gateway() {
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(900))
+        .expect("invoker")
+        .with_concurrency(2);
+    let base = start_front_door(invoker, Duration::from_secs(2)).await;
+    let http = reqwest::Client::new();
+
+    // Two slow requests at once overlap: together they take one SLOW, not two.
+    let started = std::time::Instant::now();
+    let slow = || http.get(format!("{base}/api/v1/jobs/slow")).send();
+    let (first, second) = tokio::join!(slow(), slow());
+    let elapsed = started.elapsed();
+    assert_eq!(first.expect("first").status(), 202);
+    assert_eq!(second.expect("second").status(), 202);
+    assert!(
+        elapsed < SLOW * 2 - Duration::from_millis(300),
+        "two slow invocations took {elapsed:?}: not concurrent"
+    );
+    let runs = timings(&recorded, |event| event["path"].to_string());
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs[0].1 < runs[1].2 && runs[1].1 < runs[0].2,
+        "the invocations overlap: {runs:?}"
+    );
+
+    // A function that never answers (its runtime died) is a 504 after the REST timeout,
+    // in JSON, not a 900 s wait.
+    let started = std::time::Instant::now();
+    let response = http
+        .get(format!("{base}/api/v1/jobs/hang"))
+        .send()
+        .await
+        .expect("hang request");
+    assert_eq!(response.status(), 504);
+    assert!(response.headers().contains_key("x-amzn-requestid"));
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(body["error_code"], "INTEGRATION_TIMEOUT", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// Sends `raw` on a new connection and returns everything answered until the server
+/// closes it.
+async fn raw_answer(base: &str, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(raw).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the connection is closed after the error")
+        .expect("read");
+    String::from_utf8(answer).expect("utf-8 answer")
+}
+
+/// Sends `raw` on a new connection and returns the status and the JSON body of the answer.
+async fn raw_request(base: &str, raw: &[u8]) -> (u16, Value) {
+    let text = raw_answer(base, raw).await;
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let body = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body:?}"));
+    (status, body)
+}
+
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_json_errors() {
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(10)).expect("invoker");
+    let base = start_front_door(invoker, Duration::from_secs(10)).await;
+
+    let long_id = "a".repeat(70_000);
+    let cases: [(Vec<u8>, u16, &str); 5] = [
+        (
+            format!("GET /api/v1/jobs/{long_id} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
+            414,
+            "URI_TOO_LONG",
+        ),
+        (b"BLAH\r\n\r\n".to_vec(), 400, "BAD_REQUEST"),
+        (
+            b"GET /api/v1/jobs HTTP/9.9 extra\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\n{}"
+                .to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+    ];
+    for (raw, status, code) in cases {
+        let shown = String::from_utf8_lossy(&raw[..raw.len().min(60)]).into_owned();
+        let (answered, body) = raw_request(&base, &raw).await;
+        assert_eq!(
+            (answered, body["error_code"].as_str()),
+            (status, Some(code)),
+            "{shown}: {body}"
+        );
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
+    }
+    assert!(invocations(&recorded).is_empty(), "nothing was invoked");
+
+    // A keep-alive connection whose second request is malformed: the first is answered by
+    // the function, the second in JSON by the front door.
+    let answer = raw_answer(
+        &base,
+        b"GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\n\r\nNOT-HTTP\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 202 "), "{answer}");
+    let second = answer
+        .find("HTTP/1.1 400 ")
+        .map(|at| &answer[at..])
+        .unwrap_or_else(|| panic!("no 400 after the first response: {answer}"));
+    let (head, body) = second.split_once("\r\n\r\n").expect("a head");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let body: Value = serde_json::from_str(body).expect("JSON body");
+    assert_eq!(body["error_code"], "BAD_REQUEST");
+}
+
+#[tokio::test]
+async fn sqs_poller_runs_batches_concurrently_keeping_groups_in_order() {
+    let sqs = emulator_sqs().await;
+    let queue_url = create_fifo_queue(&sqs).await;
+    // Group a has two steps; b, c and d one each.
+    for (body, group) in [
+        ("a-1", "job-a"),
+        ("a-2", "job-a"),
+        ("b-1", "job-b"),
+        ("c-1", "job-c"),
+        ("d-1", "job-d"),
+    ] {
+        send(&sqs, &queue_url, body, group).await;
+    }
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(900))
+        .expect("invoker")
+        .with_concurrency(4);
+    let mapping = SqsMapping {
+        queue_urls: vec![queue_url.clone()],
+        function: "slow".to_string(),
+    };
+    let poller = SqsPoller::new(sqs.clone(), invoker, mapping, 1);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = std::time::Instant::now();
+    let running = tokio::spawn(poller.run(stopped));
+
+    let body = |event: &Value| {
+        event["Records"][0]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    while timings(&recorded, body).len() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not all batches ran: {:?}",
+            timings(&recorded, body)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(true);
+    running.await.expect("poller stops");
+
+    let runs = timings(&recorded, body);
+    let run = |name: &str| {
+        runs.iter()
+            .find(|(body, _, _)| body == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} did not run: {runs:?}"))
+    };
+    // One message per invocation, five of them SLOW each: serially 5 SLOW; with four at
+    // once group a's two steps (one after the other) take the longest, 2 SLOW.
+    assert!(
+        elapsed < SLOW * 3 + Duration::from_millis(500),
+        "{elapsed:?}: {runs:?}"
+    );
+    let concurrent_with_a1 = ["b-1", "c-1", "d-1"]
+        .iter()
+        .filter(|name| {
+            let (_, start, end) = run(name);
+            let (_, a_start, a_end) = run("a-1");
+            start < a_end && a_start < end
+        })
+        .count();
+    assert!(concurrent_with_a1 >= 2, "batches overlap: {runs:?}");
+    let (a1, a2) = (run("a-1"), run("a-2"));
+    assert!(
+        a2.1 >= a1.2,
+        "a group's next message waits for the previous one: {runs:?}"
+    );
+    assert!(visible_messages(&sqs, &queue_url).await.is_empty());
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+}
+
+#[tokio::test]
+async fn a_dead_runtime_does_not_stall_the_queue() {
+    let sqs = emulator_sqs().await;
+    let queue_url = create_fifo_queue(&sqs).await; // visibility timeout 2 s
+    send(&sqs, &queue_url, "hang", "job-h").await;
+    send(&sqs, &queue_url, "ok-1", "job-x").await;
+    send(&sqs, &queue_url, "ok-2", "job-y").await;
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    // The longest invocation is 900 s, as by default: only the visibility timeout bounds
+    // the invocation whose runtime died.
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(900))
+        .expect("invoker")
+        .with_concurrency(2);
+    let mapping = SqsMapping {
+        queue_urls: vec![queue_url.clone()],
+        function: "hang".to_string(),
+    };
+    let poller = SqsPoller::new(sqs.clone(), invoker, mapping, 1);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started_ms = now_ms();
+    let running = tokio::spawn(poller.run(stopped));
+
+    let body = |event: &Value| {
+        event["Records"][0]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Every message ends up processed: the hung delivery of `hang` fails at its visibility
+    // timeout and the redelivery succeeds.
+    while timings(&recorded, body).len() < 3 {
+        assert!(
+            now_ms() - started_ms < 8_000,
+            "the queue stalled: {:?}",
+            timings(&recorded, body)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("poller stops")
+        .expect("poller task");
+    let runs = timings(&recorded, body);
+    let finished = |name: &str| {
+        runs.iter()
+            .find(|(body, _, _)| body == name)
+            .map(|(_, _, end)| end - started_ms)
+            .unwrap_or_else(|| panic!("{name} did not finish: {runs:?}"))
+    };
+    // The other jobs did not wait for the dead one.
+    assert!(finished("ok-1") < 2_500, "{runs:?}");
+    assert!(finished("ok-2") < 2_500, "{runs:?}");
+    // The dead invocation was given up at the visibility timeout (2 s), not after 900 s,
+    // and the message was retried right after.
+    let retried = finished("hang");
+    assert!(
+        (2_000..6_000).contains(&retried),
+        "hang finished at {retried} ms"
+    );
+    assert!(visible_messages(&sqs, &queue_url).await.is_empty());
     let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
 }

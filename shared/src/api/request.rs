@@ -9,6 +9,10 @@ use crate::engine::catalog::validate::validate_organization_id;
 use crate::engine::catalog::{PageRequest, Scope};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 
+/// Routes that also read a form body (`application/x-www-form-urlencoded` or
+/// `multipart/form-data`) besides JSON.
+pub const FORM_ROUTES: &[&str] = &["/api/v1/flavor-presets/{id}/apply"];
+
 /// A request body as delivered (for Lambda, `lambda_http::Body`).
 type Body = Box<dyn AsRef<[u8]> + Send + Sync>;
 
@@ -129,6 +133,34 @@ impl ApiRequest {
         }
     }
 
+    /// The declared media type of the body (`Content-Type` without parameters, lower
+    /// case), if there is a non-blank one.
+    pub fn media_type(&self) -> Option<String> {
+        let declared = self.content_type.as_deref()?;
+        let media_type = declared.split(';').next().unwrap_or("").trim();
+        (!media_type.is_empty()).then(|| media_type.to_ascii_lowercase())
+    }
+
+    /// 415 `UNSUPPORTED_MEDIA_TYPE` naming the header unless the body's declared media type
+    /// is one the route at `template` reads: JSON (`application/json`, any `+json`) or, on
+    /// [`FORM_ROUTES`], a form. Without a `Content-Type` the body is read as JSON.
+    pub fn check_media_type(&self, template: &str) -> EngineResult<()> {
+        let Some(media_type) = self.media_type() else {
+            return Ok(());
+        };
+        let json = media_type == "application/json" || media_type.ends_with("+json");
+        let form = matches!(
+            media_type.as_str(),
+            "application/x-www-form-urlencoded" | "multipart/form-data"
+        );
+        if json || (form && FORM_ROUTES.contains(&template)) {
+            return Ok(());
+        }
+        Err(EngineError::UnsupportedMediaType(
+            self.content_type.clone().unwrap_or_default(),
+        ))
+    }
+
     /// Whether the body is a form (`application/x-www-form-urlencoded`).
     pub fn is_form(&self) -> bool {
         self.content_type
@@ -181,5 +213,70 @@ mod tests {
         assert_eq!(request.content_type.as_deref(), Some("application/json"));
         assert_eq!(request.body(), b"{}");
         assert!(!request.is_form());
+    }
+
+    fn with_content_type(content_type: Option<&str>) -> ApiRequest {
+        let mut http = http::Request::builder().method("POST").uri("/x");
+        if let Some(content_type) = content_type {
+            http = http.header("content-type", content_type);
+        }
+        ApiRequest::from_http("/x", http.body(b"{}".to_vec()).unwrap())
+    }
+
+    #[test]
+    fn json_routes_refuse_other_media_types_with_415_naming_the_header() {
+        let json_route = "/api/v1/services/{id}/execute";
+        let form_route = FORM_ROUTES[0];
+        for accepted in [
+            None,
+            Some(""),
+            Some("application/json"),
+            Some("Application/JSON; charset=utf-8"),
+            Some("application/merge-patch+json"),
+        ] {
+            assert!(
+                with_content_type(accepted)
+                    .check_media_type(json_route)
+                    .is_ok(),
+                "{accepted:?}"
+            );
+        }
+        for refused in [
+            "text/plain",
+            "application/xml",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+        ] {
+            let error = with_content_type(Some(refused))
+                .check_media_type(json_route)
+                .unwrap_err();
+            assert_eq!(
+                (error.status(), error.code(), error.field()),
+                (415, "UNSUPPORTED_MEDIA_TYPE", Some("content-type")),
+                "{refused}"
+            );
+            assert!(error.to_string().contains(refused), "{error}");
+        }
+        for form in [
+            "application/x-www-form-urlencoded",
+            "application/x-www-form-urlencoded; charset=utf-8",
+            "multipart/form-data; boundary=x",
+            "application/json",
+        ] {
+            assert!(
+                with_content_type(Some(form))
+                    .check_media_type(form_route)
+                    .is_ok(),
+                "{form}"
+            );
+        }
+        assert_eq!(
+            with_content_type(Some("text/plain"))
+                .check_media_type(form_route)
+                .unwrap_err()
+                .status(),
+            415
+        );
     }
 }

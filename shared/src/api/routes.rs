@@ -93,12 +93,18 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Routes and runs one request: 404 for a path no route has, 405 for a method the
-    /// path's route does not serve. The most specific template wins (a literal segment
+    /// path's route does not serve, 415 for a body in a media type the route does not read. The most specific template wins (a literal segment
     /// beats a parameter), as in API Gateway.
     pub async fn handle(&self, gateway: &Gateway, mut request: ApiRequest) -> JsonResponse {
         let found = self.find(&request.method, &request.segments);
         match found {
             Ok((route, params)) => {
+                // A route that reads a body reads JSON (or, on a form route, a form).
+                if route.doc.request.is_some() {
+                    if let Err(error) = request.check_media_type(route.path) {
+                        return JsonResponse::from(error);
+                    }
+                }
                 request.params = params;
                 tracing::debug!(method = route.method.as_str(), path = route.path, "route");
                 (route.handler)(gateway, &request).await.into()

@@ -1,7 +1,7 @@
 //! Jobs in DynamoDB: one item per job, a GSI by organization for listings, opaque
 //! page cursors.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -155,7 +155,7 @@ impl JobStore for DynamoJobStore {
     async fn list(&self, query: &JobQuery) -> Result<JobPage, ListError> {
         let page_size = query.page_size.clamp(1, 100);
         let mut start_key = match &query.cursor {
-            Some(cursor) => Some(decode_cursor(cursor)?),
+            Some(cursor) => Some(decode_cursor(cursor, query)?),
             None => None,
         };
         let mut jobs = Vec::new();
@@ -202,7 +202,9 @@ impl JobStore for DynamoJobStore {
                 break;
             }
         }
-        let next_cursor = start_key.map(|key| encode_cursor(&key)).transpose()?;
+        let next_cursor = start_key
+            .map(|key| encode_cursor(&key, query))
+            .transpose()?;
         Ok(JobPage { jobs, next_cursor })
     }
 
@@ -297,23 +299,63 @@ impl JobStore for DynamoJobStore {
     }
 }
 
-fn encode_cursor(key: &HashMap<String, AttributeValue>) -> IoResult<String> {
-    let plain: HashMap<&str, &str> = key
-        .iter()
-        .filter_map(|(name, value)| value.as_s().ok().map(|s| (name.as_str(), s.as_str())))
-        .collect();
-    let json = serde_json::to_vec(&plain).map_err(|e| IoError::new("encode cursor", e))?;
+/// The attributes of a `by_org` start key: the table key and the index key.
+const CURSOR_KEY: [&str; 3] = ["created_at", "id", "org_key"];
+
+/// A page cursor: the last evaluated key and the query it continues (its organization is
+/// in the key; its filters beside it), so that it is refused with any other query before
+/// DynamoDB sees it.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    key: BTreeMap<String, String>,
+    service_id: Option<String>,
+    status: Option<String>,
+}
+
+impl Cursor {
+    fn filters(query: &JobQuery) -> (Option<String>, Option<String>) {
+        (
+            query.service_id.map(|id| id.to_string()),
+            query.status.map(|status| status.as_str().to_string()),
+        )
+    }
+}
+
+/// Encodes a page cursor for `query`: base64 of [`Cursor`] JSON.
+fn encode_cursor(key: &HashMap<String, AttributeValue>, query: &JobQuery) -> IoResult<String> {
+    let (service_id, status) = Cursor::filters(query);
+    let cursor = Cursor {
+        key: key
+            .iter()
+            .filter_map(|(name, value)| value.as_s().ok().map(|s| (name.clone(), s.clone())))
+            .collect(),
+        service_id,
+        status,
+    };
+    let json = serde_json::to_vec(&cursor).map_err(|e| IoError::new("encode cursor", e))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
 }
 
-/// Decodes a page cursor (base64 of the plain key attributes).
-fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, ListError> {
+/// Decodes a page cursor of `query`; [`ListError::InvalidCursor`] unless it is one this
+/// adapter returned for the same organization and filters.
+fn decode_cursor(
+    cursor: &str,
+    query: &JobQuery,
+) -> Result<HashMap<String, AttributeValue>, ListError> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| ListError::InvalidCursor)?;
-    let plain: HashMap<String, String> =
-        serde_json::from_slice(&bytes).map_err(|_| ListError::InvalidCursor)?;
-    Ok(plain
+    let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| ListError::InvalidCursor)?;
+    let names: Vec<&str> = cursor.key.keys().map(String::as_str).collect();
+    let organization = org_key(query.organization_id.as_deref());
+    if names != CURSOR_KEY
+        || cursor.key.get("org_key") != Some(&organization)
+        || (cursor.service_id.clone(), cursor.status.clone()) != Cursor::filters(query)
+    {
+        return Err(ListError::InvalidCursor);
+    }
+    Ok(cursor
+        .key
         .into_iter()
         .map(|(k, v)| (k, AttributeValue::S(v)))
         .collect())
@@ -322,23 +364,84 @@ fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, ListEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    #[test]
-    fn cursors_round_trip_and_foreign_ones_are_refused() {
-        let key = HashMap::from([
+    fn query(organization_id: Option<&str>) -> JobQuery {
+        JobQuery {
+            organization_id: organization_id.map(str::to_string),
+            page_size: 10,
+            ..JobQuery::default()
+        }
+    }
+
+    fn key(org: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
             ("id".to_string(), AttributeValue::S("j1".into())),
-            ("org_key".to_string(), AttributeValue::S(org_key(None))),
+            ("org_key".to_string(), AttributeValue::S(org.into())),
             (
                 "created_at".to_string(),
                 AttributeValue::S("2026-01-01T00:00:00.000000Z".into()),
             ),
-        ]);
-        let cursor = encode_cursor(&key).unwrap();
-        assert_eq!(decode_cursor(&cursor).unwrap(), key);
+        ])
+    }
+
+    fn encoded(json: serde_json::Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        let global = query(None);
+        let cursor = encode_cursor(&key(&org_key(None)), &global).unwrap();
+        assert_eq!(
+            decode_cursor(&cursor, &global).unwrap(),
+            key(&org_key(None))
+        );
+        let mut filtered = query(Some("org-1"));
+        filtered.service_id = Some(Uuid::nil());
+        filtered.status = Some(crate::domain::JobStatus::Failed);
+        let cursor = encode_cursor(&key("org-1"), &filtered).unwrap();
+        assert_eq!(decode_cursor(&cursor, &filtered).unwrap(), key("org-1"));
         for foreign in ["not base64!", "bm90IGpzb24", ""] {
             assert!(
-                matches!(decode_cursor(foreign), Err(ListError::InvalidCursor)),
+                matches!(
+                    decode_cursor(foreign, &global),
+                    Err(ListError::InvalidCursor)
+                ),
                 "{foreign}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cursor_of_another_query_is_refused() {
+        let org_1 = query(Some("org-1"));
+        let cursor = encode_cursor(&key("org-1"), &org_1).unwrap();
+        let mut other_filters = query(Some("org-1"));
+        other_filters.status = Some(crate::domain::JobStatus::Completed);
+        for other in [query(Some("org-2")), query(None), other_filters] {
+            assert!(
+                matches!(
+                    decode_cursor(&cursor, &other),
+                    Err(ListError::InvalidCursor)
+                ),
+                "{other:?}"
+            );
+        }
+        // Well-formed JSON that is not a whole start key of this query's partition.
+        let id = "00000000-0000-0000-0000-000000000000";
+        for forged in [
+            json!({"key": {"id": id, "org_key": "org-1"}, "service_id": null, "status": null}),
+            json!({"key": {"id": id, "org_key": "org-1", "created_at": "x", "extra": "y"}, "service_id": null, "status": null}),
+            json!({"key": {"id": 1, "org_key": "org-1", "created_at": "x"}}),
+            json!({"id": id, "org_key": "org-1", "created_at": "x"}),
+        ] {
+            assert!(
+                matches!(
+                    decode_cursor(&encoded(forged.clone()), &org_1),
+                    Err(ListError::InvalidCursor)
+                ),
+                "{forged}"
             );
         }
     }

@@ -204,6 +204,9 @@ pub enum EngineError {
     /// 400: a listing cursor this API did not return.
     #[error("cursor: is not a cursor returned by this API")]
     InvalidCursor,
+    /// 415: the body is declared (`Content-Type`) in a media type the route does not read.
+    #[error("content-type: {0:?} is not accepted here; send application/json")]
+    UnsupportedMediaType(String),
     /// 400 `CONTEXT_EXCEEDED` with the figures.
     #[error("{}", context_exceeded_text(.0))]
     ContextExceeded(Box<ContextExceeded>),
@@ -314,6 +317,7 @@ impl EngineError {
         match self {
             EngineError::NotFound { .. } | EngineError::NoRoute(_) => 404,
             EngineError::MethodNotAllowed(_) => 405,
+            EngineError::UnsupportedMediaType(_) => 415,
             EngineError::InvalidBody(BodyProblem::TooLarge { .. }) => 413,
             EngineError::InvalidField { .. }
             | EngineError::InvalidBody(_)
@@ -346,6 +350,7 @@ impl EngineError {
             EngineError::Refused { rule, .. } => rule.code(),
             EngineError::NoRoute(_) => "NOT_FOUND",
             EngineError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            EngineError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             EngineError::Forbidden(_) => "FORBIDDEN",
             EngineError::Conflict(_) => "CONFLICT",
             EngineError::Provider(_) => "PROVIDER_ERROR",
@@ -363,6 +368,7 @@ impl EngineError {
             | EngineError::PromptPlaceholders { field, .. } => Some(field),
             EngineError::InvalidBody(BodyProblem::TooLarge { field, .. }) => Some(field),
             EngineError::InvalidCursor => Some("cursor"),
+            EngineError::UnsupportedMediaType(_) => Some("content-type"),
             EngineError::PresetConfig { source } => source.field(),
             EngineError::Refused { subject, .. } => subject
                 .iter()
@@ -462,6 +468,11 @@ mod tests {
             ),
             (EngineError::InvalidCursor, 400, "INVALID_REQUEST"),
             (
+                EngineError::UnsupportedMediaType("text/plain".into()),
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+            ),
+            (
                 EngineError::InvalidBody(BodyProblem::TooLarge {
                     field: "input",
                     size: 2,
@@ -530,6 +541,10 @@ mod tests {
             Some("failover_flavor_id")
         );
         assert_eq!(EngineError::InvalidCursor.field(), Some("cursor"));
+        assert_eq!(
+            EngineError::UnsupportedMediaType("application/xml".into()).field(),
+            Some("content-type")
+        );
         assert_eq!(
             EngineError::Dependency(IoError::new("x", "y")).field(),
             None

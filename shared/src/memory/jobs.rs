@@ -79,36 +79,65 @@ fn listing_key(job: &Job) -> (String, Uuid) {
     (job.created_at.clone(), job.id)
 }
 
-/// Encodes a page cursor like the DynamoDB adapter (base64 of the last evaluated key).
-fn encode_cursor(job: &Job) -> IoResult<String> {
-    let key = json!({
-        "id": job.id.to_string(),
-        "created_at": job.created_at,
-        "org_key": job.organization_id.as_deref().unwrap_or("#none"),
+/// The query's filters as the cursor holds them (service id, status).
+fn cursor_filters(query: &JobQuery) -> (Option<String>, Option<String>) {
+    (
+        query.service_id.map(|id| id.to_string()),
+        query.status.map(|status| status.as_str().to_string()),
+    )
+}
+
+/// Encodes a page cursor like the DynamoDB adapter: base64 of the last evaluated key
+/// (`id`, `created_at`, `org_key`) and the query's filters.
+fn encode_cursor(job: &Job, query: &JobQuery) -> IoResult<String> {
+    let (service_id, status) = cursor_filters(query);
+    let cursor = json!({
+        "key": {
+            "id": job.id.to_string(),
+            "created_at": job.created_at,
+            "org_key": job.organization_id.as_deref().unwrap_or(NO_ORGANIZATION),
+        },
+        "service_id": service_id,
+        "status": status,
     });
-    let bytes = serde_json::to_vec(&key).map_err(|e| IoError::new("encode cursor", e))?;
+    let bytes = serde_json::to_vec(&cursor).map_err(|e| IoError::new("encode cursor", e))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Decodes a page cursor into its sort position; malformed ones fail like the adapter's
-/// ([`ListError::InvalidCursor`]).
-fn decode_cursor(cursor: &str) -> Result<(String, Uuid), ListError> {
+/// Decodes a page cursor of `query` into its sort position. Like the adapter's, it is
+/// [`ListError::InvalidCursor`] unless it is a whole start key of the query's organization
+/// with the query's filters.
+fn decode_cursor(cursor: &str, query: &JobQuery) -> Result<(String, Uuid), ListError> {
+    #[derive(serde::Deserialize)]
+    struct Cursor {
+        key: BTreeMap<String, String>,
+        service_id: Option<String>,
+        status: Option<String>,
+    }
     let invalid = || ListError::InvalidCursor;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| invalid())?;
-    let key: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    // DynamoDB rejects a start key without the key attributes (not a cursor error).
-    let created_at = key.get("created_at").cloned();
-    let id = key.get("id").and_then(|id| Uuid::parse_str(id).ok());
-    match (created_at, id) {
-        (Some(created_at), Some(id)) => Ok((created_at, id)),
-        _ => Err(ListError::Io(IoError::new(
-            "list jobs",
-            "the provided starting key is invalid",
-        ))),
+    let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let names: Vec<&str> = cursor.key.keys().map(String::as_str).collect();
+    let organization = query.organization_id.as_deref().unwrap_or(NO_ORGANIZATION);
+    if names != ["created_at", "id", "org_key"]
+        || cursor.key.get("org_key").map(String::as_str) != Some(organization)
+        || (cursor.service_id, cursor.status) != cursor_filters(query)
+    {
+        return Err(invalid());
     }
+    let id = cursor
+        .key
+        .get("id")
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(invalid)?;
+    let created_at = cursor.key.get("created_at").cloned().ok_or_else(invalid)?;
+    Ok((created_at, id))
 }
+
+/// The organization key of jobs without an organization (as in the adapter).
+const NO_ORGANIZATION: &str = "#none";
 
 #[async_trait]
 impl JobStore for MemoryJobStore {
@@ -154,7 +183,11 @@ impl JobStore for MemoryJobStore {
     /// a full page has a cursor even when nothing follows (the next page is then empty).
     async fn list(&self, query: &JobQuery) -> Result<JobPage, ListError> {
         let page_size = query.page_size.clamp(1, 100);
-        let start = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        let start = query
+            .cursor
+            .as_deref()
+            .map(|cursor| decode_cursor(cursor, query))
+            .transpose()?;
         let jobs = lock(&self.jobs);
         let mut partition: Vec<&Job> = jobs
             .values()
@@ -179,7 +212,7 @@ impl JobStore for MemoryJobStore {
             }
         }
         let next_cursor = match last_evaluated {
-            Some(job) if page.len() == page_size => Some(encode_cursor(job)?),
+            Some(job) if page.len() == page_size => Some(encode_cursor(job, query)?),
             _ => None,
         };
         Ok(JobPage {

@@ -244,6 +244,40 @@ async fn list_pages_newest_first_within_the_organization_with_filters() {
         .await
         .unwrap_err();
     assert!(matches!(bad, ListError::InvalidCursor));
+
+    // A well-formed cursor of another query (another organization, none, other filters)
+    // is refused as a cursor, like the adapter does before DynamoDB sees it.
+    let first_page = store
+        .list(&JobQuery {
+            organization_id: Some("org".into()),
+            page_size: 2,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    let cursor = first_page.next_cursor.expect("a cursor");
+    for other in [
+        JobQuery {
+            organization_id: Some("other".into()),
+            ..JobQuery::default()
+        },
+        JobQuery::default(),
+        JobQuery {
+            organization_id: Some("org".into()),
+            status: Some(JobStatus::Failed),
+            ..JobQuery::default()
+        },
+    ] {
+        let refused = store
+            .list(&JobQuery {
+                cursor: Some(cursor.clone()),
+                page_size: 2,
+                ..other.clone()
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, ListError::InvalidCursor), "{other:?}");
+    }
 }
 
 #[tokio::test]

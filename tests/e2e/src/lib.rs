@@ -15,6 +15,16 @@ use gateway_test_support::{python, repo_root, TestStack};
 /// The function binaries of the gateway.
 pub const FUNCTIONS: [&str; 5] = ["execute", "jobs", "catalog", "batch-worker", "ws"];
 
+/// Processes started of each function (Lambda execution environments), and so the
+/// invocations of a function `local` runs at once: `GATEWAY_LOCAL_CONCURRENCY`, default 4.
+pub fn concurrency() -> usize {
+    std::env::var("GATEWAY_LOCAL_CONCURRENCY")
+        .ok()
+        .and_then(|value| value.trim().parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(4)
+}
+
 /// A running local stack.
 pub struct LocalRun {
     /// Base URL of the REST front door, e.g. `http://127.0.0.1:PORT`.
@@ -26,7 +36,8 @@ pub struct LocalRun {
     logs: PathBuf,
     watch: Child,
     local: Child,
-    functions: HashMap<String, Child>,
+    concurrency: usize,
+    functions: HashMap<String, Vec<Child>>,
 }
 
 fn target_dir() -> PathBuf {
@@ -59,8 +70,9 @@ fn log_file(dir: &std::path::Path, name: &str) -> std::fs::File {
 }
 
 impl LocalRun {
-    /// Starts cargo lambda watch, the three functions and functions/local for `stack`.
-    /// `invoke_timeout_secs` bounds each invoke (a killed function never answers).
+    /// Starts cargo lambda watch, [`concurrency`] processes of each function and
+    /// functions/local for `stack`. `invoke_timeout_secs` bounds each invoke (REST ones
+    /// also by 29 s, SQS ones by the visibility timeout).
     pub fn start(stack: &TestStack, invoke_timeout_secs: u64) -> LocalRun {
         let logs = target_dir().join("e2e-logs").join(&stack.prefix);
         std::fs::create_dir_all(&logs).unwrap();
@@ -108,6 +120,7 @@ impl LocalRun {
             env.push((name.to_string(), value.to_string()));
         }
 
+        let concurrency = concurrency();
         let local_url = format!("http://127.0.0.1:{runtime_port}");
         let mut local = Command::new(binary("local"))
             .args([
@@ -119,6 +132,8 @@ impl LocalRun {
                 "0",
                 "--invoke-timeout-secs",
                 &invoke_timeout_secs.to_string(),
+                "--concurrency",
+                &concurrency.to_string(),
             ])
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
@@ -150,6 +165,7 @@ impl LocalRun {
             logs,
             watch,
             local,
+            concurrency,
             functions: HashMap::new(),
         };
         for name in FUNCTIONS {
@@ -158,36 +174,45 @@ impl LocalRun {
         run
     }
 
-    /// Starts (or restarts) one function process polling the Runtime API.
+    /// Starts (or restarts) the processes of one function, all polling its Runtime API.
     pub fn start_function(&mut self, name: &str) {
-        let child = Command::new(binary(name))
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{}/.rt/{name}", self.runtime_port),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-            .stdout(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.logs.join(format!("{name}.log")))
-                    .unwrap(),
-            )
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        self.functions.insert(name.to_string(), child);
+        let mut children = Vec::new();
+        for _ in 0..self.concurrency {
+            let child = Command::new(binary(name))
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env(
+                    "AWS_LAMBDA_RUNTIME_API",
+                    format!("http://127.0.0.1:{}/.rt/{name}", self.runtime_port),
+                )
+                .env("AWS_LAMBDA_FUNCTION_NAME", name)
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+                .stdout(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(self.logs.join(format!("{name}.log")))
+                        .unwrap(),
+                )
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+            children.push(child);
+        }
+        self.functions.insert(name.to_string(), children);
     }
 
-    /// Kills one function process with SIGKILL, as a crash would.
+    /// Kills every process of one function with SIGKILL, as a crash would.
     pub fn kill_function(&mut self, name: &str) {
-        if let Some(mut child) = self.functions.remove(name) {
+        for mut child in self.functions.remove(name).unwrap_or_default() {
             child.kill().expect("SIGKILL");
             child.wait().expect("reaped");
         }
+    }
+
+    /// Processes started of each function.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// Submits a job to the seeded summarize service through the front door; asserts 202.
@@ -217,7 +242,7 @@ impl LocalRun {
 
 impl Drop for LocalRun {
     fn drop(&mut self) {
-        for (_, mut child) in self.functions.drain() {
+        for mut child in self.functions.drain().flat_map(|(_, children)| children) {
             let _ = child.kill();
             let _ = child.wait();
         }

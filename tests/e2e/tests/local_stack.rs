@@ -222,9 +222,11 @@ async fn an_urgent_job_overtakes_queued_bulk_jobs() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
-    // Short visibility timeout so the interrupted step comes back quickly.
+    // Short visibility timeout so the interrupted step comes back quickly. The invoke
+    // timeout is the default 900 s: the dead invocation is given up at the messages'
+    // visibility timeout, not after 900 s.
     let stack = TestStack::start_with_visibility_timeout(4).await;
-    let mut run = LocalRun::start(&stack, 3);
+    let mut run = LocalRun::start(&stack, 900);
     let client = reqwest::Client::new();
     stack.mock.set_latency(Duration::from_millis(400));
     let input = transcript(100);
@@ -258,11 +260,19 @@ async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     run.kill_function("batch-worker");
+    let killed = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     run.start_function("batch-worker");
 
     let (job, _) = wait_finished(&client, &run, &job_id).await;
     assert_eq!(job["status"], "completed", "{job}");
+    // Visibility timeout (4 s), then the remaining steps at 400 ms each.
+    let resumed_in = killed.elapsed();
+    eprintln!("job completed {resumed_in:?} after the kill");
+    assert!(
+        resumed_in < Duration::from_secs(20),
+        "the dead invocation stalled the job for {resumed_in:?}"
+    );
     assert_eq!(
         job["result"]["output"], reference["result"]["output"],
         "same result as an undisturbed run"
@@ -284,4 +294,52 @@ async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
         job["token_metrics"]["passes"].as_array().unwrap().len(),
         calls
     );
+}
+
+#[tokio::test]
+async fn concurrent_submissions_are_all_accepted() {
+    let stack = TestStack::start().await;
+    let run = LocalRun::start(&stack, 900);
+    let body =
+        json!({"input": transcript(8), "flavor_name": "single-pass", "organization_id": ORG});
+    // Warm every instance (its first invocation builds its clients), then one at a time:
+    // the median of a few sequential submissions.
+    futures_util::future::join_all((0..run.concurrency() * 2).map(|_| run.submit(body.clone())))
+        .await;
+    let mut sequential = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        run.submit(body.clone()).await;
+        sequential.push(started.elapsed());
+    }
+    sequential.sort();
+    let one = sequential[2];
+
+    let submissions: usize = std::env::var("E2E_SUBMISSIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(40);
+    let started = Instant::now();
+    let mut timings = futures_util::future::join_all((0..submissions).map(|_| {
+        let body = body.clone();
+        let run = &run;
+        async move {
+            let started = Instant::now();
+            run.submit(body).await;
+            started.elapsed()
+        }
+    }))
+    .await;
+    let total = started.elapsed();
+    timings.sort();
+    let p50 = timings[timings.len() / 2];
+    let p95 = timings[timings.len() * 95 / 100];
+    eprintln!(
+        "{submissions} concurrent submissions with {} instances: total {total:?}, p50 {p50:?}, \
+         p95 {p95:?} (one alone: {one:?})",
+        run.concurrency()
+    );
+    // A measurement, not a bound: on a small machine the emulator and the CPU, not the
+    // glue, set the pace under load (functions/local's tests prove the overlap).
+    assert!(total < Duration::from_secs(120), "{total:?}");
 }

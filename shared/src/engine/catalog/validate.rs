@@ -67,16 +67,17 @@ pub fn check_placeholders(mode: ProcessingMode, prompt: &str, field: &str) -> En
 /// Longest accepted `organization_id`.
 const MAX_ORGANIZATION_ID_CHARS: usize = 100;
 
-/// Checks an organization id: 1–100 characters, no control characters.
+/// Checks an organization id: 1–100 characters, not blank (only whitespace), no control
+/// characters.
 pub fn validate_organization_id(org: &str) -> EngineResult<()> {
-    if org.is_empty()
+    if org.trim().is_empty()
         || org.chars().count() > MAX_ORGANIZATION_ID_CHARS
         || org.chars().any(char::is_control)
     {
         return Err(EngineError::invalid_field(
             "organization_id",
             format!(
-                "must be 1 to {MAX_ORGANIZATION_ID_CHARS} characters without control characters"
+                "must be 1 to {MAX_ORGANIZATION_ID_CHARS} characters, not blank, without control characters"
             ),
         ));
     }
@@ -99,6 +100,20 @@ mod tests {
         assert!(http_url("url", "https://api.example.com/v1").is_ok());
         for bad in ["ftp://x", "http://", "not a url"] {
             assert!(http_url("url", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn organization_ids_are_neither_empty_nor_blank() {
+        assert!(validate_organization_id("org-1").is_ok());
+        assert!(validate_organization_id(" org 1 ").is_ok());
+        for bad in ["", " ", "\t", "   ", "a\u{0}", &"x".repeat(101)] {
+            let error = validate_organization_id(bad).unwrap_err();
+            assert_eq!(
+                (error.status(), error.field()),
+                (400, Some("organization_id")),
+                "{bad:?}"
+            );
         }
     }
 
