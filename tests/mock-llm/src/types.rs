@@ -52,6 +52,10 @@ pub struct FaultRule {
     /// The answer of a [`FaultKind::Reply`] rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Only every n-th request (by sequence number) matches: a steady share of faults for
+    /// chaos runs (e.g. `every: 7` with a large `times`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
 }
 
 impl FaultRule {
@@ -64,6 +68,7 @@ impl FaultRule {
             times: 1,
             match_prompt: None,
             content: None,
+            every: None,
         }
     }
 
@@ -119,9 +124,16 @@ impl FaultRule {
         self
     }
 
-    /// Whether the rule applies to a request with this last user message.
-    pub fn matches(&self, prompt: &str) -> bool {
+    /// Restricts the rule to every `n`-th request.
+    pub fn every(mut self, n: u64) -> Self {
+        self.every = Some(n);
+        self
+    }
+
+    /// Whether the rule applies to request number `seq` with this last user message.
+    pub fn matches(&self, seq: u64, prompt: &str) -> bool {
         self.times > 0
+            && self.every.is_none_or(|n| n > 0 && seq % n == 0)
             && self
                 .match_prompt
                 .as_deref()
@@ -132,6 +144,9 @@ impl FaultRule {
     pub fn validate(&self) -> Result<(), String> {
         if self.times == 0 {
             return Err("times must be >= 1".into());
+        }
+        if self.every == Some(0) {
+            return Err("every must be >= 1".into());
         }
         if self.kind == FaultKind::Reply && self.content.is_none() {
             return Err("a reply rule needs content".into());
@@ -184,4 +199,19 @@ pub struct RequestLogEntry {
     /// `usage.completion_tokens` of an answered request.
     #[serde(default)]
     pub completion_tokens: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_nth_request_matches() {
+        let rule = FaultRule::status(500).every(3).times(100);
+        let matched: Vec<u64> = (1..=9).filter(|seq| rule.matches(*seq, "p")).collect();
+        assert_eq!(matched, [3, 6, 9]);
+        assert!(FaultRule::status(500).every(0).validate().is_err());
+        assert!(FaultRule::status(500).matching("x").every(1).matches(4, "a x b"));
+        assert!(!FaultRule::status(500).matching("x").every(1).matches(4, "nope"));
+    }
 }

@@ -1,0 +1,201 @@
+"""Chaos run on the local stack: the same jobs undisturbed, then under provider faults and
+worker kills; prints what completed, whether the results are byte-identical, the LLM calls
+against the passes, and the wall times side by side.
+
+    localstack/chaos.sh [--jobs 10] [--turns 120] [--kills 30] [--no-faults]
+
+Started by localstack/chaos.sh (which provides the venv); it runs `localstack/demo.sh --serve`
+on its own ports and state directory, and stops it at the end.
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEAKERS = ["Alice", "Bruno", "Chloé", "Dmitri", "Eve"]
+
+
+def transcript(turns, seed):
+    rng = random.Random(seed)
+    words = "budget plan release risk hiring travel office client roadmap audit".split()
+    return "\n".join(
+        f"{SPEAKERS[i % len(SPEAKERS)]} : " + " ".join(rng.choice(words) for _ in range(12)) + "."
+        for i in range(turns)
+    )
+
+
+def http(method, url, body=None, timeout=30):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+class Stack:
+    def __init__(self, args):
+        self.state = os.path.join(REPO, ".local", "chaos")
+        os.makedirs(self.state, exist_ok=True)
+        self.env = dict(os.environ,
+                        GATEWAY_STATE_DIR=self.state,
+                        GATEWAY_HTTP_PORT=str(args.http_port),
+                        GATEWAY_WS_PORT=str(args.http_port + 1),
+                        LAMBDA_RUNTIME_PORT=str(args.runtime_port),
+                        MOCK_LATENCY_MS=str(args.latency_ms),
+                        GATEWAY_LLM_TIMEOUT_SECS="5")
+        self.api = f"http://127.0.0.1:{args.http_port}"
+        self.runtime_port = args.runtime_port
+        sample = os.path.join(self.state, "warmup.txt")
+        with open(sample, "w") as f:
+            f.write(transcript(5, 0))
+        self.log = open(os.path.join(self.state, "demo.err"), "w")
+        self.demo = subprocess.Popen(["bash", "localstack/demo.sh", "--serve", sample], cwd=REPO,
+                                     env=self.env, stdout=subprocess.DEVNULL, stderr=self.log,
+                                     start_new_session=True)
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            text = open(self.log.name).read()
+            if "still serving" in text:
+                self.llm = text.split("==> LLM: ", 1)[1].split("\x1b", 1)[0].strip()
+                return
+            if self.demo.poll() is not None:
+                sys.exit(f"chaos: demo.sh stopped early; see {self.log.name}")
+            time.sleep(1)
+        sys.exit("chaos: the stack did not start in 15 minutes")
+
+    def stop(self):
+        os.killpg(self.demo.pid, signal.SIGINT)
+        self.demo.wait(timeout=120)
+
+    def mock(self, method, path, body=None):
+        return http(method, self.llm.rsplit("/v1", 1)[0] + path, body)
+
+    def worker_env(self):
+        env = dict(self.env)
+        with open(os.path.join(self.state, "stack.env")) as f:
+            for line in f:
+                if line.startswith("export "):
+                    key, _, value = line[len("export "):].strip().partition("=")
+                    env[key] = value.strip("'")
+        env.update(AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{self.runtime_port}/.rt/batch-worker",
+                   AWS_LAMBDA_FUNCTION_NAME="batch-worker", AWS_LAMBDA_FUNCTION_VERSION="1",
+                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024")
+        return env
+
+    def kill_and_restart_workers(self):
+        """SIGKILLs every batch-worker process, then starts as many new ones."""
+        binary = os.path.join(REPO, "target", "debug", "batch-worker")
+        pids = subprocess.run(["pgrep", "-f", f"^{binary}$"], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            os.kill(int(pid), signal.SIGKILL)
+        log = open(os.path.join(self.state, "demo", "batch-worker.log"), "a")
+        for _ in range(max(len(pids), 1)):
+            subprocess.Popen([binary], env=self.worker_env(), stdout=log, stderr=log, start_new_session=True)
+        return len(pids)
+
+
+def run_jobs(stack, inputs, label):
+    started = time.time()
+    ids = []
+    for text in inputs:
+        status, body = http("POST", f"{stack.api}/api/v1/services/0b0d3f3e-0000-4000-8000-000000000201/execute",
+                            {"input": text, "organization_id": "chaos"})
+        if status != 202:
+            sys.exit(f"chaos: execute answered {status}: {body}")
+        ids.append(body["job_id"])
+    jobs = {}
+    while len(jobs) < len(ids) and time.time() - started < 1800:
+        for job_id in ids:
+            if job_id in jobs:
+                continue
+            status, job = http("GET", f"{stack.api}/api/v1/jobs/{job_id}?organization_id=chaos")
+            if status == 200 and job["status"] in ("completed", "failed", "cancelled"):
+                jobs[job_id] = job
+        time.sleep(0.5)
+    wall = time.time() - started
+    completed = [j for j in jobs.values() if j["status"] == "completed"]
+    print(f"{label}: {len(completed)}/{len(ids)} completed in {wall:.1f} s"
+          + "".join(f"; {j['id']} {j['status']} {j.get('error_code')}" for j in jobs.values()
+                    if j["status"] != "completed"), flush=True)
+    return [jobs.get(i) for i in ids], wall
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10)
+    parser.add_argument("--turns", type=int, default=120)
+    parser.add_argument("--kills", type=int, default=30)
+    parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--latency-ms", type=int, default=100)
+    parser.add_argument("--http-port", type=int, default=8090)
+    parser.add_argument("--runtime-port", type=int, default=9010)
+    args = parser.parse_args()
+
+    stack = Stack(args)
+    try:
+        inputs = [transcript(args.turns, seed) for seed in range(1, args.jobs + 1)]
+        stack.mock("DELETE", "/_mock/requests")
+        clean, clean_wall = run_jobs(stack, inputs, "undisturbed")
+        _, log = stack.mock("GET", "/_mock/requests")
+        clean_calls = len(log)
+
+        stack.mock("DELETE", "/_mock/requests")
+        if not args.no_faults:
+            # About 30 % of calls fail: 429 with Retry-After, 500, 503, bad bodies, hangs.
+            for rule in ({"kind": "status", "status": 429, "retry_after_secs": 1, "every": 7},
+                         {"kind": "status", "status": 500, "every": 11},
+                         {"kind": "status", "status": 503, "every": 13},
+                         {"kind": "malformed", "every": 17},
+                         {"kind": "hang", "every": 29}):
+                rule["times"] = 1_000_000
+                status, body = stack.mock("POST", "/_mock/faults", rule)
+                if status >= 300:
+                    sys.exit(f"chaos: the mock refused {rule}: {body}")
+        kills = 0
+        stop = threading.Event()
+
+        def killer():
+            nonlocal kills
+            while kills < args.kills and not stop.is_set():
+                time.sleep(random.uniform(1.0, 3.0))
+                if stack.kill_and_restart_workers():
+                    kills += 1
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        chaos, chaos_wall = run_jobs(stack, inputs, "under chaos")
+        stop.set()
+        thread.join()
+        _, log = stack.mock("GET", "/_mock/requests")
+        answered = sum(1 for entry in log if entry["outcome"] == "answered")
+        passes = sum(j["token_metrics"]["pass_count"] for j in chaos if j and j["status"] == "completed")
+        identical = sum(1 for a, b in zip(clean, chaos)
+                        if a and b and a.get("result") == b.get("result"))
+        print(json.dumps({
+            "jobs": args.jobs, "turns_per_job": args.turns, "worker_kills": kills,
+            "faults": not args.no_faults,
+            "completed": sum(1 for j in chaos if j and j["status"] == "completed"),
+            "results_identical_to_undisturbed": identical,
+            "llm_calls_undisturbed": clean_calls,
+            "llm_requests_under_chaos": len(log), "answered_under_chaos": answered,
+            "passes_under_chaos": passes,
+            "wall_s_undisturbed": round(clean_wall, 1), "wall_s_under_chaos": round(chaos_wall, 1),
+        }, indent=2))
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
