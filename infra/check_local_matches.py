@@ -113,7 +113,7 @@ def static_checks():
     equal("JobsTable GSIs", [(g["IndexName"], g["KeySchema"], g["Projection"]) for g in jobs["GlobalSecondaryIndexes"]],
           [("by_org", [{"AttributeName": "org_key", "KeyType": "HASH"},
                        {"AttributeName": "created_at", "KeyType": "RANGE"}], {"ProjectionType": "ALL"}),
-           ("by_activity", [{"AttributeName": "active_key", "KeyType": "HASH"},
+           ("by_activity", [{"AttributeName": "active_org", "KeyType": "HASH"},
                             {"AttributeName": "updated_at", "KeyType": "RANGE"}], {"ProjectionType": "ALL"})])
     equal("JobsTable TTL", jobs.get("TimeToLiveSpecification"), {"AttributeName": "expires_at", "Enabled": True})
     equal("JobsTable stream", jobs.get("StreamSpecification"), {"StreamViewType": "NEW_AND_OLD_IMAGES"})

@@ -783,6 +783,10 @@ pub struct Job {
     /// Last sign of life of a worker running the current step (None: no worker has it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_at: Option<String>,
+    /// Submitted while its organization already had its share of active jobs: it runs on
+    /// the bulk lane, so other organizations' jobs are not starved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overflow: bool,
 }
 
 /// Why a job runs on another flavor than the one requested (the reference's `fallback_*`).
@@ -848,9 +852,14 @@ impl Job {
         }
     }
 
-    /// The queue lane of this job's steps.
+    /// The queue lane of this job's steps: its flavor's priority, or the bulk lane when
+    /// it overflowed its organization's share ([`Job::overflow`]).
     pub fn lane(&self) -> QueueLane {
-        QueueLane::for_priority(self.settings.priority)
+        if self.overflow {
+            QueueLane::Bulk
+        } else {
+            QueueLane::for_priority(self.settings.priority)
+        }
     }
 }
 

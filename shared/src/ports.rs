@@ -81,6 +81,8 @@ pub trait JobStore: Send + Sync {
     async fn stale_active(&self, before: &str, limit: usize) -> IoResult<Vec<Job>>;
     /// Jobs whose `expires_at` (epoch seconds) is before `now`, at most `limit`.
     async fn expired(&self, now: i64, limit: usize) -> IoResult<Vec<Job>>;
+    /// How many jobs of the organization are queued or processing, counted up to `up_to`.
+    async fn active_count(&self, organization_id: Option<&str>, up_to: usize) -> IoResult<usize>;
 }
 
 /// Catalog reads (services, flavors, models, providers).

@@ -16,10 +16,10 @@ use crate::ports::{IoError, IoResult, JobPage, JobQuery, JobStore, ListError};
 /// Partition key value for jobs without an organization.
 const NO_ORGANIZATION: &str = "#none";
 const ORG_INDEX: &str = "by_org";
-/// Sparse index of the queued and processing jobs by `updated_at` (`active_key` is set
-/// only on those), for the sweeper.
+/// Sparse index of the queued and processing jobs (only they carry `active_org`, their
+/// organization key) by `updated_at`: an organization's active jobs (fair lanes) and,
+/// scanned, every active job (the sweeper).
 const ACTIVITY_INDEX: &str = "by_activity";
-const ACTIVE: &str = "active";
 
 fn org_key(organization_id: Option<&str>) -> String {
     organization_id.unwrap_or(NO_ORGANIZATION).to_string()
@@ -52,7 +52,10 @@ impl DynamoJobStore {
             AttributeValue::N(job.progress.step.to_string()),
         );
         if !job.status.is_terminal() {
-            item.insert("active_key".into(), AttributeValue::S(ACTIVE.into()));
+            item.insert(
+                "active_org".into(),
+                AttributeValue::S(org_key(job.organization_id.as_deref())),
+            );
         }
         Ok(item)
     }
@@ -60,7 +63,7 @@ impl DynamoJobStore {
     fn job(mut item: HashMap<String, AttributeValue>) -> IoResult<Job> {
         item.remove("org_key");
         item.remove("step");
-        item.remove("active_key");
+        item.remove("active_org");
         serde_dynamo::from_item(item).map_err(|e| IoError::new("decode job", e))
     }
 }
@@ -244,19 +247,18 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn stale_active(&self, before: &str, limit: usize) -> IoResult<Vec<Job>> {
+        // A scan of the sparse index reads only the active jobs.
         let mut jobs = Vec::new();
         let mut start_key = None;
         loop {
             let output = self
                 .client
-                .query()
+                .scan()
                 .table_name(&self.table)
                 .index_name(ACTIVITY_INDEX)
-                .key_condition_expression("active_key = :active AND updated_at < :before")
-                .expression_attribute_values(":active", AttributeValue::S(ACTIVE.into()))
+                .filter_expression("updated_at < :before")
                 .expression_attribute_values(":before", AttributeValue::S(before.to_string()))
                 .set_exclusive_start_key(start_key)
-                .limit(limit.clamp(1, 1000) as i32)
                 .send()
                 .await
                 .map_err(sdk_error("list stale jobs"))?;
@@ -264,9 +266,35 @@ impl JobStore for DynamoJobStore {
                 jobs.push(Self::job(item)?);
             }
             start_key = output.last_evaluated_key;
-            if start_key.is_none() || jobs.len() >= limit {
+            if start_key.is_none() {
+                jobs.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
                 jobs.truncate(limit);
                 return Ok(jobs);
+            }
+        }
+    }
+
+    async fn active_count(&self, organization_id: Option<&str>, up_to: usize) -> IoResult<usize> {
+        let mut counted = 0usize;
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ACTIVITY_INDEX)
+                .key_condition_expression("active_org = :org")
+                .expression_attribute_values(":org", AttributeValue::S(org_key(organization_id)))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start_key)
+                .limit(up_to.clamp(1, 1000) as i32)
+                .send()
+                .await
+                .map_err(sdk_error("count active jobs"))?;
+            counted += output.count.max(0) as usize;
+            start_key = output.last_evaluated_key;
+            if start_key.is_none() || counted >= up_to {
+                return Ok(counted.min(up_to));
             }
         }
     }

@@ -362,6 +362,7 @@ async fn plan_on(
         failover_chain: Vec::new(),
         fallback: None,
         heartbeat_at: None,
+        overflow: false,
     };
     Ok(Plan {
         job,
@@ -376,10 +377,18 @@ pub async fn submit(
     request: ExecuteRequest,
 ) -> EngineResult<Job> {
     let Plan {
-        job,
+        mut job,
         turns_json: turns_blob,
     } = plan(gateway, service_id, &request).await?;
     let job_id = job.id;
+    // Fair share: past its organization's share of active jobs, a job runs on the bulk
+    // lane, so a burst of one organization never holds the lanes other organizations use.
+    let share = gateway.limits.organization_share;
+    job.overflow = gateway
+        .jobs
+        .active_count(job.organization_id.as_deref(), share)
+        .await?
+        >= share;
 
     gateway
         .blobs
@@ -954,5 +963,5 @@ mod tests {
 }
 
 #[cfg(test)]
-#[path = "execute_fallback_tests.rs"]
-mod fallback_tests;
+#[path = "execute_tests.rs"]
+mod submission_tests;

@@ -64,6 +64,9 @@ pub struct Limits {
     pub breaker_failures: u32,
     pub breaker_window: Duration,
     pub breaker_cool_down: Duration,
+    /// Active jobs an organization may have on its flavors' lanes; its further jobs run on
+    /// the bulk lane (`GATEWAY_ORGANIZATION_SHARE`).
+    pub organization_share: usize,
 }
 
 impl Default for Limits {
@@ -84,6 +87,7 @@ impl Default for Limits {
             breaker_failures: 5,
             breaker_window: Duration::from_secs(60),
             breaker_cool_down: Duration::from_secs(30),
+            organization_share: 20,
         }
     }
 }
@@ -131,6 +135,8 @@ impl Limits {
                 .map_or(defaults.breaker_window, Duration::from_secs),
             breaker_cool_down: num("GATEWAY_BREAKER_COOL_DOWN_SECS")
                 .map_or(defaults.breaker_cool_down, Duration::from_secs),
+            organization_share: num("GATEWAY_ORGANIZATION_SHARE")
+                .map_or(defaults.organization_share, |v| v.max(1) as usize),
         }
     }
 }

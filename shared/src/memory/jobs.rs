@@ -254,6 +254,16 @@ impl JobStore for MemoryJobStore {
         Ok(jobs)
     }
 
+    async fn active_count(&self, organization_id: Option<&str>, up_to: usize) -> IoResult<usize> {
+        Ok(lock(&self.jobs)
+            .values()
+            .filter(|job| {
+                !job.status.is_terminal() && job.organization_id.as_deref() == organization_id
+            })
+            .count()
+            .min(up_to))
+    }
+
     async fn expired(&self, now: i64, limit: usize) -> IoResult<Vec<Job>> {
         let mut jobs: Vec<Job> = lock(&self.jobs)
             .values()

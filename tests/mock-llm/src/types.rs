@@ -211,7 +211,13 @@ mod tests {
         let matched: Vec<u64> = (1..=9).filter(|seq| rule.matches(*seq, "p")).collect();
         assert_eq!(matched, [3, 6, 9]);
         assert!(FaultRule::status(500).every(0).validate().is_err());
-        assert!(FaultRule::status(500).matching("x").every(1).matches(4, "a x b"));
-        assert!(!FaultRule::status(500).matching("x").every(1).matches(4, "nope"));
+        assert!(FaultRule::status(500)
+            .matching("x")
+            .every(1)
+            .matches(4, "a x b"));
+        assert!(!FaultRule::status(500)
+            .matching("x")
+            .every(1)
+            .matches(4, "nope"));
     }
 }

@@ -1,6 +1,7 @@
-//! Fallback at execute on the in-memory catalog: a single-pass input that does not fit
-//! follows the `fallback_flavor_id` chain (each re-checked), then the service's iterative
-//! flavor when allowed, and only then is refused.
+//! Submission on the in-memory ports: a single-pass input that does not fit follows the
+//! `fallback_flavor_id` chain (each re-checked), then the service's iterative flavor when
+//! allowed, and only then is refused; an organization past its share of active jobs runs
+//! its further jobs on the bulk lane.
 
 use uuid::Uuid;
 
@@ -114,4 +115,42 @@ async fn without_any_flavor_that_fits_the_input_is_refused() {
         .unwrap()
         .reason
         .contains("automatically"));
+}
+
+#[tokio::test]
+async fn an_organization_past_its_share_runs_on_the_bulk_lane() {
+    let mut memory = MemoryGateway::new();
+    memory.gateway.limits.organization_share = 2;
+    let seeded = memory.seed().await;
+    let submit_for = |organization: &str| ExecuteRequest {
+        input: "John : hello".into(),
+        flavor_id: Some(seeded.single_pass.id),
+        organization_id: Some(organization.into()),
+        ..ExecuteRequest::default()
+    };
+    let mut lanes = Vec::new();
+    for organization in ["org-a", "org-a", "org-a", "org-b"] {
+        let job = submit(&memory.gateway, seeded.service.id, submit_for(organization))
+            .await
+            .unwrap();
+        lanes.push((organization, job.overflow, job.lane()));
+    }
+    use crate::domain::QueueLane::{Bulk, Standard};
+    assert_eq!(
+        lanes,
+        [
+            ("org-a", false, Standard),
+            ("org-a", false, Standard),
+            ("org-a", true, Bulk),
+            ("org-b", false, Standard),
+        ],
+        "the third job of org-a overflows; org-b keeps its lane"
+    );
+    let sent: Vec<_> = memory
+        .queue
+        .sent()
+        .into_iter()
+        .map(|(_, lane)| lane)
+        .collect();
+    assert_eq!(sent, [Standard, Standard, Bulk, Standard]);
 }
