@@ -3,12 +3,15 @@ worker kills; prints what completed, whether the results are byte-identical, the
 against the passes, and the wall times side by side.
 
     localstack/chaos.sh [--jobs 10] [--turns 120] [--kills 30] [--no-faults]
+    localstack/chaos.sh --burst 1000   # jobs at once, two organizations: none lost,
+                                       # none duplicated, the second not starved
 
 Started by localstack/chaos.sh (which provides the venv); it runs `localstack/demo.sh --serve`
 on its own ports and state directory, and stops it at the end.
 """
 
 import argparse
+import datetime
 import json
 import os
 import random
@@ -132,6 +135,60 @@ def run_jobs(stack, inputs, label):
     return [jobs.get(i) for i in ids], wall
 
 
+def burst(stack, count):
+    """Submits `count` jobs at once (mixed single pass and iterative; organization A first,
+    then a tenth as many for B) and reports completion, duplicates and B's start delays."""
+    from concurrent.futures import ThreadPoolExecutor
+    url = f"{stack.api}/api/v1/services/0b0d3f3e-0000-4000-8000-000000000201/execute"
+    b_count = max(count // 10, 1)
+    specs = [("org-a", i) for i in range(count - b_count)] + [("org-b", i) for i in range(b_count)]
+
+    def submit(spec):
+        org, i = spec
+        body = {"input": transcript(12 if i % 2 else 60, i), "organization_id": org}
+        if i % 2:
+            body["flavor_name"] = "single-pass"
+        sent = time.time()
+        status, answer = http("POST", url, body, timeout=120)
+        return org, sent, status, answer
+
+    stack.mock("DELETE", "/_mock/requests")
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        accepted = list(pool.map(submit, specs))
+    refused = [a for a in accepted if a[2] != 202]
+    ids = [(org, sent, answer["job_id"]) for org, sent, status, answer in accepted if status == 202]
+    done = {}
+    while len(done) < len(ids) and time.time() - started < 3600:
+        for org, sent, job_id in ids:
+            if job_id not in done:
+                status, job = http("GET", f"{stack.api}/api/v1/jobs/{job_id}?organization_id={org}")
+                if status == 200 and job["status"] in ("completed", "failed", "cancelled"):
+                    done[job_id] = (org, sent, job)
+        time.sleep(1)
+    wall = time.time() - started
+    _, log = stack.mock("GET", "/_mock/requests")
+    answered = sum(1 for e in log if e["outcome"] == "answered")
+    passes = sum(j["token_metrics"]["pass_count"] for _, _, j in done.values())
+
+    def start_delays(org):
+        delays = []
+        for o, sent, job in done.values():
+            if o == org and job.get("started_at"):
+                at = datetime.datetime.fromisoformat(job["started_at"].replace("Z", "+00:00"))
+                delays.append(at.timestamp() - sent)
+        delays.sort()
+        return {"median_s": round(delays[len(delays) // 2], 1), "max_s": round(delays[-1], 1)} if delays else None
+
+    print(json.dumps({
+        "submitted": len(specs), "refused": len(refused), "finished": len(done),
+        "completed": sum(1 for _, _, j in done.values() if j["status"] == "completed"),
+        "llm_answered": answered, "passes": passes,
+        "start_delay_org_a": start_delays("org-a"), "start_delay_org_b": start_delays("org-b"),
+        "wall_s": round(wall, 1),
+    }, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=10)
@@ -141,10 +198,14 @@ def main():
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--http-port", type=int, default=8090)
     parser.add_argument("--runtime-port", type=int, default=9010)
+    parser.add_argument("--burst", type=int, default=0)
     args = parser.parse_args()
 
     stack = Stack(args)
     try:
+        if args.burst:
+            burst(stack, args.burst)
+            return
         inputs = [transcript(args.turns, seed) for seed in range(1, args.jobs + 1)]
         stack.mock("DELETE", "/_mock/requests")
         clean, clean_wall = run_jobs(stack, inputs, "undisturbed")

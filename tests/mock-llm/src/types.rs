@@ -133,7 +133,7 @@ impl FaultRule {
     /// Whether the rule applies to request number `seq` with this last user message.
     pub fn matches(&self, seq: u64, prompt: &str) -> bool {
         self.times > 0
-            && self.every.is_none_or(|n| n > 0 && seq % n == 0)
+            && self.every.is_none_or(|n| n > 0 && seq.is_multiple_of(n))
             && self
                 .match_prompt
                 .as_deref()
