@@ -1,6 +1,8 @@
 //! Turn normalisation (`create_new_turn_after`): long turns are split on sentence
-//! boundaries with the speaker prefix repeated on every piece; a sentence longer than the
-//! hard limit is split by tokens. No content is ever dropped.
+//! boundaries with the speaker prefix repeated on every piece (unless the prefix alone is
+//! worth more than half the hard limit); a sentence longer than the hard limit is split by
+//! tokens. No content is ever dropped, and the work is linear in the text whatever its
+//! shape (no whitespace, one huge line, emoji or CJK runs).
 
 use serde::{Deserialize, Serialize};
 
