@@ -61,8 +61,11 @@ fn measure_n<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (times[runs / 2], result.unwrap())
 }
 
-/// The adversarial shapes: name and a generator of about `bytes` bytes.
-const SHAPES: &[(&str, fn(usize) -> String)] = &[
+/// Makes an input of about the given number of bytes.
+type Generator = fn(usize) -> String;
+
+/// The adversarial shapes: name and a generator.
+const SHAPES: &[(&str, Generator)] = &[
     ("z-run", |n| "z".repeat(n)),
     ("words-1-line", words_line),
     ("punctuation", |n| ".,;!?".repeat(n / 5)),
