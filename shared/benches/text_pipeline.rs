@@ -1,8 +1,12 @@
 //! Throughput of the execute-time text pipeline (normalisation + token counting +
-//! batching) on a 10 MB transcript, against baselines measured in the same run.
+//! batching) on a 10 MB transcript, against baselines measured in the same run; then the
+//! same pipeline on adversarial shapes (no whitespace, one huge line, punctuation only,
+//! emoji, CJK without spaces) at several sizes, where MB/s must not fall as the size grows.
 //!
 //! Input: `BENCH_INPUT` if set, else `target/bench-data/t10.txt`, generated on first use
 //! by `../shared/tools/gen_transcript.py --mb 10 --seed 1` (beside the checkout).
+//! Shapes: `BENCH_SHAPE_MB` (default `0.25,0.5,1,2`), `BENCH_SHAPES` (default all),
+//! `BENCH_SHAPE_RUNS` (default 3).
 //! Run: `cargo bench -p gateway-core --bench text_pipeline`
 
 use std::path::PathBuf;
@@ -39,16 +43,71 @@ fn input_path() -> PathBuf {
 }
 
 /// Median wall time of `RUNS` runs, and the last result.
-fn measure<T>(mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut times = Vec::with_capacity(RUNS);
+fn measure<T>(f: impl FnMut() -> T) -> (Duration, T) {
+    measure_n(RUNS, f)
+}
+
+/// Median wall time of `runs` runs, and the last result.
+fn measure_n<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let runs = runs.max(1);
+    let mut times = Vec::with_capacity(runs);
     let mut result = None;
-    for _ in 0..RUNS {
+    for _ in 0..runs {
         let start = Instant::now();
         result = Some(std::hint::black_box(f()));
         times.push(start.elapsed());
     }
     times.sort();
-    (times[RUNS / 2], result.unwrap())
+    (times[runs / 2], result.unwrap())
+}
+
+/// Makes an input of about the given number of bytes.
+type Generator = fn(usize) -> String;
+
+/// The adversarial shapes: name and a generator.
+const SHAPES: &[(&str, Generator)] = &[
+    ("z-run", |n| "z".repeat(n)),
+    ("words-1-line", words_line),
+    ("punctuation", |n| ".,;!?".repeat(n / 5)),
+    ("emoji-run", |n| "😀".repeat(n / 4)),
+    ("cjk-no-space", |n| {
+        "我们今天讨论预算问题然后决定下一步计划会议记录".repeat(n / 72)
+    }),
+];
+
+/// One line of ordinary words, no sentence terminator (so one giant sentence).
+fn words_line(bytes: usize) -> String {
+    const WORDS: &str = "the budget meeting we agreed to review quarterly figures before next \
+                         week and Marie will send report on hiring";
+    let words: Vec<&str> = WORDS.split_whitespace().collect();
+    let mut out = String::with_capacity(bytes + 16);
+    let mut state = 7u64;
+    while out.len() < bytes {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        out.push_str(words[(state >> 33) as usize % words.len()]);
+        out.push(' ');
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// Order-sensitive digest of the turns (text and count), to compare runs across changes.
+fn digest(turns: &[gateway_core::text::normalize::NormalizedTurn]) -> u64 {
+    let mut hash = 0xcbf29ce484222325u64;
+    for turn in turns {
+        for byte in turn.text.bytes().chain(turn.tokens.to_le_bytes()) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3);
+        }
+    }
+    hash
+}
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
 }
 
 fn main() {
@@ -89,6 +148,11 @@ fn main() {
         .iter()
         .map(|t| t.tokens as usize - counter.count(&t.text).min(t.tokens as usize))
         .sum();
+    println!(
+        "turns digest {:016x} ({} turns)",
+        digest(&turns_made),
+        turns_made.len()
+    );
     println!("counts: {under} of {} turns underestimated; estimates exceed exact counts by {over} tokens in all", turns_made.len());
     let rate = |d: Duration| mb / d.as_secs_f64();
     println!("input: {mb:.2} MB, {total_tokens} cl100k tokens; pipeline made {turns} turns in {batches} batches");
@@ -110,4 +174,55 @@ fn main() {
         rate(pipeline_time) / rate(count_time),
         rate(pipeline_time) / 2.0
     );
+
+    shapes(&counter, &budget, limits, rate(count_time));
+}
+
+/// The pipeline on each adversarial shape and size, in MB/s beside plain counting of the
+/// same text; the transcript's pipeline rate is the same-run baseline.
+fn shapes(counter: &TokenCounter, budget: &BatchBudget, limits: NormalizeLimits, count_rate: f64) {
+    let sizes: Vec<f64> = env_list("BENCH_SHAPE_MB")
+        .map(|l| {
+            l.iter()
+                .map(|s| s.parse().expect("BENCH_SHAPE_MB"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![0.25, 0.5, 1.0, 2.0]);
+    let only = env_list("BENCH_SHAPES");
+    let runs: usize = std::env::var("BENCH_SHAPE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    println!();
+    println!("shapes (pipeline = normalise+count+batch; count = tiktoken count of the whole text)");
+    println!(
+        "{:<14} {:>6} {:>12} {:>12} {:>8} {:>8}",
+        "shape", "MB", "pipeline", "count", "turns", "batches"
+    );
+    for (name, make) in SHAPES {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|s| s == name)) {
+            continue;
+        }
+        for &size in &sizes {
+            let text = make((size * 1e6) as usize);
+            let mb = text.len() as f64 / 1e6;
+            let (count_time, _) = measure_n(runs, || counter.count(&text));
+            let (pipeline_time, (turns, batches)) = measure_n(runs, || {
+                let turns = normalize_transcript(&text, counter, limits);
+                let tokens: Vec<u32> = turns.iter().map(|t| t.tokens).collect();
+                let batches = budget.estimate_batches(&tokens, 120);
+                (turns.len(), batches)
+            });
+            println!(
+                "{:<14} {:>6.2} {:>7.1} MB/s {:>7.1} MB/s {:>8} {:>8}",
+                name,
+                mb,
+                mb / pipeline_time.as_secs_f64(),
+                mb / count_time.as_secs_f64(),
+                turns,
+                batches
+            );
+        }
+    }
+    println!("(same-run baseline: tiktoken count of the transcript {count_rate:.1} MB/s)");
 }

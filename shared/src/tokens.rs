@@ -74,6 +74,8 @@ impl TokenCounter {
 
     /// Number of tokens in `text` (no special tokens added).
     pub fn count(&self, text: &str) -> usize {
+        #[cfg(test)]
+        counted::add(text.len());
         match &self.backend {
             Backend::Tiktoken(bpe) => bpe.count(text),
             Backend::HuggingFace(tokenizer) => tokenizer
@@ -83,6 +85,28 @@ impl TokenCounter {
                 // a conservative estimate rather than failing the job.
                 .unwrap_or_else(|_| text.len().div_ceil(3)),
         }
+    }
+}
+
+/// Test-only tally of the bytes counted on this thread, to check that callers count each
+/// byte a bounded number of times (linear work) without timing anything.
+#[cfg(test)]
+pub(crate) mod counted {
+    use std::cell::Cell;
+
+    thread_local! {
+        static BYTES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn add(bytes: usize) {
+        BYTES.with(|total| total.set(total.get() + bytes));
+    }
+
+    /// Bytes passed to [`super::TokenCounter::count`] on this thread while `f` runs.
+    pub(crate) fn bytes_during<T>(f: impl FnOnce() -> T) -> (usize, T) {
+        let before = BYTES.with(Cell::get);
+        let result = f();
+        (BYTES.with(Cell::get) - before, result)
     }
 }
 
