@@ -60,6 +60,40 @@ impl DynamoJobStore {
         Ok(item)
     }
 
+    /// The jobs of a filtered scan of the table or of `index` (`filter`: the expression, its
+    /// one value's name and the value), every page, or until `limit` are found.
+    async fn scan_jobs(
+        &self,
+        index: Option<&str>,
+        (expression, name, value): (&str, &str, AttributeValue),
+        limit: Option<usize>,
+    ) -> IoResult<Vec<Job>> {
+        let mut jobs = Vec::new();
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_string))
+                .filter_expression(expression)
+                .expression_attribute_values(name, value.clone())
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(sdk_error("scan jobs"))?;
+            for item in output.items.unwrap_or_default() {
+                jobs.push(Self::job(item)?);
+            }
+            start_key = output.last_evaluated_key;
+            let enough = limit.is_some_and(|limit| jobs.len() >= limit);
+            if start_key.is_none() || enough {
+                jobs.truncate(limit.unwrap_or(usize::MAX));
+                return Ok(jobs);
+            }
+        }
+    }
+
     fn job(mut item: HashMap<String, AttributeValue>) -> IoResult<Job> {
         item.remove("org_key");
         item.remove("step");
@@ -247,31 +281,13 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn stale_active(&self, before: &str, limit: usize) -> IoResult<Vec<Job>> {
-        // A scan of the sparse index reads only the active jobs.
-        let mut jobs = Vec::new();
-        let mut start_key = None;
-        loop {
-            let output = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .index_name(ACTIVITY_INDEX)
-                .filter_expression("updated_at < :before")
-                .expression_attribute_values(":before", AttributeValue::S(before.to_string()))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(sdk_error("list stale jobs"))?;
-            for item in output.items.unwrap_or_default() {
-                jobs.push(Self::job(item)?);
-            }
-            start_key = output.last_evaluated_key;
-            if start_key.is_none() {
-                jobs.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
-                jobs.truncate(limit);
-                return Ok(jobs);
-            }
-        }
+        // The sparse index holds only the active jobs; all are read, so the oldest come first.
+        let before = AttributeValue::S(before.to_string());
+        let filter = ("updated_at < :before", ":before", before);
+        let mut jobs = self.scan_jobs(Some(ACTIVITY_INDEX), filter, None).await?;
+        jobs.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
+        jobs.truncate(limit);
+        Ok(jobs)
     }
 
     async fn active_count(&self, organization_id: Option<&str>, up_to: usize) -> IoResult<usize> {
@@ -302,28 +318,12 @@ impl JobStore for DynamoJobStore {
     async fn expired(&self, now: i64, limit: usize) -> IoResult<Vec<Job>> {
         // A scan: DynamoDB's TTL deletes expired items by itself within days; this finds
         // the ones still there (so their S3 objects go with them), a bounded batch a call.
-        let mut jobs = Vec::new();
-        let mut start_key = None;
-        loop {
-            let output = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("expires_at < :now")
-                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(sdk_error("list expired jobs"))?;
-            for item in output.items.unwrap_or_default() {
-                jobs.push(Self::job(item)?);
-            }
-            start_key = output.last_evaluated_key;
-            if start_key.is_none() || jobs.len() >= limit {
-                jobs.truncate(limit);
-                return Ok(jobs);
-            }
-        }
+        let filter = (
+            "expires_at < :now",
+            ":now",
+            AttributeValue::N(now.to_string()),
+        );
+        self.scan_jobs(None, filter, Some(limit)).await
     }
 }
 
