@@ -5,6 +5,8 @@ against the passes, and the wall times side by side.
     localstack/chaos.sh [--jobs 10] [--turns 120] [--kills 30] [--no-faults]
     localstack/chaos.sh --burst 1000   # jobs at once, two organizations: none lost,
                                        # none duplicated, the second not starved
+    localstack/chaos.sh --scenario failover   # the primary model down for good, a failover set
+    localstack/chaos.sh --scenario all-down   # every model down: named failures within the bound
 
 Started by localstack/chaos.sh (which provides the venv); it runs `localstack/demo.sh --serve`
 on its own ports and state directory, and stops it at the end.
@@ -189,6 +191,52 @@ def burst(stack, count):
     }, indent=2))
 
 
+SERVICE = "0b0d3f3e-0000-4000-8000-000000000201"
+ITERATIVE = "0b0d3f3e-0000-4000-8000-000000000301"
+PROVIDER = "0b0d3f3e-0000-4000-8000-000000000001"
+
+
+def providers_down(stack, args, all_down):
+    """Adds a backup model and flavor, makes the seeded iterative flavor fail over to it,
+    takes the seeded model down for good (and the backup too when `all_down`), runs the
+    jobs and reports how they ended."""
+    status, model = http("POST", f"{stack.api}/api/v1/models", {
+        "provider_id": PROVIDER, "model_name": "Backup model", "model_identifier": "backup-model",
+        "context_length": 8192, "max_generation_length": 2048, "tokenizer_name": "cl100k_base"})
+    assert status == 201, model
+    status, seeded = http("GET", f"{stack.api}/api/v1/flavors/{ITERATIVE}")
+    assert status == 200, seeded
+    backup = {key: seeded[key] for key in (
+        "temperature", "top_p", "processing_mode", "prompt_user_content", "create_new_turn_after",
+        "summary_turns", "max_new_turns", "reduce_summary", "consolidate_summary", "prompt_reduce_content")}
+    status, backup = http("POST", f"{stack.api}/api/v1/services/{SERVICE}/flavors",
+                          dict(backup, name="backup", model_id=model["id"]))
+    assert status == 201, backup
+    status, body = http("PATCH", f"{stack.api}/api/v1/flavors/{ITERATIVE}",
+                        {"failover_enabled": True, "failover_flavor_id": backup["id"]})
+    assert status == 200, body
+    down = ["mock-model"] + (["backup-model"] if all_down else [])
+    for model_name in down:
+        stack.mock("POST", "/_mock/faults", {"kind": "status", "status": 503, "times": 1_000_000,
+                                              "match_model": model_name})
+    inputs = [transcript(args.turns, seed) for seed in range(1, args.jobs + 1)]
+    jobs, wall = run_jobs(stack, inputs, "primary down" if not all_down else "all down")
+    chains = [[(hop["from_flavor_name"], hop["to_flavor_name"], hop["reason"]) for hop in j["failover_chain"]]
+              for j in jobs if j]
+    print(json.dumps({
+        "scenario": "all-down" if all_down else "failover",
+        "jobs": args.jobs,
+        "completed": sum(1 for j in jobs if j and j["status"] == "completed"),
+        "failed": sum(1 for j in jobs if j and j["status"] == "failed"),
+        "error_codes": sorted({j.get("error_code") for j in jobs if j and j.get("error_code")}),
+        "failover_chains": sorted({json.dumps(chain) for chain in chains}),
+        "final_flavors": sorted({j["final_flavor_name"] for j in jobs if j}),
+        "first_error": next((j["error"] for j in jobs if j and j.get("error")), None),
+        "step_patience_s": int(stack.env.get("GATEWAY_STEP_PATIENCE_SECS", "900")),
+        "wall_s": round(wall, 1),
+    }, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=10)
@@ -199,12 +247,19 @@ def main():
     parser.add_argument("--http-port", type=int, default=8090)
     parser.add_argument("--runtime-port", type=int, default=9010)
     parser.add_argument("--burst", type=int, default=0)
+    parser.add_argument("--scenario", choices=["faults", "failover", "all-down"], default="faults")
     args = parser.parse_args()
+    if args.scenario == "all-down":
+        # A short patience bounds the run: transient failures end the job after it.
+        os.environ.setdefault("GATEWAY_STEP_PATIENCE_SECS", "30")
 
     stack = Stack(args)
     try:
         if args.burst:
             burst(stack, args.burst)
+            return
+        if args.scenario != "faults":
+            providers_down(stack, args, args.scenario == "all-down")
             return
         inputs = [transcript(args.turns, seed) for seed in range(1, args.jobs + 1)]
         stack.mock("DELETE", "/_mock/requests")

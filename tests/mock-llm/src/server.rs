@@ -113,7 +113,11 @@ impl Shared {
             prompt_tokens: None,
             completion_tokens: None,
         });
-        let fault = match inner.faults.iter().position(|r| r.matches(seq, prompt)) {
+        let fault = match inner
+            .faults
+            .iter()
+            .position(|r| r.matches(seq, model, prompt))
+        {
             Some(idx) => {
                 let rule = &mut inner.faults[idx];
                 rule.times -= 1;

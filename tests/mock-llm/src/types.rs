@@ -56,6 +56,9 @@ pub struct FaultRule {
     /// chaos runs (e.g. `every: 7` with a large `times`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<u64>,
+    /// Only requests for this model match (one "provider" down while another answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_model: Option<String>,
 }
 
 impl FaultRule {
@@ -69,6 +72,7 @@ impl FaultRule {
             match_prompt: None,
             content: None,
             every: None,
+            match_model: None,
         }
     }
 
@@ -130,10 +134,21 @@ impl FaultRule {
         self
     }
 
-    /// Whether the rule applies to request number `seq` with this last user message.
-    pub fn matches(&self, seq: u64, prompt: &str) -> bool {
+    /// Restricts the rule to requests for `model`.
+    pub fn for_model(mut self, model: impl Into<String>) -> Self {
+        self.match_model = Some(model.into());
+        self
+    }
+
+    /// Whether the rule applies to request number `seq` for `model` with this last user
+    /// message.
+    pub fn matches(&self, seq: u64, model: &str, prompt: &str) -> bool {
         self.times > 0
             && self.every.is_none_or(|n| n > 0 && seq.is_multiple_of(n))
+            && self
+                .match_model
+                .as_deref()
+                .is_none_or(|wanted| wanted == model)
             && self
                 .match_prompt
                 .as_deref()
@@ -208,16 +223,12 @@ mod tests {
     #[test]
     fn every_nth_request_matches() {
         let rule = FaultRule::status(500).every(3).times(100);
-        let matched: Vec<u64> = (1..=9).filter(|seq| rule.matches(*seq, "p")).collect();
+        let matched: Vec<u64> = (1..=9).filter(|seq| rule.matches(*seq, "m", "p")).collect();
         assert_eq!(matched, [3, 6, 9]);
         assert!(FaultRule::status(500).every(0).validate().is_err());
-        assert!(FaultRule::status(500)
-            .matching("x")
-            .every(1)
-            .matches(4, "a x b"));
-        assert!(!FaultRule::status(500)
-            .matching("x")
-            .every(1)
-            .matches(4, "nope"));
+        let needle = FaultRule::status(500).matching("x").every(1);
+        assert!(needle.matches(4, "m", "a x b") && !needle.matches(4, "m", "nope"));
+        let down = FaultRule::status(503).for_model("primary");
+        assert!(down.matches(1, "primary", "p") && !down.matches(1, "backup", "p"));
     }
 }
