@@ -60,6 +60,9 @@ const NOT_CONFIGURABLE: &[&str] = &[
     "updated_at",
 ];
 
+/// Older names of flavor fields that flavors (and so presets) still accept.
+const FIELD_ALIASES: &[&str] = &["system_prompt_template_id", "reduce_prompt_template_id"];
+
 impl Entity for FlavorPreset {
     const KIND: RecordKind = RecordKind::Preset;
     const RESOURCE: Resource = Resource::FlavorPreset;
@@ -82,11 +85,25 @@ impl Entity for FlavorPreset {
     fn validate(&self) -> EngineResult<()> {
         text_length("name", &self.name, 1, 100)?;
         text_length("service_type", &self.service_type, 1, 50)?;
-        self.flavor_from_config(Uuid::nil(), Uuid::nil(), "preset-check")
-            .and_then(|flavor| flavor.validate())
+        let flavor = self
+            .flavor_from_config(Uuid::nil(), Uuid::nil(), "preset-check")
+            .and_then(|flavor| flavor.validate().map(|()| flavor))
             .map_err(|error| EngineError::PresetConfig {
                 source: Box::new(error),
-            })
+            })?;
+        // Every key must be a flavor setting a preset may set: never stored and ignored.
+        let settings = serde_json::to_value(&flavor).unwrap_or_default();
+        for key in self.config.keys() {
+            let known = settings.get(key).is_some() || FIELD_ALIASES.contains(&key.as_str());
+            if !known || NOT_CONFIGURABLE.contains(&key.as_str()) {
+                return Err(EngineError::validation(
+                    Location::Body,
+                    &format!("config.{key}"),
+                    "is not a flavor setting a preset can set",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -223,4 +240,31 @@ fn form_fields(body: &[u8]) -> Map<String, Value> {
     form_urlencoded::parse(body)
         .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preset(config: Value) -> FlavorPreset {
+        serde_json::from_value(json!({
+            "id": Uuid::new_v4(), "name": "p", "config": config,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn config_keys_must_be_settings_a_preset_can_set() {
+        let valid = preset(json!({"temperature": 0.3, "processing_mode": "iterative",
+                                  "auto_fallback_to_iterative": false, "system_prompt_template_id": null}));
+        assert!(valid.validate().is_ok());
+        for (config, field) in [
+            (json!({"temperatur": 0.3}), "config.temperatur"),
+            (json!({"model_id": Uuid::nil()}), "config.model_id"),
+            (json!({"name": {"BOOL": false}}), "config.name"),
+        ] {
+            let error = preset(config).validate().unwrap_err();
+            assert_eq!((error.status(), error.field()), (422, Some(field)));
+        }
+    }
 }

@@ -10,7 +10,7 @@ use super::entity::{
     merge_patch, new_object, parse_object, scoped_key, update_writes, Entity, Scope, SERVER_FIELDS,
 };
 use super::page::PageRequest;
-use super::validate::{one_of, text_length};
+use super::validate::{one_of, text_length, translations};
 use crate::domain::{empty_object, now_timestamp, Flavor};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource, Rule};
 use crate::engine::Gateway;
@@ -84,14 +84,7 @@ impl Entity for Prompt {
             &self.prompt_category,
             &["system", "user"],
         )?;
-        if !self.description.is_object() {
-            return Err(EngineError::validation(
-                Location::Body,
-                "description",
-                "must be an object",
-            ));
-        }
-        Ok(())
+        translations("description", &self.description)
     }
     fn to_json(&self) -> Value {
         let mut json = serde_json::to_value(self).unwrap_or(Value::Null);
@@ -204,13 +197,8 @@ fn validate_type_entry(entry: &TypeEntry) -> EngineResult<()> {
             "must match ^[a-z][a-z0-9_]*$ (at most 50 characters)",
         ));
     }
-    if !entry.name.is_object() {
-        return Err(EngineError::validation(
-            Location::Body,
-            "name",
-            "must be an object of translations",
-        ));
-    }
+    translations("name", &entry.name)?;
+    translations("description", &entry.description)?;
     if let Some(mode) = &entry.default_processing_mode {
         one_of(
             "default_processing_mode",

@@ -19,6 +19,35 @@ pub fn text_length(field: &str, value: &str, min: usize, max: usize) -> EngineRe
 }
 
 /// 422 unless `value` is one of `allowed`.
+/// 422 unless `value` is translations: an object of at most 50 language tags (1–16
+/// letters, digits, `-` or `_`) to strings of at most 4,000 characters.
+pub fn translations(field: &str, value: &serde_json::Value) -> EngineResult<()> {
+    let problem = |problem: String| Err(EngineError::validation(Location::Body, field, problem));
+    let Some(entries) = value.as_object() else {
+        return problem("must be an object of translations, e.g. {\"en\": \"...\"}".into());
+    };
+    if entries.len() > 50 {
+        return problem("must have at most 50 translations".into());
+    }
+    for (language, text) in entries {
+        let tag_ok = (1..=16).contains(&language.chars().count())
+            && language
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !tag_ok {
+            return problem(format!(
+                "'{language}' is not a language tag (1-16 letters, digits, - or _)"
+            ));
+        }
+        match text.as_str() {
+            Some(text) if text.chars().count() <= 4000 => {}
+            Some(_) => return problem(format!("the '{language}' text is over 4000 characters")),
+            None => return problem(format!("the '{language}' translation must be a string")),
+        }
+    }
+    Ok(())
+}
+
 pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> EngineResult<()> {
     if allowed.contains(&value) {
         return Ok(());
@@ -100,6 +129,32 @@ mod tests {
         assert!(http_url("url", "https://api.example.com/v1").is_ok());
         for bad in ["ftp://x", "http://", "not a url"] {
             assert!(http_url("url", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn translations_are_language_tags_to_strings() {
+        use serde_json::json;
+        assert!(translations(
+            "name",
+            &json!({"en": "Summary", "fr": "Résumé", "pt-BR": ""})
+        )
+        .is_ok());
+        assert!(translations("name", &json!({})).is_ok());
+        for bad in [
+            json!("Summary"),
+            json!({"en": {"BOOL": false}}),
+            json!({"en": ["a"]}),
+            json!({"": "x"}),
+            json!({"e n": "x"}),
+            json!({"en": "x".repeat(4001)}),
+        ] {
+            let error = translations("name", &bad).unwrap_err();
+            assert_eq!(
+                (error.status(), error.field()),
+                (422, Some("name")),
+                "{bad}"
+            );
         }
     }
 
