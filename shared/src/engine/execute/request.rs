@@ -1,0 +1,217 @@
+//! The execute request: its body decoded and validated, each problem naming its field.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::engine::catalog::validate::validate_organization_id;
+use crate::engine::error::{BodyProblem, EngineError, EngineResult};
+use crate::postprocess::categorization::{self, CategorizationContext};
+use crate::postprocess::extraction;
+
+/// A validated execute request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecuteRequest {
+    pub input: String,
+    pub flavor_id: Option<Uuid>,
+    pub flavor_name: Option<String>,
+    pub organization_id: Option<String>,
+    /// Tags to categorise the result against (needs a categorisation prompt).
+    pub context: Option<CategorizationContext>,
+    /// Fields to extract from the result, `name → hint` (needs an extraction prompt).
+    pub extraction_fields: Option<BTreeMap<String, String>>,
+}
+
+impl ExecuteRequest {
+    /// Parses and validates a request body; errors name the field and the problem.
+    pub fn parse(body: &[u8], max_input_bytes: usize) -> EngineResult<Self> {
+        let text = std::str::from_utf8(body).map_err(|e| {
+            EngineError::InvalidBody(BodyProblem::NotUtf8 {
+                valid_up_to: e.valid_up_to(),
+            })
+        })?;
+        if text.trim().is_empty() {
+            return Err(EngineError::InvalidBody(BodyProblem::Empty));
+        }
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| EngineError::InvalidBody(BodyProblem::NotJson(e.to_string())))?;
+        let Value::Object(mut fields) = value else {
+            return Err(EngineError::InvalidBody(BodyProblem::NotObject));
+        };
+        let input = match fields.remove("input") {
+            None | Some(Value::Null) => {
+                return Err(EngineError::invalid_field("input", "is required"))
+            }
+            Some(Value::String(input)) => input,
+            Some(_) => return Err(EngineError::invalid_field("input", "must be a string")),
+        };
+        if input.trim().is_empty() {
+            return Err(EngineError::invalid_field("input", "must not be empty"));
+        }
+        if input.len() > max_input_bytes {
+            return Err(EngineError::InvalidBody(BodyProblem::TooLarge {
+                field: "input",
+                size: input.len(),
+                limit: max_input_bytes,
+            }));
+        }
+        let flavor_id = optional_string(&mut fields, "flavor_id")?
+            .map(|id| {
+                Uuid::parse_str(&id)
+                    .map_err(|_| EngineError::invalid_field("flavor_id", "must be a UUID"))
+            })
+            .transpose()?;
+        let flavor_name = optional_string(&mut fields, "flavor_name")?;
+        if flavor_name
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return Err(EngineError::invalid_field(
+                "flavor_name",
+                "must not be empty",
+            ));
+        }
+        let organization_id = optional_string(&mut fields, "organization_id")?;
+        if let Some(org) = &organization_id {
+            validate_organization_id(org)?;
+        }
+        let context = match fields.remove("context") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(categorization::parse_context(&value)?),
+        };
+        let extraction_fields = match fields.remove("extraction_fields") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(extraction::parse_fields(&value)?),
+        };
+        Ok(ExecuteRequest {
+            input,
+            flavor_id,
+            flavor_name,
+            organization_id,
+            context,
+            extraction_fields,
+        })
+    }
+}
+
+fn optional_string(fields: &mut Map<String, Value>, name: &str) -> EngineResult<Option<String>> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value)),
+        Some(_) => Err(EngineError::invalid_field(name, "must be a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> EngineResult<ExecuteRequest> {
+        ExecuteRequest::parse(body.as_bytes(), 100)
+    }
+
+    #[test]
+    fn valid_request() {
+        let request = parse(
+            r#"{"input":"A : hi","flavor_name":"fast","organization_id":"org-1","metadata":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(request.input, "A : hi");
+        assert_eq!(request.flavor_name.as_deref(), Some("fast"));
+        assert_eq!(request.organization_id.as_deref(), Some("org-1"));
+    }
+
+    #[test]
+    fn bad_requests_name_the_problem() {
+        let cases = [
+            ("", "INVALID_JSON", None),
+            ("{not json", "INVALID_JSON", None),
+            ("[1]", "INVALID_JSON", None),
+            ("{}", "INVALID_REQUEST", Some("input")),
+            (r#"{"input":"   "}"#, "INVALID_REQUEST", Some("input")),
+            (r#"{"input":5}"#, "INVALID_REQUEST", Some("input")),
+            (
+                r#"{"input":"x","flavor_id":"nope"}"#,
+                "INVALID_REQUEST",
+                Some("flavor_id"),
+            ),
+            (
+                r#"{"input":"x","flavor_name":""}"#,
+                "INVALID_REQUEST",
+                Some("flavor_name"),
+            ),
+            (
+                r#"{"input":"x","organization_id":""}"#,
+                "INVALID_REQUEST",
+                Some("organization_id"),
+            ),
+        ];
+        for (body, code, field) in cases {
+            let error = parse(body).unwrap_err();
+            assert_eq!(error.status(), 400, "{body}");
+            assert_eq!(error.code(), code, "{body}");
+            assert_eq!(error.field(), field, "{body}");
+        }
+        let unprocessable = [
+            (r#"{"input":"x","context":"tags"}"#, "context"),
+            (r#"{"input":"x","context":{"tags":[]}}"#, "context.tags"),
+            (
+                r#"{"input":"x","context":{"tags":[{"name":"a","description":"d"},{"name":"A","description":"e"}]}}"#,
+                "context.tags[1].name",
+            ),
+            (
+                r#"{"input":"x","context":{"tags":[{"name":"a","description":"d"}],"allow_new_tags":"yes"}}"#,
+                "context.allow_new_tags",
+            ),
+            (
+                r#"{"input":"x","extraction_fields":[]}"#,
+                "extraction_fields",
+            ),
+            (
+                r#"{"input":"x","extraction_fields":{"output":"the text"}}"#,
+                "extraction_fields.output",
+            ),
+            (
+                r#"{"input":"x","extraction_fields":{"title":5}}"#,
+                "extraction_fields.title",
+            ),
+        ];
+        for (body, field) in unprocessable {
+            let error = parse(body).unwrap_err();
+            assert_eq!(
+                (error.status(), error.code(), error.field()),
+                (422, "VALIDATION_ERROR", Some(field)),
+                "{body}"
+            );
+        }
+        let request = parse(
+            r#"{"input":"x","context":{"tags":[{"name":" Budget ","description":"money"}],"allow_new_tags":true},"extraction_fields":{"title":"short title","date":null}}"#,
+        )
+        .unwrap();
+        let context = request.context.unwrap();
+        assert_eq!(context.tags[0].name, "Budget");
+        assert!(context.allow_new_tags);
+        assert_eq!(
+            request
+                .extraction_fields
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [
+                ("date".to_string(), String::new()),
+                ("title".to_string(), "short title".to_string())
+            ]
+        );
+        let too_large = parse(&format!(r#"{{"input":"{}"}}"#, "a".repeat(101))).unwrap_err();
+        assert_eq!(
+            (too_large.status(), too_large.code()),
+            (413, "INPUT_TOO_LARGE")
+        );
+        let not_utf8 = ExecuteRequest::parse(b"{\"input\":\"\xff\xfe\"}", 100).unwrap_err();
+        assert_eq!(
+            (not_utf8.status(), not_utf8.code()),
+            (400, "INVALID_ENCODING")
+        );
+    }
+}
