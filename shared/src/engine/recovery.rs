@@ -9,15 +9,16 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::breaker;
+use super::catalog::flavors::flavor_by_id;
 use super::execute::counter_for;
 use super::worker::{fail_job, load_turns, StepOutcome};
 use super::Gateway;
 use crate::domain::{
-    now_timestamp, FailoverHop, FailoverPolicy, FailureKind, Flavor, Job, JobError, Phase,
-    ProcessingMode, StepMessage,
+    now_timestamp, FailoverHop, FailoverPolicy, FailureKind, Job, JobError, Phase, ProcessingMode,
+    StepMessage,
 };
 use crate::llm::LlmFailure;
-use crate::ports::{keys, IoError, IoResult, RecordKind};
+use crate::ports::{keys, IoError, IoResult};
 use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
 use crate::text::normalize::{normalize_transcript, NormalizeLimits};
 use crate::tokens::TokenCounter;
@@ -157,10 +158,7 @@ async fn fail_over(
     if depth >= usize::from(job.settings.failover.max_depth) || visited {
         return Ok(None);
     }
-    let Some(record) = gateway.records.record(RecordKind::Flavor, target).await? else {
-        return Ok(None);
-    };
-    let Ok(flavor) = serde_json::from_value::<Flavor>(record.body) else {
+    let Some(flavor) = flavor_by_id(gateway, target).await? else {
         return Ok(None);
     };
     let Some(model) = gateway.catalog.model(flavor.model_id).await? else {

@@ -18,7 +18,7 @@ use crate::domain::{now_timestamp, Flavor, Model, ProcessingMode, Service};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource, Rule};
 use crate::engine::Gateway;
 use crate::engine::JsonResponse;
-use crate::ports::{CatalogWrite, Expect, RecordKind};
+use crate::ports::{CatalogWrite, Expect, IoResult, RecordKind};
 use crate::postprocess::{categorization, extraction};
 use crate::text::prompt::placeholder_count;
 
@@ -495,6 +495,21 @@ pub(super) async fn load_flavor(
                 other => other,
             })?;
     Ok((service, flavor))
+}
+
+/// A flavor by id alone, whatever its service and tenancy (None when it does not exist or
+/// is unreadable): the fallback and failover targets a job follows.
+pub async fn flavor_by_id(gateway: &Gateway, flavor_id: Uuid) -> IoResult<Option<Flavor>> {
+    let Some(record) = gateway
+        .records
+        .record(RecordKind::Flavor, flavor_id)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_value(record.body)
+        .inspect_err(|error| tracing::error!(%flavor_id, %error, "stored flavor unreadable"))
+        .ok())
 }
 
 /// Like [`load_flavor`], for a change: the scope must own the flavor's service (403 for a

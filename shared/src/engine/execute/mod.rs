@@ -14,6 +14,7 @@ use finishing::finishing_prompts;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::catalog::flavors::flavor_by_id;
 use super::catalog::validate::check_placeholders;
 use super::views::with_flavor_choice;
 use super::Gateway;
@@ -23,7 +24,7 @@ use crate::domain::{
     DEFAULT_CREATE_NEW_TURN_AFTER, DEFAULT_MAX_NEW_TURNS, DEFAULT_SUMMARY_TURNS,
 };
 use crate::engine::error::{ContextExceeded, EngineError, EngineResult, Resource, Rule};
-use crate::ports::{keys, RecordKind};
+use crate::ports::keys;
 use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
 use crate::text::normalize::{normalize_transcript, NormalizeLimits};
 use crate::tokens::TokenCounter;
@@ -103,11 +104,9 @@ async fn fallback_candidates(
     let mut next = original.fallback_flavor_id;
     while let Some(id) = next.filter(|id| !seen.contains(id) && seen.len() <= MAX_FALLBACK_HOPS) {
         seen.push(id);
-        let Some(record) = gateway.records.record(RecordKind::Flavor, id).await? else {
+        let Some(flavor) = flavor_by_id(gateway, id).await? else {
             break;
         };
-        let flavor: Flavor = serde_json::from_value(record.body)
-            .map_err(|e| EngineError::internal("decode flavor", e))?;
         next = flavor.fallback_flavor_id;
         if let Some(target) = usable_target(gateway, flavor).await? {
             candidates.push((target, "fell back to fallback_flavor_id"));
