@@ -232,6 +232,9 @@ pub trait Breakers: Send + Sync {
     async fn record_failure(&self, key: &str, now: &str, window_cutoff: &str) -> IoResult<u32>;
     /// Opens the breaker until `until`.
     async fn open(&self, key: &str, until: &str) -> IoResult<()>;
+    /// Claims the half-open probe: moves `open_until` from `seen` to `lease` if no other
+    /// worker did first. True for the one caller that won.
+    async fn claim_probe(&self, key: &str, seen: &str, lease: &str) -> IoResult<bool>;
     /// Closes the breaker and forgets its failures.
     async fn close(&self, key: &str) -> IoResult<()>;
 }

@@ -542,3 +542,36 @@ async fn extraction_and_categorisation_run_after_the_summary_with_the_seeded_pro
         .unwrap();
     assert!(metrics.is_some(), "per-pass metrics stored");
 }
+
+#[tokio::test]
+async fn breaker_table_counts_failures_opens_and_lets_exactly_one_worker_probe() {
+    let stack = TestStack::start().await;
+    let breakers = &stack.gateway.breakers;
+    let key = format!("provider-{}#model", Uuid::new_v4());
+    let t = |s: u32| format!("2026-12-01T10:00:{s:02}.000000Z");
+    assert_eq!(breakers.open_until(&key).await.unwrap(), None);
+    assert_eq!(breakers.record_failure(&key, &t(1), &t(0)).await.unwrap(), 1);
+    assert_eq!(breakers.record_failure(&key, &t(2), &t(0)).await.unwrap(), 2);
+    assert_eq!(
+        breakers.record_failure(&key, &t(40), &t(30)).await.unwrap(),
+        1,
+        "a failure after the window starts a new one"
+    );
+    breakers.open(&key, &t(50)).await.unwrap();
+    assert_eq!(breakers.open_until(&key).await.unwrap(), Some(t(50)));
+
+    let (seen, lease_a, lease_b) = (t(50), t(55), t(56));
+    let (first, second) = tokio::join!(
+        breakers.claim_probe(&key, &seen, &lease_a),
+        breakers.claim_probe(&key, &seen, &lease_b),
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(first ^ second, "exactly one probe: {first} {second}");
+    let lease = breakers.open_until(&key).await.unwrap().unwrap();
+    assert!(lease == t(55) || lease == t(56), "{lease}");
+    assert!(!breakers.claim_probe(&key, &t(50), &t(57)).await.unwrap());
+
+    breakers.close(&key).await.unwrap();
+    assert_eq!(breakers.open_until(&key).await.unwrap(), None);
+    assert!(!breakers.claim_probe(&key, &t(50), &t(57)).await.unwrap());
+}

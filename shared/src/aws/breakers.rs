@@ -109,6 +109,32 @@ impl Breakers for DynamoBreakers {
         Ok(())
     }
 
+    async fn claim_probe(&self, key: &str, seen: &str, lease: &str) -> IoResult<bool> {
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("key", Self::key(key))
+            .update_expression("SET open_until = :lease, expires_at = :ttl")
+            .condition_expression("open_until = :seen")
+            .expression_attribute_values(":lease", AttributeValue::S(lease.into()))
+            .expression_attribute_values(":seen", AttributeValue::S(seen.into()))
+            .expression_attribute_values(":ttl", Self::expires_at())
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(sdk_error("claim breaker probe")(error)),
+        }
+    }
+
     async fn close(&self, key: &str) -> IoResult<()> {
         self.client
             .delete_item()

@@ -2,7 +2,8 @@
 //! [`super::Limits::breaker_failures`] failed steps within the window, and while open no
 //! step calls that provider (it fails over at once when the flavor has a failover, else
 //! it waits in the queue) instead of burning retries. After the cool-down it is half
-//! open: the next calls are probes, and the first success closes it.
+//! open: one worker claims the probe (a conditional write, so exactly one), the others
+//! keep waiting; the probe's success closes the breaker, its failure reopens it.
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ pub(super) enum Breaker {
         until: String,
         wait: Duration,
     },
-    /// Was open; the cool-down passed: this call is a probe.
+    /// Was open; the cool-down passed and this call won the probe.
     HalfOpen,
 }
 
@@ -31,18 +32,31 @@ fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// The breaker of the job's provider and model now.
+/// The breaker of the job's provider and model now. Past the cool-down, only the caller
+/// that claims the probe gets [`Breaker::HalfOpen`]; the probe holds the breaker for up to
+/// a step deadline, and the others are told to wait.
 pub(super) async fn state(gateway: &Gateway, settings: &JobSettings) -> IoResult<Breaker> {
-    let Some(until) = gateway.breakers.open_until(&key(settings)).await? else {
+    let key = key(settings);
+    let Some(until) = gateway.breakers.open_until(&key).await? else {
         return Ok(Breaker::Closed);
     };
     let now = chrono::Utc::now();
     let wait = chrono::DateTime::parse_from_rfc3339(&until)
         .ok()
         .and_then(|until| (until.with_timezone(&chrono::Utc) - now).to_std().ok());
-    Ok(match wait {
-        Some(wait) if !wait.is_zero() => Breaker::Open { until, wait },
-        _ => Breaker::HalfOpen,
+    if let Some(wait) = wait.filter(|wait| !wait.is_zero()) {
+        return Ok(Breaker::Open { until, wait });
+    }
+    let limits = &gateway.limits;
+    let lease =
+        timestamp(now + chrono::Duration::from_std(limits.step_deadline).unwrap_or_default());
+    if gateway.breakers.claim_probe(&key, &until, &lease).await? {
+        return Ok(Breaker::HalfOpen);
+    }
+    // Another worker is probing: check again after a cool-down at most.
+    Ok(Breaker::Open {
+        until: lease,
+        wait: limits.breaker_cool_down.min(limits.step_deadline),
     })
 }
 
@@ -67,15 +81,29 @@ pub(super) async fn failed(gateway: &Gateway, settings: &JobSettings) -> IoResul
     Ok(())
 }
 
-/// A call succeeded: a half-open breaker closes.
-pub(super) async fn succeeded(
+/// A call ended: a probe's success closes the breaker, its failure reopens it for a
+/// cool-down (the failure is also counted by [`failed`] like any other).
+pub(super) async fn call_ended(
     gateway: &Gateway,
     settings: &JobSettings,
     before: &Breaker,
+    success: bool,
 ) -> IoResult<()> {
-    if *before == Breaker::HalfOpen {
-        gateway.breakers.close(&key(settings)).await?;
-        tracing::info!(provider = %settings.provider_name, at = %now_timestamp(), "circuit breaker closed");
+    if *before != Breaker::HalfOpen {
+        return Ok(());
+    }
+    let key = key(settings);
+    if success {
+        gateway.breakers.close(&key).await?;
+        tracing::info!(provider = %settings.provider_name, model = %settings.model_identifier, at = %now_timestamp(), "circuit breaker closed");
+    } else {
+        let cool_down =
+            chrono::Duration::from_std(gateway.limits.breaker_cool_down).unwrap_or_default();
+        gateway
+            .breakers
+            .open(&key, &timestamp(chrono::Utc::now() + cool_down))
+            .await?;
+        tracing::warn!(provider = %settings.provider_name, model = %settings.model_identifier, "circuit breaker probe failed; reopened");
     }
     Ok(())
 }
@@ -116,7 +144,38 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         let probing = state(gateway, &settings).await.unwrap();
         assert_eq!(probing, Breaker::HalfOpen);
-        succeeded(gateway, &settings, &probing).await.unwrap();
+        assert!(
+            matches!(
+                state(gateway, &settings).await.unwrap(),
+                Breaker::Open { .. }
+            ),
+            "a single probe: the next caller waits while it runs"
+        );
+        call_ended(gateway, &settings, &probing, true)
+            .await
+            .unwrap();
         assert_eq!(state(gateway, &settings).await.unwrap(), Breaker::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_failed_probe_reopens_the_breaker_for_a_cool_down() {
+        let mut memory = MemoryGateway::new();
+        memory.gateway.limits.breaker_failures = 1;
+        memory.gateway.limits.breaker_cool_down = Duration::from_millis(50);
+        let gateway = &memory.gateway;
+        let settings = JobSettings::default();
+        failed(gateway, &settings).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let probing = state(gateway, &settings).await.unwrap();
+        assert_eq!(probing, Breaker::HalfOpen);
+        call_ended(gateway, &settings, &probing, false)
+            .await
+            .unwrap();
+        let Breaker::Open { wait, .. } = state(gateway, &settings).await.unwrap() else {
+            panic!("a failed probe must reopen the breaker");
+        };
+        assert!(wait <= Duration::from_millis(50), "{wait:?}");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(state(gateway, &settings).await.unwrap(), Breaker::HalfOpen);
     }
 }

@@ -195,6 +195,17 @@ impl Breakers for MemoryBreakers {
         Ok(())
     }
 
+    async fn claim_probe(&self, key: &str, seen: &str, lease: &str) -> IoResult<bool> {
+        let mut items = lock(&self.items);
+        match items.get_mut(key) {
+            Some(item) if item.2.as_deref() == Some(seen) => {
+                item.2 = Some(lease.to_string());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn close(&self, key: &str) -> IoResult<()> {
         lock(&self.items).remove(key);
         Ok(())

@@ -233,11 +233,12 @@ async fn run_llm_step(
         Ok(completion) => completion,
         Err(failure) => {
             tracing::warn!(step = message.step, phase = ?job.progress.phase, kind = failure.last.kind().as_str(), error = %failure, "LLM call failed");
+            breaker::call_ended(gateway, &job.settings, &breaker, false).await?;
             return Ok(Err(StepFailure::Provider(failure)));
         }
     };
     let duration_ms = clock.elapsed().as_millis() as u64;
-    breaker::succeeded(gateway, &job.settings, &breaker).await?;
+    breaker::call_ended(gateway, &job.settings, &breaker, true).await?;
     let prompt_tokens = completion.prompt_tokens.unwrap_or_else(|| {
         request
             .messages
