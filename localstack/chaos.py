@@ -60,6 +60,7 @@ class Stack:
                         LAMBDA_RUNTIME_PORT=str(args.runtime_port),
                         MOCK_LATENCY_MS=str(args.latency_ms),
                         GATEWAY_LLM_TIMEOUT_SECS="5")
+        self.llm_timeout_s = 5
         self.api = f"http://127.0.0.1:{args.http_port}"
         self.runtime_port = args.runtime_port
         sample = os.path.join(self.state, "warmup.txt")
@@ -109,6 +110,27 @@ class Stack:
         for _ in range(max(len(pids), 1)):
             subprocess.Popen([binary], env=self.worker_env(), stdout=log, stderr=log, start_new_session=True)
         return len(pids)
+
+
+def crash_recovery(log, kill_times, llm_timeout_s):
+    """For each kill, the calls it interrupted (aborted requests received less than an LLM
+    timeout before it) and how long until the same prompt was sent again: the time a step
+    lost to a crash takes to be retried."""
+    waits = []
+    for killed_at in kill_times:
+        k = killed_at * 1000
+        for entry in log:
+            if entry["outcome"] != "aborted" or not (k - llm_timeout_s * 1000 < entry["received_at_ms"] < k):
+                continue
+            again = [e["received_at_ms"] for e in log
+                     if e["prompt"] == entry["prompt"] and e["received_at_ms"] > k]
+            if again:
+                waits.append((min(again) - k) / 1000)
+    waits.sort()
+    if not waits:
+        return {"interrupted_calls": 0}
+    return {"interrupted_calls": len(waits), "retry_after_kill_median_s": round(waits[len(waits) // 2], 1),
+            "retry_after_kill_max_s": round(waits[-1], 1)}
 
 
 def run_jobs(stack, inputs, label):
@@ -280,14 +302,17 @@ def main():
                 if status >= 300:
                     sys.exit(f"chaos: the mock refused {rule}: {body}")
         kills = 0
+        kill_times = []
         stop = threading.Event()
 
         def killer():
             nonlocal kills
             while kills < args.kills and not stop.is_set():
                 time.sleep(random.uniform(1.0, 3.0))
+                at = time.time()
                 if stack.kill_and_restart_workers():
                     kills += 1
+                    kill_times.append(at)
 
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
@@ -308,6 +333,7 @@ def main():
             "llm_requests_under_chaos": len(log), "answered_under_chaos": answered,
             "passes_under_chaos": passes,
             "wall_s_undisturbed": round(clean_wall, 1), "wall_s_under_chaos": round(chaos_wall, 1),
+            "crash_recovery": crash_recovery(log, kill_times, stack.llm_timeout_s),
         }, indent=2))
     finally:
         stack.stop()

@@ -550,8 +550,14 @@ async fn breaker_table_counts_failures_opens_and_lets_exactly_one_worker_probe()
     let key = format!("provider-{}#model", Uuid::new_v4());
     let t = |s: u32| format!("2026-12-01T10:00:{s:02}.000000Z");
     assert_eq!(breakers.open_until(&key).await.unwrap(), None);
-    assert_eq!(breakers.record_failure(&key, &t(1), &t(0)).await.unwrap(), 1);
-    assert_eq!(breakers.record_failure(&key, &t(2), &t(0)).await.unwrap(), 2);
+    assert_eq!(
+        breakers.record_failure(&key, &t(1), &t(0)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        breakers.record_failure(&key, &t(2), &t(0)).await.unwrap(),
+        2
+    );
     assert_eq!(
         breakers.record_failure(&key, &t(40), &t(30)).await.unwrap(),
         1,

@@ -1,12 +1,11 @@
 //! The API Gateway REST front door: an axum server that turns HTTP requests into proxy
 //! events, invokes the function that owns the route and converts its proxy response back.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -16,7 +15,7 @@ use serde_json::json;
 use crate::invoke::{InvokeError, Invoker};
 use crate::proxy::{proxy_event, proxy_response_to_http, IncomingRequest};
 use crate::routes::{match_route, Route};
-use crate::wire::{Peer, REQUEST_ID_HEADER};
+use crate::wire::{source_ip, REQUEST_ID_HEADER};
 
 /// Lambda's synchronous invocation payload limit (6 MB), the default body limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -45,16 +44,7 @@ pub fn router(front_door: FrontDoor) -> Router {
 }
 
 async fn proxy_request(State(front_door): State<Arc<FrontDoor>>, request: Request) -> Response {
-    let extensions = request.extensions();
-    let source_ip = extensions
-        .get::<ConnectInfo<Peer>>()
-        .map(|ConnectInfo(Peer(address))| address.ip().to_string())
-        .or_else(|| {
-            extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(address)| address.ip().to_string())
-        })
-        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let source_ip = source_ip(request.extensions());
     handle(&front_door, request, &source_ip).await
 }
 

@@ -50,6 +50,30 @@ impl Connected<IncomingStream<'_, JsonErrorListener>> for Peer {
     }
 }
 
+/// The caller's IP from a request's `ConnectInfo` (of a [`JsonErrorListener`] or a plain
+/// TCP listener); 127.0.0.1 when there is none.
+pub fn source_ip(extensions: &axum::http::Extensions) -> String {
+    use axum::extract::ConnectInfo;
+    extensions
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(Peer(address))| address.ip().to_string())
+        .or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip().to_string())
+        })
+        .unwrap_or_else(|| "127.0.0.1".to_string())
+}
+
+/// Marks a response as the server's own (not one of hyper's automatic errors) with a
+/// fresh request id, as API Gateway's responses carry one.
+pub fn with_request_id(mut response: axum::response::Response) -> axum::response::Response {
+    if let Ok(value) = axum::http::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
 /// A connection whose outgoing bytes are checked for hyper's automatic error responses.
 #[derive(Debug)]
 pub struct JsonErrorStream<S> {

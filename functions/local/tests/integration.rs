@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use local::routes::ROUTES;
-use local::{FrontDoor, Invoker, SqsMapping, SqsPoller};
+use local::{FrontDoor, Invoker, SqsMapping, SqsPoller, WsFrontDoor};
 use serde_json::{json, Value};
 
 /// Invocations the fake Invoke API received: (function name, event).
@@ -896,4 +896,72 @@ async fn a_dead_runtime_does_not_stall_the_queue() {
     );
     assert!(visible_messages(&sqs, &queue_url).await.is_empty());
     let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+}
+
+#[tokio::test]
+async fn websocket_port_answers_every_error_in_json() {
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(10)).expect("invoker");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind websocket port");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(local::serve_ws(
+        listener,
+        WsFrontDoor {
+            invoker,
+            function: "ws".to_string(),
+            routes: vec!["subscribe".to_string()],
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let long_id = "a".repeat(70_000);
+    let unparseable: [(Vec<u8>, u16, &str); 3] = [
+        (
+            format!("GET /{long_id} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
+            414,
+            "URI_TOO_LONG",
+        ),
+        (b"BLAH\r\n\r\n".to_vec(), 400, "BAD_REQUEST"),
+        (
+            b"POST /@connections/x HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+    ];
+    for (raw, status, code) in unparseable {
+        let (answered, body) = raw_request(&base, &raw).await;
+        assert_eq!(
+            (answered, body["error_code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    // The server's own errors keep their API Gateway bodies: a plain GET is no upgrade.
+    let (status, body) = raw_request(
+        &base,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status >= 400, "{status}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    let (status, body) = raw_request(
+        &base,
+        b"GET /@connections/unknown HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (410, Some("GoneException"))
+    );
+    assert!(invocations(&recorded).is_empty(), "nothing was invoked");
+    let _ = stop.send(());
+    server.await.expect("server task").expect("served");
 }

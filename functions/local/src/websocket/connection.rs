@@ -1,13 +1,12 @@
 //! One WebSocket connection: the upgrade (`$connect`), frames routed to the function,
 //! route responses and management posts sent back, and `$disconnect` once at the end.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -23,11 +22,7 @@ use super::state::*;
 /// Any other request: a WebSocket upgrade, accepted when `$connect` allows it.
 pub(super) async fn upgrade(State(state): State<Arc<WsState>>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
-    let source_ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_string())
-        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let source_ip = crate::wire::source_ip(&parts.extensions);
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => {

@@ -18,7 +18,6 @@ mod management;
 mod state;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +39,7 @@ pub use state::{WsFrontDoor, DEFAULT_WS_FUNCTION, DEFAULT_WS_ROUTES, MAX_MESSAGE
 /// the WebSocket upgrade on every other path. `domain_name` (e.g. `127.0.0.1:8081`) goes
 /// into `requestContext.domainName`. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`; prefer [`serve_ws`], which also
-/// closes the connections on shutdown.
+/// closes the connections on shutdown and answers requests hyper cannot parse in JSON.
 pub fn ws_router(front_door: WsFrontDoor, domain_name: &str) -> Router {
     router_with_state(new_state(front_door, domain_name))
 }
@@ -54,6 +53,9 @@ fn router_with_state(state: Arc<WsState>) -> Router {
                 .delete(delete_connection),
         )
         .fallback(upgrade)
+        .layer(axum::middleware::map_response(
+            |response: axum::response::Response| async { crate::wire::with_request_id(response) },
+        ))
         .with_state(state)
 }
 
@@ -72,8 +74,8 @@ where
     let state = new_state(front_door, &domain_name);
     let closing = state.clone();
     let served = axum::serve(
-        listener,
-        router_with_state(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        crate::wire::JsonErrorListener(listener),
+        router_with_state(state.clone()).into_make_service_with_connect_info::<crate::wire::Peer>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
