@@ -107,20 +107,29 @@ fn operation(function: &str, route: &Route) -> Operation {
             )
             .build()
     };
-    let error = ResponseBuilder::new()
-        .description(
-            "Error: `{detail, error_code}` (422: `detail` is a list of `{loc, msg, type}`)",
-        )
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-                .build(),
-        )
-        .build();
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                    .build(),
+            )
+            .build()
+    };
+    if api.request.is_some() {
+        builder = builder.response(
+            "415",
+            error("UNSUPPORTED_MEDIA_TYPE: the body is declared as another type than application/json"),
+        );
+    }
     builder
         .response(api.status.to_string(), success)
-        .response("default", error)
+        .response(
+            "default",
+            error("Error: `{detail, error_code}` (422: `detail` is a list of `{loc, msg, type}`)"),
+        )
         .build()
 }
 
@@ -210,6 +219,8 @@ mod tests {
         ] {
             assert!(components.contains_key(name), "{name}");
         }
+        let execute = &doc["paths"]["/api/v1/services/{id}/execute"]["post"];
+        assert!(execute["responses"]["415"].is_object(), "{execute}");
         let secret = &doc["components"]["schemas"]["Provider"]["properties"]["api_key"];
         assert!(secret.is_null(), "the schema never offers the key back");
     }
