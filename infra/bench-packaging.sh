@@ -31,7 +31,7 @@
 set -euo pipefail
 
 # The deployed functions (binary names); functions/local is dev-only and not measured.
-FUNCTIONS="execute jobs catalog batch-worker ws"
+FUNCTIONS="execute jobs catalog export batch-worker ws"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"

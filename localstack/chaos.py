@@ -195,20 +195,21 @@ def burst(stack, count):
     answered = sum(1 for e in log if e["outcome"] == "answered")
     passes = sum(j["token_metrics"]["pass_count"] for _, _, j in done.values())
 
-    def start_delays(org):
-        delays = []
+    def delays(org, field):
+        waits = []
         for o, sent, job in done.values():
-            if o == org and job.get("started_at"):
-                at = datetime.datetime.fromisoformat(job["started_at"].replace("Z", "+00:00"))
-                delays.append(at.timestamp() - sent)
-        delays.sort()
-        return {"median_s": round(delays[len(delays) // 2], 1), "max_s": round(delays[-1], 1)} if delays else None
+            if o == org and job.get(field):
+                at = datetime.datetime.fromisoformat(job[field].replace("Z", "+00:00"))
+                waits.append(at.timestamp() - sent)
+        waits.sort()
+        return {"median_s": round(waits[len(waits) // 2], 1), "max_s": round(waits[-1], 1)} if waits else None
 
     print(json.dumps({
         "submitted": len(specs), "refused": len(refused), "finished": len(done),
         "completed": sum(1 for _, _, j in done.values() if j["status"] == "completed"),
         "llm_answered": answered, "passes": passes,
-        "start_delay_org_a": start_delays("org-a"), "start_delay_org_b": start_delays("org-b"),
+        "start_delay_org_a": delays("org-a", "started_at"), "start_delay_org_b": delays("org-b", "started_at"),
+        "turnaround_org_a": delays("org-a", "completed_at"), "turnaround_org_b": delays("org-b", "completed_at"),
         "wall_s": round(wall, 1),
     }, indent=2))
 

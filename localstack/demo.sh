@@ -34,7 +34,7 @@ export PATH="$VENV/bin:$PATH"
 PY="$VENV/bin/python"
 
 say "building the function binaries, functions/local and the mock LLM"
-cargo build --bins -p execute -p jobs -p catalog -p batch-worker -p ws -p local -p mock-llm
+cargo build --bins -p execute -p jobs -p catalog -p export -p batch-worker -p ws -p local -p mock-llm
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug"
 
 PIDS=()
@@ -72,7 +72,7 @@ export GATEWAY_WS_MANAGEMENT_URL="http://127.0.0.1:$WS_PORT"
 # Like Lambda's execution environments: CONCURRENCY processes of each function poll the same
 # Runtime API, and functions/local runs up to that many invocations of a function at once.
 CONCURRENCY="${GATEWAY_LOCAL_CONCURRENCY:-4}"
-for fn in execute jobs catalog batch-worker ws; do
+for fn in execute jobs catalog export batch-worker ws; do
     : >"$STATE/$fn.log"
     for _ in $(seq "$CONCURRENCY"); do
         AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$RUNTIME_PORT/.rt/$fn" AWS_LAMBDA_FUNCTION_NAME="$fn" \

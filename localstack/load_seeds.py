@@ -16,6 +16,9 @@ Reads, relative to --seeds (each file optional):
   presets.json          flavor presets (system presets).
   services/*.json       one service each, with an embedded `flavors` list; each flavor gets
                         `service_id`. A field named `X_file` becomes `X` holding the file's text.
+  document-templates.json  system document templates; `file` (relative to --seeds) is the
+                        .docx, uploaded to s3://P-artifacts/templates/{id}.docx when the record
+                        is new; `placeholders` lists what the file holds (a Rust test checks it).
 Every record gets `kind`, `id` (a fixed uuid5 of its kind and name when the seed has none),
 `created_at`/`updated_at`, and the unique-name claims the catalog API checks (the key
 formats of gateway_core::engine::catalog). Floats become Decimal, nulls are dropped.
@@ -24,6 +27,7 @@ import argparse
 import base64
 import datetime
 import glob
+import hashlib
 import json
 import os
 import re
@@ -114,6 +118,8 @@ def unique_keys(kind, body):
         return [f"prompt-type:{body['code']}"]
     if kind == "PRESET":
         return [f"preset-name:{body['name'].strip().lower()}"]
+    if kind == "DOCUMENT_TEMPLATE" and body.get("is_default"):
+        return ["document-template:global-default"]
     return []
 
 
@@ -229,6 +235,21 @@ def main():
             fl = inline_files(with_id("FLAVOR", fl, "name", f"{name} flavors[{j}]"), seeds, f"{name} flavor {j}")
             fl["service_id"] = sid
             loader.put("FLAVOR", fl, f"SERVICE#{sid}", f"FLAVOR#{fl['id']}")
+
+    s3 = boto3.client("s3", **{**kw, "config": Config(retries={"max_attempts": 3, "mode": "standard"},
+                                                      s3={"addressing_style": "path"})})
+    for i, template in entries("document-templates.json"):
+        template = with_id("DOCUMENT_TEMPLATE", template, "name_fr", f"document-templates.json[{i}]")
+        path = os.path.join(seeds, template.pop("file"))
+        with open(path, "rb") as f:
+            data = f.read()
+        template.update(file_name=os.path.basename(path), file_size=len(data),
+                        file_hash=hashlib.sha256(data).hexdigest())
+        pk = f"DOCUMENT_TEMPLATE#{template['id']}"
+        if "Item" not in table.get_item(Key={"pk": pk, "sk": "#DOCUMENT_TEMPLATE"}):
+            s3.put_object(Bucket=f"{args.prefix}-artifacts", Key=f"templates/{template['id']}.docx", Body=data,
+                          ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+        loader.top("DOCUMENT_TEMPLATE", template)
 
     def summary(counts):
         return ", ".join(f"{n} {k.lower().replace('_', ' ')}" for k, n in sorted(counts.items())) or "nothing"

@@ -108,6 +108,8 @@ pub enum RecordKind {
     /// Stored under its service (the record's `parent`).
     Flavor,
     Preset,
+    /// A Word template for exports (its file is in the blob store).
+    DocumentTemplate,
 }
 
 impl RecordKind {
@@ -122,6 +124,7 @@ impl RecordKind {
             RecordKind::Service => "SERVICE",
             RecordKind::Flavor => "FLAVOR",
             RecordKind::Preset => "PRESET",
+            RecordKind::DocumentTemplate => "DOCUMENT_TEMPLATE",
         }
     }
 }
@@ -292,6 +295,15 @@ pub mod keys {
     /// The per-pass token metrics of a completed job (JSON).
     pub fn metrics(job: Uuid) -> String {
         format!("jobs/{job}/metrics.json")
+    }
+    /// The `.docx` file of a document template.
+    pub fn template(template: Uuid) -> String {
+        format!("templates/{template}.docx")
+    }
+    /// An export of a job's result delivered by URL (`file_name` is already safe). The
+    /// bucket expires `exports/` after a day.
+    pub fn export(job: Uuid, token: Uuid, file_name: &str) -> String {
+        format!("exports/{job}/{token}/{file_name}")
     }
 }
 

@@ -33,9 +33,30 @@ pub const ROUTES: &[Route] = &[
         resource: "/api/v1/jobs/{id}",
         function: "jobs",
     },
+    // Before the jobs function's greedy resource: API Gateway prefers the specific one.
+    Route {
+        resource: "/api/v1/jobs/{id}/export/{format}",
+        function: "export",
+    },
+    Route {
+        resource: "/api/v1/jobs/{id}/export-preview",
+        function: "export",
+    },
     Route {
         resource: "/api/v1/jobs/{id}/{proxy+}",
         function: "jobs",
+    },
+    Route {
+        resource: "/api/v1/document-templates",
+        function: "export",
+    },
+    Route {
+        resource: "/api/v1/document-templates/{id}",
+        function: "export",
+    },
+    Route {
+        resource: "/api/v1/document-templates/{id}/{proxy+}",
+        function: "export",
     },
     // Static segments before their variable siblings: the first match wins.
     Route {
@@ -227,6 +248,30 @@ mod tests {
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn exports_go_to_the_export_function_before_the_jobs_greedy_resource() {
+        assert_eq!(
+            matched("/api/v1/jobs/j1/export/pdf"),
+            Some((
+                "/api/v1/jobs/{id}/export/{format}",
+                "export",
+                params(&[("format", "pdf"), ("id", "j1")])
+            ))
+        );
+        assert_eq!(
+            matched("/api/v1/jobs/j1/export-preview").map(|m| m.1),
+            Some("export")
+        );
+        assert_eq!(
+            matched("/api/v1/jobs/j1/export/pdf/x").map(|m| m.1),
+            Some("jobs")
+        );
+        assert_eq!(
+            matched("/api/v1/document-templates/t1/set-default").map(|m| m.1),
+            Some("export")
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The REST edge of the core: requests decoded once ([`request`]), one route table per
-//! function ([`catalog`], [`jobs`], [`execute`]) from which both the routing and the
+//! function ([`catalog`], [`jobs`], [`execute`], [`export`]) from which both the routing and the
 //! OpenAPI document ([`openapi`]) come, and the error bodies ([`response`]).
 
 pub mod catalog;
 pub mod execute;
+pub mod export;
 pub mod jobs;
+pub mod multipart;
 pub mod openapi;
 pub mod request;
 pub mod response;
@@ -13,4 +15,9 @@ pub mod routes;
 pub use request::ApiRequest;
 
 /// Every route table, for the OpenAPI document and the route checks.
-pub const TABLES: &[&routes::RouteTable] = &[&execute::TABLE, &jobs::TABLE, &catalog::TABLE];
+pub const TABLES: &[&routes::RouteTable] = &[
+    &execute::TABLE,
+    &jobs::TABLE,
+    &catalog::TABLE,
+    &export::TABLE,
+];

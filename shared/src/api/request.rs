@@ -11,7 +11,11 @@ use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 
 /// Routes that also read a form body (`application/x-www-form-urlencoded` or
 /// `multipart/form-data`) besides JSON.
-pub const FORM_ROUTES: &[&str] = &["/api/v1/flavor-presets/{id}/apply"];
+pub const FORM_ROUTES: &[&str] = &[
+    "/api/v1/flavor-presets/{id}/apply",
+    "/api/v1/document-templates",
+    "/api/v1/document-templates/{id}",
+];
 
 /// A request body as delivered (for Lambda, `lambda_http::Body`).
 type Body = Box<dyn AsRef<[u8]> + Send + Sync>;

@@ -346,6 +346,11 @@ pub struct Job {
     /// the bulk lane, so other organizations' jobs are not starved.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overflow: bool,
+    /// Fields extracted just in time for exports, per template and result version
+    /// (`{template}:v{n}`; `builtin` for the built-in template): a field asked once is
+    /// not asked again (a value the model did not find is kept as null).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub export_extractions: BTreeMap<String, Map<String, Value>>,
 }
 
 /// Why a job runs on another flavor than the one requested (the reference's `fallback_*`).

@@ -22,6 +22,8 @@ pub enum Resource {
     Organization,
     /// A version of a job's result.
     Version,
+    /// A Word template for exports.
+    DocumentTemplate,
 }
 
 impl Resource {
@@ -40,6 +42,7 @@ impl Resource {
             Resource::FlavorPreset => "flavor preset",
             Resource::Organization => "organization",
             Resource::Version => "version",
+            Resource::DocumentTemplate => "template",
         }
     }
 
@@ -52,6 +55,7 @@ impl Resource {
             Resource::Model => "MODEL_NOT_FOUND",
             Resource::Provider => "PROVIDER_NOT_FOUND",
             Resource::Version => "VERSION_NOT_FOUND",
+            Resource::DocumentTemplate => "TEMPLATE_NOT_FOUND",
             _ => "NOT_FOUND",
         }
     }
@@ -249,6 +253,9 @@ pub enum EngineError {
     /// 500: a stored object cannot be read or written (never the caller's fault).
     #[error("{0}")]
     Internal(String),
+    /// 501: this build cannot serve the route (e.g. exports outside the export function).
+    #[error("{0}")]
+    NotBuilt(&'static str),
 }
 
 /// Result of engine operations.
@@ -332,6 +339,7 @@ impl EngineError {
             EngineError::Provider(_) => 502,
             EngineError::Dependency(_) => 503,
             EngineError::Internal(_) => 500,
+            EngineError::NotBuilt(_) => 501,
         }
     }
 
@@ -356,6 +364,7 @@ impl EngineError {
             EngineError::Provider(_) => "PROVIDER_ERROR",
             EngineError::Dependency(_) => "SERVICE_UNAVAILABLE",
             EngineError::Internal(_) => "INTERNAL",
+            EngineError::NotBuilt(_) => "NOT_IMPLEMENTED",
         }
     }
 

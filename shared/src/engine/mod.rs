@@ -15,7 +15,7 @@ pub mod versions;
 pub mod views;
 pub mod worker;
 
-pub use response::JsonResponse;
+pub use response::{FileResponse, HttpBody, JsonResponse};
 
 use std::sync::Arc;
 use std::time::Duration;

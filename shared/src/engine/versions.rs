@@ -71,7 +71,7 @@ pub fn parse_content(body: &[u8]) -> EngineResult<String> {
 }
 
 /// A job visible to `organization_id` that is completed (400 `JOB_NOT_COMPLETED` else).
-async fn completed_job(
+pub(crate) async fn completed_job(
     gateway: &Gateway,
     id: Uuid,
     organization_id: Option<&str>,
@@ -127,7 +127,7 @@ async fn versions_of(gateway: &Gateway, job: &Job) -> EngineResult<Vec<ResultVer
 }
 
 /// A version and its text (404 naming the number when it does not exist).
-async fn version_with_content(
+pub(crate) async fn version_with_content(
     gateway: &Gateway,
     job: &Job,
     number: u32,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gateway_test_support::{python, repo_root, TestStack};
 
 /// The function binaries of the gateway.
-pub const FUNCTIONS: [&str; 5] = ["execute", "jobs", "catalog", "batch-worker", "ws"];
+pub const FUNCTIONS: [&str; 6] = ["execute", "jobs", "catalog", "export", "batch-worker", "ws"];
 
 /// Processes started of each function (Lambda execution environments), and so the
 /// invocations of a function `local` runs at once: `GATEWAY_LOCAL_CONCURRENCY`, default 4.

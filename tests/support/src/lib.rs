@@ -315,6 +315,27 @@ pub fn api_request(
     query: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> lambda_http::Request {
+    api_request_of_type(
+        method,
+        resource,
+        path,
+        path_parameters,
+        query,
+        body,
+        "application/json",
+    )
+}
+
+/// [`api_request`] with a body of another `content_type` (a multipart upload, a form).
+pub fn api_request_of_type(
+    method: &str,
+    resource: &str,
+    path: &str,
+    path_parameters: &[(&str, &str)],
+    query: &[(&str, &str)],
+    body: Option<&[u8]>,
+    content_type: &str,
+) -> lambda_http::Request {
     use base64::Engine as _;
     let (body, is_base64) = match body {
         None => (serde_json::Value::Null, false),
@@ -346,8 +367,8 @@ pub fn api_request(
         "resource": resource,
         "path": path,
         "httpMethod": method,
-        "headers": {"content-type": "application/json", "host": "localhost"},
-        "multiValueHeaders": {"content-type": ["application/json"], "host": ["localhost"]},
+        "headers": {"content-type": content_type, "host": "localhost"},
+        "multiValueHeaders": {"content-type": [content_type], "host": ["localhost"]},
         "queryStringParameters": map(query),
         "multiValueQueryStringParameters": if query.is_empty() { serde_json::Value::Null } else { multi(query) },
         "pathParameters": map(path_parameters),

@@ -112,6 +112,7 @@ pub async fn create(gateway: &Gateway, scope: &Scope, body: &[u8]) -> EngineResu
         fields.insert("route".into(), json!(default_route(name)));
     }
     let service: Service = from_json(Value::Object(fields))?;
+    check_default_template(gateway, &service).await?;
     let mut writes = create_writes(&service)?;
     let mut flavors = Vec::new();
     for (index, item) in flavor_fields.into_iter().enumerate() {
@@ -213,6 +214,9 @@ pub async fn update(
         fields.remove("route");
     }
     let service: Service = from_json(merge_patch(current, fields, SERVER_FIELDS))?;
+    if service.default_template_id != old.default_template_id {
+        check_default_template(gateway, &service).await?;
+    }
     commit(
         store,
         update_writes(&old, &service)?,
@@ -224,6 +228,34 @@ pub async fn update(
         200,
         service_json(&service, &names.flavors_of(id), &names),
     ))
+}
+
+/// 422 naming `default_template_id` unless it names a document template the service's
+/// organization can see.
+async fn check_default_template(gateway: &Gateway, service: &Service) -> EngineResult<()> {
+    let Some(id) = service.default_template_id else {
+        return Ok(());
+    };
+    let owner = match gateway
+        .records
+        .record(RecordKind::DocumentTemplate, id)
+        .await?
+    {
+        Some(record) => record.body["organization_id"].as_str().map(str::to_string),
+        None => return Err(unknown_template(id)),
+    };
+    if !Scope::new(service.organization_id.as_deref()).can_see(owner.as_deref()) {
+        return Err(unknown_template(id));
+    }
+    Ok(())
+}
+
+fn unknown_template(id: Uuid) -> EngineError {
+    EngineError::validation(
+        Location::Body,
+        "default_template_id",
+        format!("document template '{id}' does not exist"),
+    )
 }
 
 /// `DELETE /services/{id}` → 204, with its flavors. Jobs keep their frozen settings.

@@ -266,6 +266,7 @@ async fn plan_on(
         fallback: None,
         heartbeat_at: None,
         overflow: false,
+        export_extractions: Default::default(),
     };
     Ok(Plan {
         job,

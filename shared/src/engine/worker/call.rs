@@ -109,7 +109,8 @@ pub(super) fn reduce_step(job: &Job) -> IoResult<(ReduceLevel, &str)> {
     }
 }
 
-pub(super) fn finishing_max_tokens(job: &Job) -> u32 {
+/// The `max_tokens` of a finishing call (extraction, categorisation) of `job`.
+pub(crate) fn finishing_max_tokens(job: &Job) -> u32 {
     FINISHING_MAX_TOKENS.min(u64::from(job.settings.max_generation_length)) as u32
 }
 

@@ -12,7 +12,7 @@ use std::ops::Range;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
-mod call;
+pub(crate) mod call;
 mod phases;
 
 use call::{
