@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod aws;
+#[cfg(feature = "documents")]
+pub mod documents;
 pub mod domain;
 pub mod engine;
 pub mod llm;
