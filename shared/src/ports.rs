@@ -169,6 +169,13 @@ pub enum CatalogWrite {
     Release {
         key: String,
     },
+    /// Hands a unique key from `from` (None: nobody holds it) to `to`; fails with
+    /// [`WriteError::Taken`] when someone else holds it by then.
+    Transfer {
+        key: String,
+        from: Option<Uuid>,
+        to: Uuid,
+    },
 }
 
 /// Why an atomic catalog change was refused.

@@ -69,7 +69,10 @@ fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, value) in fields {
         body.extend_from_slice(
-            format!("--XBOUNDARY\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+            format!(
+                "--XBOUNDARY\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
         );
     }
     if let Some((file_name, bytes)) = file {
@@ -105,7 +108,17 @@ async fn upload(stack: &TestStack, org: Option<&str>, name: &str, file: &[u8]) -
         fields.push(("organization_id", org));
     }
     let body = multipart(&fields, Some(("minutes.docx", file)));
-    call(stack, "POST", "/api/v1/document-templates", "/api/v1/document-templates", &[], &[], Some(&body), MULTIPART).await
+    call(
+        stack,
+        "POST",
+        "/api/v1/document-templates",
+        "/api/v1/document-templates",
+        &[],
+        &[],
+        Some(&body),
+        MULTIPART,
+    )
+    .await
 }
 
 async fn template_action(
@@ -116,17 +129,35 @@ async fn template_action(
     query: &[(&str, &str)],
 ) -> JsonResponse {
     let (resource, path) = if action.is_empty() {
-        ("/api/v1/document-templates/{id}".to_string(), format!("/api/v1/document-templates/{id}"))
+        (
+            "/api/v1/document-templates/{id}".to_string(),
+            format!("/api/v1/document-templates/{id}"),
+        )
     } else {
         (
             "/api/v1/document-templates/{id}/{proxy+}".to_string(),
             format!("/api/v1/document-templates/{id}/{action}"),
         )
     };
-    call(stack, method, &resource, &path, &[("id", id), ("proxy", action)], query, None, "application/json").await
+    call(
+        stack,
+        method,
+        &resource,
+        &path,
+        &[("id", id), ("proxy", action)],
+        query,
+        None,
+        "application/json",
+    )
+    .await
 }
 
-async fn export(stack: &TestStack, job: Uuid, format: &str, query: &[(&str, &str)]) -> JsonResponse {
+async fn export(
+    stack: &TestStack,
+    job: Uuid,
+    format: &str,
+    query: &[(&str, &str)],
+) -> JsonResponse {
     let id = job.to_string();
     let mut query = query.to_vec();
     query.push(("organization_id", ORG));
@@ -145,7 +176,11 @@ async fn export(stack: &TestStack, job: Uuid, format: &str, query: &[(&str, &str
 
 async fn completed_job(stack: &TestStack) -> Uuid {
     let job = stack
-        .submit("single-pass", Some(ORG), "Ann : We approve the budget.\nBob : Érik présente le plan.".into())
+        .submit(
+            "single-pass",
+            Some(ORG),
+            "Ann : We approve the budget.\nBob : Érik présente le plan.".into(),
+        )
         .await;
     stack.run_worker_steps(10).await;
     let stored = stack.gateway.jobs.get(job.id).await.unwrap().unwrap();
@@ -160,7 +195,11 @@ async fn templates_are_uploaded_checked_listed_by_tenant_and_guarded_as_defaults
 
     let refused = upload(&stack, Some(ORG), "Broken", b"not a zip at all").await;
     assert_eq!(refused.status, 422, "{}", refused.body);
-    assert_eq!(refused.body["detail"][0]["loc"][1], "file", "{}", refused.body);
+    assert_eq!(
+        refused.body["detail"][0]["loc"][1], "file",
+        "{}",
+        refused.body
+    );
 
     let created = upload(&stack, Some(ORG), "Compte rendu", &file).await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -174,19 +213,36 @@ async fn templates_are_uploaded_checked_listed_by_tenant_and_guarded_as_defaults
         .collect();
     assert_eq!(
         placeholders,
-        ["job_date", "output", "decisions: the decisions taken", "service_name"],
+        [
+            "job_date",
+            "output",
+            "decisions: the decisions taken",
+            "service_name"
+        ],
         "found in the body, across runs, and in the header"
     );
 
-    let described = template_action(&stack, "GET", &id, "placeholders", &[("organization_id", ORG)]).await;
+    let described = template_action(
+        &stack,
+        "GET",
+        &id,
+        "placeholders",
+        &[("organization_id", ORG)],
+    )
+    .await;
     assert_eq!(described.status, 200, "{}", described.body);
     let decisions = &described.body.as_array().unwrap()[2];
     assert_eq!(
-        (decisions["name"].as_str(), decisions["description"].as_str(), decisions["is_standard"].as_bool()),
+        (
+            decisions["name"].as_str(),
+            decisions["description"].as_str(),
+            decisions["is_standard"].as_bool()
+        ),
         (Some("decisions"), Some("the decisions taken"), Some(false))
     );
 
-    let downloaded = template_action(&stack, "GET", &id, "download", &[("organization_id", ORG)]).await;
+    let downloaded =
+        template_action(&stack, "GET", &id, "download", &[("organization_id", ORG)]).await;
     let file_response = downloaded.file.expect("a file");
     assert_eq!(file_response.bytes, file);
     assert_eq!(file_response.file_name, "minutes.docx");
@@ -194,15 +250,37 @@ async fn templates_are_uploaded_checked_listed_by_tenant_and_guarded_as_defaults
     let list = |org: &'static str| {
         let stack = &stack;
         async move {
-            let listed = call(stack, "GET", "/api/v1/document-templates", "/api/v1/document-templates", &[], &[("organization_id", org)], None, "application/json").await;
+            let listed = call(
+                stack,
+                "GET",
+                "/api/v1/document-templates",
+                "/api/v1/document-templates",
+                &[],
+                &[("organization_id", org)],
+                None,
+                "application/json",
+            )
+            .await;
             assert_eq!(listed.status, 200, "{}", listed.body);
-            listed.body.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+            listed
+                .body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
         }
     };
     assert!(list(ORG).await.contains(&id));
-    assert!(!list("org-other").await.contains(&id), "another organization never sees it");
+    assert!(
+        !list("org-other").await.contains(&id),
+        "another organization never sees it"
+    );
     let hidden = template_action(&stack, "GET", &id, "", &[("organization_id", "org-other")]).await;
-    assert_eq!((hidden.status, hidden.body["error_code"].as_str()), (404, Some("TEMPLATE_NOT_FOUND")));
+    assert_eq!(
+        (hidden.status, hidden.body["error_code"].as_str()),
+        (404, Some("TEMPLATE_NOT_FOUND"))
+    );
 
     // A system template: the operator makes it the seeded service's default and the
     // global default; neither can then be deleted.
@@ -210,24 +288,60 @@ async fn templates_are_uploaded_checked_listed_by_tenant_and_guarded_as_defaults
     assert_eq!(system.status, 201, "{}", system.body);
     let system_id = system.body["id"].as_str().unwrap().to_string();
     let service = seeds::SUMMARIZE_SERVICE_ID.to_string();
-    let by_org = template_action(&stack, "POST", &system_id, "set-global-default", &[("organization_id", ORG)]).await;
+    let by_org = template_action(
+        &stack,
+        "POST",
+        &system_id,
+        "set-global-default",
+        &[("organization_id", ORG)],
+    )
+    .await;
     assert_eq!(by_org.status, 403, "{}", by_org.body);
     let org_template_global = template_action(&stack, "POST", &id, "set-global-default", &[]).await;
-    assert_eq!(org_template_global.status, 400, "{}", org_template_global.body);
+    assert_eq!(
+        org_template_global.status, 400,
+        "{}",
+        org_template_global.body
+    );
     let global = template_action(&stack, "POST", &system_id, "set-global-default", &[]).await;
     assert_eq!(global.status, 204, "{}", global.body);
     let in_use = template_action(&stack, "DELETE", &system_id, "", &[]).await;
     assert_eq!(in_use.status, 409, "{}", in_use.body);
 
-    let default = template_action(&stack, "POST", &id, "set-default", &[("service_id", &service)]).await;
-    assert_eq!(default.status, 404, "the global service cannot see an organization's template: {}", default.body);
+    let default = template_action(
+        &stack,
+        "POST",
+        &id,
+        "set-default",
+        &[("service_id", &service)],
+    )
+    .await;
+    assert_eq!(
+        default.status, 404,
+        "the global service cannot see an organization's template: {}",
+        default.body
+    );
     let second = upload(&stack, None, "Second", &file).await;
     let second_id = second.body["id"].as_str().unwrap().to_string();
-    let default = template_action(&stack, "POST", &second_id, "set-default", &[("service_id", &service)]).await;
+    let default = template_action(
+        &stack,
+        "POST",
+        &second_id,
+        "set-default",
+        &[("service_id", &service)],
+    )
+    .await;
     assert_eq!(default.status, 204, "{}", default.body);
     let in_use = template_action(&stack, "DELETE", &second_id, "", &[]).await;
     assert_eq!(in_use.status, 409, "{}", in_use.body);
-    assert!(in_use.body["detail"].as_str().unwrap().contains("default of service"), "{}", in_use.body);
+    assert!(
+        in_use.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("default of service"),
+        "{}",
+        in_use.body
+    );
 
     let deleted = template_action(&stack, "DELETE", &id, "", &[("organization_id", ORG)]).await;
     assert_eq!(deleted.status, 204, "{}", deleted.body);
@@ -255,35 +369,67 @@ async fn exports_fill_the_template_and_extract_missing_fields_once() {
     )
     .await;
     assert_eq!(preview.status, 200, "{}", preview.body);
-    assert_eq!(preview.body["extraction_required"], true, "{}", preview.body);
+    assert_eq!(
+        preview.body["extraction_required"], true,
+        "{}",
+        preview.body
+    );
     let statuses: Vec<(String, String)> = preview.body["placeholders"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["name"].as_str().unwrap().to_string(), p["status"].as_str().unwrap().to_string()))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert!(statuses.contains(&("decisions".into(), "extraction_required".into())), "{statuses:?}");
-    assert!(statuses.contains(&("service_name".into(), "available".into())), "{statuses:?}");
+    assert!(
+        statuses.contains(&("decisions".into(), "extraction_required".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("service_name".into(), "available".into())),
+        "{statuses:?}"
+    );
 
     stack.mock.clear_requests();
     stack.mock.push_fault(
         FaultRule::reply(r#"{"decisions": "Budget approved – Érik leads"}"#)
             .matching("pull out the requested pieces of information"),
     );
-    let docx = export(&stack, job, "docx", &[("template_id", &template_id), ("timezone", "Europe/Paris")]).await;
+    let docx = export(
+        &stack,
+        job,
+        "docx",
+        &[("template_id", &template_id), ("timezone", "Europe/Paris")],
+    )
+    .await;
     assert_eq!(docx.status, 200, "{}", docx.body);
     let file = docx.file.expect("a file");
-    assert!(file.file_name.ends_with(&format!("_{job}.docx")), "{}", file.file_name);
+    assert!(
+        file.file_name.ends_with(&format!("_{job}.docx")),
+        "{}",
+        file.file_name
+    );
     let body = docx_text(&file.bytes, "word/document.xml");
     assert!(body.contains("Budget approved – Érik leads"), "{body}");
     assert!(!body.contains("{{"), "{body}");
-    assert!(docx_text(&file.bytes, "word/header1.xml").contains("summarize"), "the service name in the header");
+    assert!(
+        docx_text(&file.bytes, "word/header1.xml").contains("summarize"),
+        "the service name in the header"
+    );
     assert_eq!(stack.mock.requests().len(), 1, "one extraction call");
 
     let again = export(&stack, job, "docx", &[("template_id", &template_id)]).await;
     assert_eq!(again.status, 200);
     assert!(docx_text(&again.file.unwrap().bytes, "word/document.xml").contains("Érik leads"));
-    assert_eq!(stack.mock.requests().len(), 1, "the extraction is cached per template and version");
+    assert_eq!(
+        stack.mock.requests().len(),
+        1,
+        "the extraction is cached per template and version"
+    );
     let stored = stack.gateway.jobs.get(job).await.unwrap().unwrap();
     assert_eq!(stored.usage.passes, 2, "the extraction pass is counted");
 
@@ -293,7 +439,10 @@ async fn exports_fill_the_template_and_extract_missing_fields_once() {
     assert!(pdf.bytes.starts_with(b"%PDF"));
     let html = export(&stack, job, "html", &[]).await.file.expect("html");
     let page = String::from_utf8(html.bytes).unwrap();
-    assert!(page.contains("<!doctype html>") || page.contains("<!DOCTYPE html>"), "{page}");
+    assert!(
+        page.contains("<!doctype html>") || page.contains("<!DOCTYPE html>"),
+        "{page}"
+    );
 
     let by_url = export(&stack, job, "docx", &[("delivery", "url")]).await;
     assert_eq!(by_url.status, 200, "{}", by_url.body);
@@ -308,17 +457,33 @@ async fn exports_fill_the_template_and_extract_missing_fields_once() {
         (vec![("delivery", "fax")], 400, "INVALID_REQUEST"),
     ] {
         let refused = export(&stack, job, "docx", &query).await;
-        assert_eq!((refused.status, refused.body["error_code"].as_str()), (status, Some(code)), "{query:?}: {}", refused.body);
+        assert_eq!(
+            (refused.status, refused.body["error_code"].as_str()),
+            (status, Some(code)),
+            "{query:?}: {}",
+            refused.body
+        );
     }
     let unknown = Uuid::new_v4().to_string();
     let refused = export(&stack, job, "docx", &[("template_id", &unknown)]).await;
-    assert_eq!((refused.status, refused.body["error_code"].as_str()), (404, Some("TEMPLATE_NOT_FOUND")));
+    assert_eq!(
+        (refused.status, refused.body["error_code"].as_str()),
+        (404, Some("TEMPLATE_NOT_FOUND"))
+    );
     let refused = export(&stack, job, "odt", &[]).await;
-    assert_eq!((refused.status, refused.body["field"].as_str()), (400, Some("format")));
+    assert_eq!(
+        (refused.status, refused.body["field"].as_str()),
+        (400, Some("format"))
+    );
 
-    let pending = stack.submit("single-pass", Some(ORG), "Ann : not yet.".into()).await;
+    let pending = stack
+        .submit("single-pass", Some(ORG), "Ann : not yet.".into())
+        .await;
     let refused = export(&stack, pending.id, "pdf", &[]).await;
-    assert_eq!((refused.status, refused.body["error_code"].as_str()), (400, Some("JOB_NOT_COMPLETED")));
+    assert_eq!(
+        (refused.status, refused.body["error_code"].as_str()),
+        (400, Some("JOB_NOT_COMPLETED"))
+    );
 }
 
 #[tokio::test]
@@ -327,7 +492,11 @@ async fn a_failed_extraction_never_blocks_the_export() {
     let job = completed_job(&stack).await;
     let template = upload(&stack, Some(ORG), "Compte rendu", &split_run_template()).await;
     let template_id = template.body["id"].as_str().unwrap().to_string();
-    stack.mock.push_fault(FaultRule::status(400).times(10).matching("pull out the requested pieces"));
+    stack.mock.push_fault(
+        FaultRule::status(400)
+            .times(10)
+            .matching("pull out the requested pieces"),
+    );
     let docx = export(&stack, job, "docx", &[("template_id", &template_id)]).await;
     assert_eq!(docx.status, 200, "{}", docx.body);
     let body = docx_text(&docx.file.unwrap().bytes, "word/document.xml");

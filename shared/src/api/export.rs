@@ -134,7 +134,10 @@ mod serve {
                 None | Some("file") => false,
                 Some("url") => true,
                 Some(_) => {
-                    return Err(EngineError::invalid_field("delivery", "must be file or url"))
+                    return Err(EngineError::invalid_field(
+                        "delivery",
+                        "must be file or url",
+                    ))
                 }
             },
         };

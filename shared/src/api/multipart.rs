@@ -35,8 +35,9 @@ impl Form {
 /// Decodes a `multipart/form-data` body declared with `content_type` (which carries the
 /// boundary). A malformed body is a 422 naming the problem.
 pub async fn parse_form(content_type: &str, body: &[u8]) -> EngineResult<Form> {
-    let invalid =
-        |problem: String| EngineError::validation(Location::Body, "", format!("multipart body: {problem}"));
+    let invalid = |problem: String| {
+        EngineError::validation(Location::Body, "", format!("multipart body: {problem}"))
+    };
     let boundary = multer::parse_boundary(content_type)
         .map_err(|error| invalid(format!("no usable boundary in Content-Type ({error})")))?;
     let bytes = bytes::Bytes::copy_from_slice(body);

@@ -254,6 +254,22 @@ impl DynamoCatalog {
                     .map_err(|e| IoError::new("encode unique key", e))?;
                 TransactWriteItem::builder().put(put)
             }
+            CatalogWrite::Transfer { key, from, to } => {
+                let mut item = claim_key(&key);
+                item.insert("owner".into(), AttributeValue::S(to.to_string()));
+                let put = Put::builder().table_name(&self.table).set_item(Some(item));
+                let put = match from {
+                    None => put.condition_expression("attribute_not_exists(pk)"),
+                    Some(from) => put
+                        .condition_expression("#owner = :from")
+                        .expression_attribute_names("#owner", "owner")
+                        .expression_attribute_values(":from", AttributeValue::S(from.to_string())),
+                };
+                let put = put
+                    .build()
+                    .map_err(|e| IoError::new("encode unique key", e))?;
+                TransactWriteItem::builder().put(put)
+            }
             CatalogWrite::Release { key } => {
                 let delete = Delete::builder()
                     .table_name(&self.table)
@@ -362,7 +378,9 @@ impl CatalogStore for DynamoCatalog {
                     continue;
                 }
                 return Err(match write {
-                    CatalogWrite::Claim { key, .. } => WriteError::Taken(key.clone()),
+                    CatalogWrite::Claim { key, .. } | CatalogWrite::Transfer { key, .. } => {
+                        WriteError::Taken(key.clone())
+                    }
                     _ => WriteError::Stale,
                 });
             }

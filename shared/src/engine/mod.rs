@@ -3,6 +3,8 @@
 
 mod breaker;
 pub mod catalog;
+#[cfg(feature = "documents")]
+pub mod documents;
 pub mod error;
 pub mod execute;
 pub mod health;

@@ -55,7 +55,13 @@ impl JsonResponse {
         let name: String = file
             .file_name
             .chars()
-            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         http::Response::builder()
             .status(self.status)

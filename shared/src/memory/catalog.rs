@@ -93,6 +93,11 @@ impl MemoryCatalog {
                 Some(Item::Claim { owner: holder }) if holder == owner => Ok(()),
                 Some(_) => Err(WriteError::Taken(key.clone())),
             },
+            CatalogWrite::Transfer { key, from, .. } => match (items.get(&claim_key(key)), from) {
+                (None, None) => Ok(()),
+                (Some(Item::Claim { owner: holder }), Some(from)) if holder == from => Ok(()),
+                _ => Err(WriteError::Taken(key.clone())),
+            },
             CatalogWrite::Delete { .. } | CatalogWrite::Release { .. } => Ok(()),
         }
     }
@@ -102,7 +107,9 @@ fn write_key(write: &CatalogWrite) -> (String, String) {
     match write {
         CatalogWrite::Put { record, .. } => record_key(record.kind, record.id, record.parent),
         CatalogWrite::Delete { kind, id, parent } => record_key(*kind, *id, *parent),
-        CatalogWrite::Claim { key, .. } | CatalogWrite::Release { key } => claim_key(key),
+        CatalogWrite::Claim { key, .. }
+        | CatalogWrite::Release { key }
+        | CatalogWrite::Transfer { key, .. } => claim_key(key),
     }
 }
 
@@ -225,7 +232,7 @@ impl CatalogStore for MemoryCatalog {
                     }
                     items.insert(key, Item::Record(record));
                 }
-                CatalogWrite::Claim { owner, .. } => {
+                CatalogWrite::Claim { owner, .. } | CatalogWrite::Transfer { to: owner, .. } => {
                     items.insert(key, Item::Claim { owner });
                 }
                 CatalogWrite::Delete { .. } | CatalogWrite::Release { .. } => {

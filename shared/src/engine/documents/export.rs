@@ -15,11 +15,14 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::templates::{resolve, DocumentTemplate};
-use super::values::{is_standard, metadata_values, parse_timezone, safe_file_stem, standard_values};
+use super::values::{
+    is_standard, metadata_values, parse_timezone, safe_file_stem, standard_values,
+};
 use crate::documents::{inspect_template, render_docx, render_html, render_pdf, ExportDocument};
-use crate::domain::{now_timestamp, Job, Prompt};
+use crate::domain::{now_timestamp, Job};
 use crate::engine::catalog::entity::{load, Scope};
 use crate::engine::catalog::flavors::flavor_by_id;
+use crate::engine::catalog::prompts::Prompt;
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::versions::{completed_job, version_with_content};
 use crate::engine::worker::call::finishing_max_tokens;
@@ -112,7 +115,8 @@ impl Filling {
         let version = version_number.unwrap_or(job.current_version);
         let (_, content) = version_with_content(gateway, &job, version).await?;
         let scope = Scope::new(organization_id.or(job.organization_id.as_deref()));
-        let (template, template_bytes) = resolve(gateway, &scope, template_id, job.service_id).await?;
+        let (template, template_bytes) =
+            resolve(gateway, &scope, template_id, job.service_id).await?;
         let names: Vec<String> = match &template {
             Some(template) => template.placeholder_names().map(str::to_string).collect(),
             None => inspect_template(&template_bytes)
@@ -205,7 +209,11 @@ impl Filling {
             .iter()
             .map(|name| (name.clone(), self.hint(name)))
             .collect();
-        let Some(provider) = gateway.catalog.provider(self.job.settings.provider_id).await? else {
+        let Some(provider) = gateway
+            .catalog
+            .provider(self.job.settings.provider_id)
+            .await?
+        else {
             tracing::warn!(job_id = %self.job.id, "export extraction skipped: the provider was deleted");
             return Ok(());
         };
@@ -222,14 +230,21 @@ impl Filling {
         };
         let deadline = tokio::time::Instant::now() + EXTRACTION_DEADLINE;
         let started = std::time::Instant::now();
-        let completion =
-            match chat_with_retries(gateway.llm.as_ref(), &endpoint, &request, gateway.limits.retry, deadline).await {
-                Ok(completion) => completion,
-                Err(failure) => {
-                    tracing::warn!(job_id = %self.job.id, error = %failure, "export extraction failed; placeholders left empty");
-                    return Ok(());
-                }
-            };
+        let completion = match chat_with_retries(
+            gateway.llm.as_ref(),
+            &endpoint,
+            &request,
+            gateway.limits.retry,
+            deadline,
+        )
+        .await
+        {
+            Ok(completion) => completion,
+            Err(failure) => {
+                tracing::warn!(job_id = %self.job.id, error = %failure, "export extraction failed; placeholders left empty");
+                return Ok(());
+            }
+        };
         let found = match parse_json_object(&completion.content) {
             Ok(answer) => select_fields(&answer, &fields),
             Err(error) => {
@@ -238,7 +253,8 @@ impl Filling {
             }
         };
         self.metadata.extend(found.clone());
-        self.remember(gateway, found, &completion, started.elapsed()).await
+        self.remember(gateway, found, &completion, started.elapsed())
+            .await
     }
 
     fn hint(&self, name: &str) -> String {
@@ -359,10 +375,13 @@ pub async fn export(
     }
     let size = bytes.len();
     let key = keys::export(job_id, Uuid::new_v4(), &file_name);
-    gateway.blobs.put(&key, bytes, format.content_type()).await?;
+    gateway
+        .blobs
+        .put(&key, bytes, format.content_type())
+        .await?;
     let url = gateway.blobs.presigned_get(&key, URL_LIFETIME).await?;
-    let expires_at = chrono::Utc::now()
-        + chrono::Duration::from_std(URL_LIFETIME).unwrap_or_default();
+    let expires_at =
+        chrono::Utc::now() + chrono::Duration::from_std(URL_LIFETIME).unwrap_or_default();
     Ok(JsonResponse::new(
         200,
         json!({
@@ -385,29 +404,39 @@ pub async fn preview(
     template_id: Option<Uuid>,
     version_number: Option<u32>,
 ) -> EngineResult<JsonResponse> {
-    let filling = Filling::load(gateway, organization_id, job_id, template_id, version_number).await?;
+    let filling = Filling::load(
+        gateway,
+        organization_id,
+        job_id,
+        template_id,
+        version_number,
+    )
+    .await?;
     let standard = standard_values(&filling.job, chrono_tz::Tz::UTC, chrono::Utc::now());
     let metadata = metadata_values(&filling.metadata);
     let can_extract = filling.extraction_prompt(gateway).await?.is_some();
-    let mut placeholders = vec![json!({"name": "output", "status": "available", "value": truncated(&filling.content)})];
-    placeholders.extend(standard.iter().map(|(name, value)| {
-        json!({"name": name, "status": "available", "value": truncated(value)})
-    }));
+    let mut placeholders = vec![
+        json!({"name": "output", "status": "available", "value": truncated(&filling.content)}),
+    ];
+    placeholders.extend(standard.iter().map(
+        |(name, value)| json!({"name": name, "status": "available", "value": truncated(value)}),
+    ));
     let missing = filling.missing();
     for name in &filling.fields {
         let entry = match metadata.get(name) {
             Some(value) => json!({"name": name, "status": "available", "value": truncated(value)}),
-            None if can_extract => json!({"name": name, "status": "extraction_required", "value": null}),
+            None if can_extract => {
+                json!({"name": name, "status": "extraction_required", "value": null})
+            }
             None => json!({"name": name, "status": "missing", "value": null}),
         };
         placeholders.push(entry);
     }
     let extraction_required = can_extract && !missing.is_empty();
-    let cached_elsewhere = filling
-        .job
-        .export_extractions
-        .keys()
-        .any(|key| key.ends_with(&format!(":v{}", filling.version)) && *key != filling.cache_key());
+    let cached_elsewhere =
+        filling.job.export_extractions.keys().any(|key| {
+            key.ends_with(&format!(":v{}", filling.version)) && *key != filling.cache_key()
+        });
     Ok(JsonResponse::new(
         200,
         json!({
@@ -416,7 +445,7 @@ pub async fn preview(
             "version_number": filling.version,
             "placeholders": placeholders,
             "extraction_required": extraction_required,
-            "estimated_extraction_tokens": extraction_required.then(|| filling.content.len() / 4),
+            "estimated_extraction_tokens": extraction_required.then_some(filling.content.len() / 4),
             "template_changed": cached_elsewhere && !filling.job.export_extractions.contains_key(&filling.cache_key()),
         }),
     ))

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::api::multipart::{Form, UploadedFile};
-use crate::documents::{inspect_template, DocumentError};
+use crate::documents::{inspect_template, DocumentError, MAX_TEMPLATE_BYTES};
 use crate::domain::{now_timestamp, Service};
 use crate::engine::catalog::entity::{
     commit, create_writes, current_json, decode, delete_writes, from_json, list, load,
@@ -21,18 +21,23 @@ use crate::engine::catalog::entity::{
 use crate::engine::catalog::validate::text_length;
 use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 use crate::engine::{FileResponse, Gateway, JsonResponse};
-use crate::ports::{keys, RecordKind};
+use crate::ports::{keys, CatalogWrite, RecordKind};
 
 use super::values::is_standard;
 
-/// Largest template accepted, in bytes (the Lambda request payload with base64 leaves
-/// about 4.5 MB; a Word template is rarely over a few hundred KB).
-pub const MAX_TEMPLATE_BYTES: usize = 4_000_000;
 /// The media type of a `.docx`.
 pub const DOCX_MEDIA_TYPE: &str =
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
-/// The unique key the global default holds.
+/// The unique key the global default holds (so there is one at most).
 const GLOBAL_DEFAULT_KEY: &str = "document-template:global-default";
+
+/// The 409 when two templates become the global default at once.
+fn default_conflict() -> Vec<(String, String)> {
+    vec![(
+        GLOBAL_DEFAULT_KEY.to_string(),
+        "another template became the global default at the same time; retry".to_string(),
+    )]
+}
 
 /// A stored document template (the reference's fields).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,22 +80,9 @@ impl Entity for DocumentTemplate {
     fn updated_at(&self) -> &str {
         &self.updated_at
     }
-    fn unique_keys(&self) -> Vec<(String, String)> {
-        if self.is_default {
-            vec![(
-                GLOBAL_DEFAULT_KEY.to_string(),
-                "another template became the global default at the same time; retry".into(),
-            )]
-        } else {
-            Vec::new()
-        }
-    }
     fn validate(&self) -> EngineResult<()> {
         text_length("name_fr", &self.name_fr, 1, 255)?;
-        for (field, value) in [
-            ("name_en", &self.name_en),
-            ("user_id", &self.user_id),
-        ] {
+        for (field, value) in [("name_en", &self.name_en), ("user_id", &self.user_id)] {
             if let Some(value) = value {
                 text_length(field, value, 1, 255)?;
             }
@@ -150,7 +142,8 @@ fn checked_file(file: Option<&UploadedFile>) -> EngineResult<(&UploadedFile, Vec
             file.bytes.len()
         )));
     }
-    let info = inspect_template(&file.bytes).map_err(|error: DocumentError| invalid(error.to_string()))?;
+    let info =
+        inspect_template(&file.bytes).map_err(|error: DocumentError| invalid(error.to_string()))?;
     let placeholders = info
         .placeholders
         .into_iter()
@@ -185,7 +178,10 @@ fn form_flag(form: &Form, name: &str) -> EngineResult<Option<bool>> {
 
 /// The organization of a new template: the form's, which must match the caller's scope.
 fn owner(form: &Form, scope: &Scope) -> EngineResult<Option<String>> {
-    match (form.text("organization_id"), scope.organization_id.as_deref()) {
+    match (
+        form.text("organization_id"),
+        scope.organization_id.as_deref(),
+    ) {
         (Some(body), Some(query)) if body != query => Err(EngineError::validation(
             Location::Body,
             "organization_id",
@@ -231,10 +227,10 @@ pub async fn create(gateway: &Gateway, scope: &Scope, form: &Form) -> EngineResu
     };
     let mut writes = create_writes(&template)?;
     if template.is_default {
-        writes.extend(clear_global_default(gateway, template.id).await?);
+        writes.extend(take_global_default(gateway, template.id).await?);
     }
     store_file(gateway, template.id, &file.bytes).await?;
-    commit(gateway.records.as_ref(), writes, &template.unique_keys()).await?;
+    commit(gateway.records.as_ref(), writes, &default_conflict()).await?;
     tracing::info!(template_id = %template.id, placeholders = template.placeholders.len(), "document template created");
     Ok(JsonResponse::new(201, template.to_json()))
 }
@@ -248,19 +244,24 @@ fn file_name(raw: &str) -> String {
     }
 }
 
-/// The writes that take the global default from whichever other template holds it.
-async fn clear_global_default(
-    gateway: &Gateway,
-    except: Uuid,
-) -> EngineResult<Vec<crate::ports::CatalogWrite>> {
+/// The writes that make `new` the global default: the current default (if any) loses
+/// its flag and hands over the unique key.
+async fn take_global_default(gateway: &Gateway, new: Uuid) -> EngineResult<Vec<CatalogWrite>> {
     let mut writes = Vec::new();
+    let mut from = None;
     let all: Vec<DocumentTemplate> = list(gateway.records.as_ref(), &Scope::default()).await?;
-    for old in all.into_iter().filter(|t| t.is_default && t.id != except) {
+    for old in all.into_iter().filter(|t| t.is_default && t.id != new) {
         let mut cleared = old.clone();
         cleared.is_default = false;
         cleared.updated_at = now_timestamp();
         writes.extend(update_writes(&old, &cleared)?);
+        from = Some(old.id);
     }
+    writes.push(CatalogWrite::Transfer {
+        key: GLOBAL_DEFAULT_KEY.to_string(),
+        from,
+        to: new,
+    });
     Ok(writes)
 }
 
@@ -295,7 +296,8 @@ pub async fn list_templates(
         });
     }
     templates.sort_by(|a, b| {
-        (a.organization_id.is_some(), a.display_name()).cmp(&(b.organization_id.is_some(), b.display_name()))
+        (a.organization_id.is_some(), a.display_name())
+            .cmp(&(b.organization_id.is_some(), b.display_name()))
     });
     Ok(JsonResponse::new(
         200,
@@ -354,13 +356,17 @@ pub async fn update(
     };
     template.updated_at = now_timestamp();
     let mut writes = update_writes(&old, &template)?;
-    if template.is_default && !old.is_default {
-        writes.extend(clear_global_default(gateway, template.id).await?);
+    match (old.is_default, template.is_default) {
+        (false, true) => writes.extend(take_global_default(gateway, template.id).await?),
+        (true, false) => writes.push(CatalogWrite::Release {
+            key: GLOBAL_DEFAULT_KEY.to_string(),
+        }),
+        _ => {}
     }
     if let Some(file) = new_file {
         store_file(gateway, id, &file.bytes).await?;
     }
-    commit(store, writes, &template.unique_keys()).await?;
+    commit(store, writes, &default_conflict()).await?;
     Ok(JsonResponse::new(200, template.to_json()))
 }
 
@@ -421,9 +427,7 @@ pub async fn download(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResul
         .blobs
         .get(&keys::template(id))
         .await?
-        .ok_or_else(|| {
-            EngineError::Internal(format!("the file of template '{id}' is missing"))
-        })?;
+        .ok_or_else(|| EngineError::Internal(format!("the file of template '{id}' is missing")))?;
     Ok(JsonResponse::file(FileResponse {
         content_type: DOCX_MEDIA_TYPE.to_string(),
         file_name: template.file_name.clone(),
@@ -461,12 +465,20 @@ pub async fn set_default(
 ) -> EngineResult<JsonResponse> {
     let store = gateway.records.as_ref();
     let service: Service = load_for_change(store, service_id, scope).await?;
-    let service_scope = Scope::new(service.organization_id.as_deref());
-    let _: DocumentTemplate = load(store, id, &service_scope).await?;
+    let template: DocumentTemplate = load(store, id, scope).await?;
+    // A service may use a system template or one of its own organization.
+    if template.organization_id.is_some() && template.organization_id != service.organization_id {
+        return Err(EngineError::not_found(Resource::DocumentTemplate, id));
+    }
     let mut body = current_json(&service, &now_timestamp())?;
     body["default_template_id"] = json!(id);
     let changed: Service = from_json(body)?;
-    commit(store, update_writes(&service, &changed)?, &changed.unique_keys()).await?;
+    commit(
+        store,
+        update_writes(&service, &changed)?,
+        &changed.unique_keys(),
+    )
+    .await?;
     Ok(JsonResponse::new(204, Value::Null))
 }
 
@@ -496,9 +508,9 @@ pub async fn set_global_default(
     let mut template = old.clone();
     template.is_default = true;
     template.updated_at = now_timestamp();
-    let mut writes = clear_global_default(gateway, id).await?;
-    writes.extend(update_writes(&old, &template)?);
-    commit(store, writes, &template.unique_keys()).await?;
+    let mut writes = update_writes(&old, &template)?;
+    writes.extend(take_global_default(gateway, id).await?);
+    commit(store, writes, &default_conflict()).await?;
     Ok(JsonResponse::new(204, Value::Null))
 }
 
@@ -552,4 +564,33 @@ async fn default_for(
     Ok(all
         .into_iter()
         .find(|t| t.is_default && t.organization_id.is_none()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeded_template_lists_the_placeholders_of_its_file() {
+        let seeds: Vec<Value> =
+            serde_json::from_str(include_str!("../../../../seeds/document-templates.json"))
+                .unwrap();
+        for seed in seeds {
+            let file = seed["file"].as_str().unwrap();
+            let bytes =
+                std::fs::read(format!("{}/../seeds/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let (_, placeholders) = checked_file(Some(&UploadedFile {
+                file_name: file.to_string(),
+                content_type: None,
+                bytes: bytes.clone(),
+            }))
+            .unwrap();
+            assert_eq!(seed["placeholders"], json!(placeholders), "{file}");
+            assert_eq!(
+                bytes,
+                crate::documents::builtin_template(),
+                "the built-in template is the seed"
+            );
+        }
+    }
 }

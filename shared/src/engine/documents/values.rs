@@ -44,7 +44,10 @@ pub fn standard_values(job: &Job, zone: Tz, now: DateTime<Utc>) -> BTreeMap<Stri
         ("job_id".to_string(), job.id.to_string()),
         (
             "job_date".to_string(),
-            completed.with_timezone(&zone).format("%Y-%m-%d").to_string(),
+            completed
+                .with_timezone(&zone)
+                .format("%Y-%m-%d")
+                .to_string(),
         ),
         ("service_name".to_string(), job.service_name.clone()),
         ("flavor_name".to_string(), flavor_name.to_string()),
@@ -54,7 +57,9 @@ pub fn standard_values(job: &Job, zone: Tz, now: DateTime<Utc>) -> BTreeMap<Stri
         ),
         (
             "generated_at".to_string(),
-            now.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string(),
+            now.with_timezone(&zone)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
         ),
     ])
 }
@@ -129,6 +134,8 @@ pub fn safe_file_stem(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::JobStatus;
+    use crate::memory::sample_job;
     use serde_json::json;
 
     #[test]
@@ -145,23 +152,11 @@ mod tests {
 
     #[test]
     fn standard_values_use_the_zone_for_both_dates() {
-        let job: Job = serde_json::from_value(json!({
-            "id": "00000000-0000-4000-8000-000000000001",
-            "service_id": "00000000-0000-4000-8000-000000000002",
-            "service_name": "Minutes",
-            "flavor_id": "00000000-0000-4000-8000-000000000003",
-            "flavor_name": "iterative",
-            "organization_id": "org-1",
-            "status": "completed",
-            "processing_mode": "iterative",
-            "created_at": "2026-12-01T22:00:00Z",
-            "completed_at": "2026-12-01T23:30:00Z",
-            "updated_at": "2026-12-01T23:30:00Z",
-            "input_tokens": 1, "input_chars": 1, "context_available": 1,
-            "settings": {}, "progress": {}, "usage": {},
-            "original_flavor_id": "00000000-0000-4000-8000-000000000003"
-        }))
-        .unwrap();
+        let mut job = sample_job(JobStatus::Completed, "2026-12-01T22:00:00Z");
+        job.service_name = "Minutes".into();
+        job.flavor_name = "iterative".into();
+        job.organization_id = Some("org-1".into());
+        job.completed_at = Some("2026-12-01T23:30:00Z".into());
         let now = DateTime::parse_from_rfc3339("2026-12-01T23:45:00Z")
             .unwrap()
             .with_timezone(&Utc);
@@ -183,7 +178,7 @@ mod tests {
         let metadata = json!({
             "title": "Budget review",
             "participants": ["Ann", "Bob", null],
-            "actions": [{"who": "Ann", "what": "send the figures"}, {"who": "Bob", "what": "book"}],
+            "actions": [{"owner": "Ann", "task": "send the figures"}, {"owner": "Bob", "task": "book"}],
             "count": 3,
             "missing": null,
             "_extraction_template_id": "x",
@@ -201,7 +196,10 @@ mod tests {
 
     #[test]
     fn file_stems_are_safe_for_a_header() {
-        assert_eq!(safe_file_stem("Réunion \"board\"/2026"), "R_union_board_2026");
+        assert_eq!(
+            safe_file_stem("Réunion \"board\"/2026"),
+            "R_union_board_2026"
+        );
         assert_eq!(safe_file_stem("a\r\nb.c"), "a_b.c");
         assert_eq!(safe_file_stem("../.."), "export");
         assert_eq!(safe_file_stem(&"x".repeat(500)).len(), 120);
