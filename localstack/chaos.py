@@ -159,18 +159,21 @@ def run_jobs(stack, inputs, label):
     return [jobs.get(i) for i in ids], wall
 
 
-def burst(stack, count):
+def burst(stack, count, skew=False):
     """Submits `count` jobs at once (mixed single pass and iterative; organization A first,
-    then a tenth as many for B) and reports completion, duplicates and B's start delays."""
+    then a tenth as many for B) and reports completion, duplicates and B's start delays.
+    With `skew`, A's jobs are all iterative and B's 5 jobs are sent only once all of A's
+    are queued: a deep backlog of one tenant, then a small burst of another."""
     from concurrent.futures import ThreadPoolExecutor
     url = f"{stack.api}/api/v1/services/0b0d3f3e-0000-4000-8000-000000000201/execute"
-    b_count = max(count // 10, 1)
+    b_count = 5 if skew else max(count // 10, 1)
     specs = [("org-a", i) for i in range(count - b_count)] + [("org-b", i) for i in range(b_count)]
 
     def submit(spec):
         org, i = spec
-        body = {"input": transcript(12 if i % 2 else 60, i), "organization_id": org}
-        if i % 2:
+        single = i % 2 and not (skew and org == "org-a")
+        body = {"input": transcript(12 if single else 60, i), "organization_id": org}
+        if single:
             body["flavor_name"] = "single-pass"
         sent = time.time()
         status, answer = http("POST", url, body, timeout=120)
@@ -179,7 +182,11 @@ def burst(stack, count):
     stack.mock("DELETE", "/_mock/requests")
     started = time.time()
     with ThreadPoolExecutor(max_workers=16) as pool:
-        accepted = list(pool.map(submit, specs))
+        if skew:
+            accepted = list(pool.map(submit, [s for s in specs if s[0] == "org-a"]))
+            accepted += list(pool.map(submit, [s for s in specs if s[0] == "org-b"]))
+        else:
+            accepted = list(pool.map(submit, specs))
     refused = [a for a in accepted if a[2] != 202]
     ids = [(org, sent, answer["job_id"]) for org, sent, status, answer in accepted if status == 202]
     done = {}
@@ -270,6 +277,8 @@ def main():
     parser.add_argument("--http-port", type=int, default=8090)
     parser.add_argument("--runtime-port", type=int, default=9010)
     parser.add_argument("--burst", type=int, default=0)
+    parser.add_argument("--skew", action="store_true",
+                        help="with --burst: A's jobs first (all iterative), then 5 of B's")
     parser.add_argument("--scenario", choices=["faults", "failover", "all-down"], default="faults")
     args = parser.parse_args()
     if args.scenario == "all-down":
@@ -279,7 +288,7 @@ def main():
     stack = Stack(args)
     try:
         if args.burst:
-            burst(stack, args.burst)
+            burst(stack, args.burst, args.skew)
             return
         if args.scenario != "faults":
             providers_down(stack, args, args.scenario == "all-down")

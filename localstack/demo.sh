@@ -89,9 +89,9 @@ API="http://127.0.0.1:$HTTP_PORT"
 say "gateway API on $API, live progress on ws://127.0.0.1:$WS_PORT/?job_id=... (logs in $STATE)"
 
 say "submitting $(basename "$TRANSCRIPT") ($(wc -c <"$TRANSCRIPT") bytes) to the summarize service"
-"$PY" - "$API" "$TRANSCRIPT" <<'PYEOF'
-import json, sys, time, urllib.request, urllib.error
-api, path = sys.argv[1], sys.argv[2]
+"$PY" - "$API" "$TRANSCRIPT" "$STATE" <<'PYEOF'
+import json, os, sys, time, urllib.request, urllib.error
+api, path, state = sys.argv[1], sys.argv[2], sys.argv[3]
 service = "0b0d3f3e-0000-4000-8000-000000000201"
 body = json.dumps({"input": open(path, encoding="utf-8").read(), "organization_id": "demo"}).encode()
 req = urllib.request.Request(f"{api}/api/v1/services/{service}/execute", body, {"content-type": "application/json"})
@@ -120,6 +120,14 @@ print("\n--- result ---")
 print(job["result"].get("output") or f"(large result, at {job['result'].get('url')})")
 print(f"--- {m['pass_count']} LLM passes, {m['total_prompt_tokens']} prompt + {m['total_completion_tokens']} completion tokens, "
       f"{m['total_duration_ms']} ms in LLM calls, estimated cost {m['total_estimated_cost']} ---")
+for fmt in ("docx", "pdf", "html"):
+    started = time.time()
+    with urllib.request.urlopen(f"{api}/api/v1/jobs/{job['id']}/export/{fmt}?organization_id=demo&timezone=Europe/Paris") as r:
+        data = r.read()
+        name = r.headers.get("content-disposition", "").split('filename="')[-1].rstrip('"') or f"export.{fmt}"
+    with open(os.path.join(state, name), "wb") as f:
+        f.write(data)
+    print(f"exported {fmt}: {len(data)} bytes in {time.time() - started:.2f} s -> {os.path.join(state, name)}")
 PYEOF
 
 if [ "$SERVE" = 1 ]; then

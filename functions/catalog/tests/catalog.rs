@@ -1322,3 +1322,34 @@ async fn types_and_presets_round_trip() {
         204
     );
 }
+
+#[tokio::test]
+async fn a_service_default_template_must_be_a_template_it_can_use() {
+    let stack = TestStack::start().await;
+    let service = seeds::SUMMARIZE_SERVICE_ID.to_string();
+    let update = |template: String| {
+        let stack = &stack;
+        let service = service.clone();
+        async move {
+            call(
+                stack,
+                "PATCH",
+                "/api/v1/services/{id}",
+                &[("id", &service)],
+                &[],
+                Some(json!({ "default_template_id": template })),
+            )
+            .await
+        }
+    };
+    let unknown = update(uuid::Uuid::new_v4().to_string()).await;
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert_eq!(unknown.body["detail"][0]["loc"][1], "default_template_id");
+    // The seeded built-in report is a system template: any service may use it.
+    let seeded = update("0b0d3f3e-0000-4000-8000-000000000501".into()).await;
+    assert_eq!(seeded.status, 200, "{}", seeded.body);
+    assert_eq!(
+        seeded.body["default_template_id"],
+        "0b0d3f3e-0000-4000-8000-000000000501"
+    );
+}

@@ -23,7 +23,7 @@ use crate::domain::{now_timestamp, Job};
 use crate::engine::catalog::entity::{load, Scope};
 use crate::engine::catalog::flavors::flavor_by_id;
 use crate::engine::catalog::prompts::Prompt;
-use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::error::{EngineError, EngineResult, Location};
 use crate::engine::versions::{completed_job, version_with_content};
 use crate::engine::worker::call::finishing_max_tokens;
 use crate::engine::{FileResponse, Gateway, JsonResponse};
@@ -195,8 +195,9 @@ impl Filling {
     }
 
     /// Extracts the missing fields in one bounded call and caches the answer on the job
-    /// (with its tokens and cost in the job's usage). Failures are logged and leave the
-    /// fields empty.
+    /// (with its tokens and cost in the job's usage). A provider failure or an unreadable
+    /// answer is logged and leaves the fields empty; the caller does the same with an error
+    /// of the stores.
     async fn extract_missing(&mut self, gateway: &Gateway) -> EngineResult<()> {
         let missing = self.missing();
         if missing.is_empty() {
@@ -344,7 +345,9 @@ pub async fn export(
         options.version_number,
     )
     .await?;
-    filling.extract_missing(gateway).await?;
+    if let Err(error) = filling.extract_missing(gateway).await {
+        tracing::warn!(job_id = %job_id, %error, "export extraction failed; placeholders left empty");
+    }
     let mut values = standard_values(&filling.job, zone, chrono::Utc::now());
     for (name, value) in metadata_values(&filling.metadata) {
         values.entry(name).or_insert(value);
@@ -358,7 +361,15 @@ pub async fn export(
     })
     .await
     .map_err(|error| EngineError::internal("render", error))?
-    .map_err(|error| EngineError::internal("render", error))?;
+    .map_err(|error| match format {
+        // Only a template (an uploaded file) can make a DOCX fail: say which.
+        ExportFormat::Docx => EngineError::validation(
+            Location::Query,
+            "template_id",
+            format!("the template cannot be filled: {error}"),
+        ),
+        _ => EngineError::internal("render", error),
+    })?;
     let file_name = format!(
         "{}_{}.{}",
         safe_file_stem(&filling.job.service_name),
