@@ -263,6 +263,25 @@ fn check_rich_render(template: &[u8]) {
     assert_eq!(targets[index], "https://example.com/a?b=1&c=2");
     assert!(!rels.contains("javascript"));
 
+    // The numbering and styles parts are referenced and declared.
+    let types = attr_values(rels, "Relationship", "Type");
+    for kind in ["numbering", "styles"] {
+        let rel_type =
+            format!("http://schemas.openxmlformats.org/officeDocument/2006/relationships/{kind}");
+        assert_eq!(
+            types.iter().filter(|t| **t == rel_type).count(),
+            1,
+            "{kind} relationship"
+        );
+        let overrides = attr_values(part(&parts, "[Content_Types].xml"), "Override", "PartName");
+        let name = format!("/word/{kind}.xml");
+        assert_eq!(
+            overrides.iter().filter(|p| **p == name).count(),
+            1,
+            "{kind} content type"
+        );
+    }
+
     // Formatting, table, code, numbering declared in the content types.
     assert!(document.contains("<w:tbl>") && document.contains("<w:tblBorders>"));
     assert!(document.contains("<w:strike/>") && document.contains("<w:i/>"));
