@@ -9,7 +9,7 @@ use printpdf::{
 };
 
 use super::markdown::{self, is_external_link, Block, Inline, Item};
-use super::pdf_text::{fonts, wrap, Face, Fonts, Format, Line, Span, FACES};
+use super::pdf_text::{fonts, wrap, wrap_preformatted, Face, Fonts, Format, Line, Span, FACES};
 use super::{DocumentError, ExportDocument};
 
 const PAGE_WIDTH: f32 = 595.28;
@@ -378,13 +378,11 @@ impl Layout {
         let height = size * LINE_FACTOR;
         self.gap(2.0);
         for line in lines {
-            let text = line.replace('\t', "    ");
-            // Hard-wrap by width, keeping indentation: spaces become no-break spaces.
             let spans = [Span {
-                text: text.replace(' ', "\u{a0}"),
+                text: line.clone(),
                 format: format(Face::Mono, size, (0.2, 0.2, 0.2)),
             }];
-            for wrapped in wrap(self.fonts, &spans, width - 8.0) {
+            for wrapped in wrap_preformatted(self.fonts, &spans, width - 8.0) {
                 self.ensure(height);
                 self.rect(x, self.y - height, width, height, SHADE);
                 self.draw_line(&wrapped, x + 4.0, self.y);

@@ -136,6 +136,15 @@ enum Token {
 /// Wraps spans to `width` points: breaks at spaces, breaks a word longer than a line
 /// between characters (at least one character per line, so it always progresses).
 pub(crate) fn wrap(fonts: &Fonts, spans: &[Span], width: f32) -> Vec<Line> {
+    wrap_with(fonts, spans, width, false)
+}
+
+/// Wraps preformatted text: spaces are kept as characters, lines break where full.
+pub(crate) fn wrap_preformatted(fonts: &Fonts, spans: &[Span], width: f32) -> Vec<Line> {
+    wrap_with(fonts, spans, width, true)
+}
+
+fn wrap_with(fonts: &Fonts, spans: &[Span], width: f32, preformatted: bool) -> Vec<Line> {
     let mut tokens = Vec::new();
     let mut word: Vec<(char, Format)> = Vec::new();
     for span in spans {
@@ -145,10 +154,11 @@ pub(crate) fn wrap(fonts: &Fonts, spans: &[Span], width: f32) -> Vec<Line> {
                     flush_word(&mut tokens, &mut word);
                     tokens.push(Token::Break);
                 }
-                c if c.is_whitespace() => {
+                c if c.is_whitespace() && !preformatted => {
                     flush_word(&mut tokens, &mut word);
                     tokens.push(Token::Space(span.format));
                 }
+                '\t' => word.extend([(' ', span.format); 4]),
                 c if c.is_control() => {}
                 c => word.push((c, span.format)),
             }
@@ -292,6 +302,23 @@ mod tests {
         assert!(lines.len() > 50);
         // Even narrower than one character: one character per line, no loop.
         assert_eq!(wrap(fonts, &[regular("abc")], 0.0).len(), 3);
+    }
+
+    #[test]
+    fn preformatted_text_keeps_its_spaces() {
+        let fonts = fonts().expect("fonts");
+        let span = Span {
+            text: "    indented  code".into(),
+            format: Format {
+                face: Face::Mono,
+                ..regular("").format
+            },
+        };
+        let lines = wrap_preformatted(fonts, std::slice::from_ref(&span), 500.0);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].pieces[0].text, "    indented  code");
+        let narrow = wrap_preformatted(fonts, &[span], 30.0);
+        assert!(narrow.len() > 3);
     }
 
     #[test]
