@@ -366,3 +366,29 @@ fn rejects_zip_bombs() {
     assert!(matches!(err, DocumentError::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("uncompressed"));
 }
+
+#[test]
+fn inline_output_is_plain_text_and_section_breaks_survive() {
+    let document = format!(
+        "<w:document {NS}><w:body>\
+<w:p><w:r><w:t xml:space=\"preserve\">Intro {{{{output}}}} end</w:t></w:r></w:p>\
+<w:p><w:pPr><w:sectPr><w:pgSz w:w=\"11906\" w:h=\"16838\"/></w:sectPr></w:pPr><w:r><w:t>{{{{output}}}}</w:t></w:r></w:p>\
+</w:body></w:document>"
+    );
+    let template = zip_of(&[("word/document.xml", &document)]);
+    let out = render_docx(&template, &doc("# Head\n\nBody *text*")).expect("renders");
+    let parts = unzip(&out);
+    let document = part(&parts, "word/document.xml");
+    let props = paragraph_props(document);
+    let texts: Vec<&str> = props.iter().map(|(t, _, _)| t.as_str()).collect();
+    // Inline: the plain text, its lines separated by breaks.
+    assert_eq!(texts, ["Intro HeadBody text end", "Head", "Body text", ""]);
+    assert!(document.contains("Intro Head</w:t><w:br/>"));
+    assert!(document.contains("<w:br/><w:t xml:space=\"preserve\">Body text end"));
+    assert_eq!(props[1].1.as_deref(), Some("Heading1"));
+    assert_eq!(document.matches("<w:sectPr>").count(), 1);
+    assert!(document.contains("<w:pgSz w:w=\"11906\""));
+    // A template without content types or relationships still gets its styles linked.
+    let rels = part(&parts, "word/_rels/document.xml.rels");
+    assert!(rels.contains("relationships/styles"));
+}
