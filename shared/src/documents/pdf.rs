@@ -363,10 +363,15 @@ impl Layout {
                 self.draw_line(line, MARGIN + text_indent, self.y);
                 self.y -= height;
             }
+            let mut nested = false;
             for block in blocks {
                 self.block(block, text_indent, depth + 1);
+                nested = true;
             }
-            self.gap(1.5);
+            // Nested content ends with its own spacing.
+            if !nested {
+                self.gap(1.5);
+            }
         }
         if depth == 0 {
             self.gap(4.0);
