@@ -15,6 +15,7 @@ const STYLES: &str = "word/styles.xml";
 const NUMBERING: &str = "word/numbering.xml";
 const DOCUMENT_RELS: &str = "word/_rels/document.xml.rels";
 const CONTENT_TYPES: &str = "[Content_Types].xml";
+const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n";
 const W_NS: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
 const REL_NS: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
 const PACKAGE_REL_NS: &str = "http://schemas.openxmlformats.org/package/2006/relationships";
@@ -141,23 +142,11 @@ fn replace_paragraph(toks: &mut Vec<Tok>, paragraph: &Paragraph, generated: &str
 }
 
 /// Renders the blocks and adds what they need to the package: missing heading styles,
-/// list numbering, hyperlink relationships.
+/// list numbering, hyperlink relationships (and the parts' relationships and content
+/// types when the template lacks them).
 fn generate(package: &mut Package, blocks: &[Block]) -> Result<String, DocumentError> {
     let (styles, missing_styles) = resolve_styles(package)?;
-    let rels = match package.get(DOCUMENT_RELS) {
-        Some(bytes) => xml::parse(DOCUMENT_RELS, bytes)?,
-        None => xml::parse(
-            DOCUMENT_RELS,
-            format!("<Relationships xmlns=\"{PACKAGE_REL_NS}\"></Relationships>").as_bytes(),
-        )?,
-    };
-    let taken: HashSet<String> = rels
-        .iter()
-        .filter_map(|t| match t {
-            Tok::Start(s) | Tok::Empty(s) if tag_name(s) == b"Relationship" => attr(s, "Id"),
-            _ => None,
-        })
-        .collect();
+    let mut rels = Relationships::read(package)?;
     let numbering = match package.get(NUMBERING) {
         Some(bytes) => Some(xml::parse(NUMBERING, bytes)?),
         None => None,
@@ -178,36 +167,25 @@ fn generate(package: &mut Package, blocks: &[Block]) -> Result<String, DocumentE
     let bullet_id = max_id(b"w:abstractNum", "w:abstractNumId").saturating_add(1);
     let decimal_id = bullet_id.saturating_add(1);
 
+    let taken = rels.ids.clone();
     let (xml_out, writer) = BodyWriter::new(&styles, &taken, first_num_id).render(blocks);
-    let mut rels = rels;
-    let mut new_rels = String::new();
     for (id, target) in &writer.links {
-        new_rels.push_str(&format!(
+        rels.add(format!(
             "<Relationship Id=\"{}\" Type=\"{REL_NS}/hyperlink\" Target=\"{}\" TargetMode=\"External\"/>",
             xml::escape(id),
             xml::escape(target)
         ));
     }
     if !writer.lists.is_empty() {
-        let definitions = abstract_nums(bullet_id, decimal_id);
-        let instances = nums(&writer.lists, first_num_id, bullet_id, decimal_id);
         let mut toks = match numbering {
             Some(toks) => toks,
-            None => {
-                let mut id = "rIdGwNumbering".to_string();
-                while taken.contains(&id) {
-                    id.push('x');
-                }
-                new_rels.push_str(&format!(
-                    "<Relationship Id=\"{id}\" Type=\"{REL_NS}/numbering\" Target=\"numbering.xml\"/>"
-                ));
-                add_override(package, "/word/numbering.xml", "numbering")?;
-                xml::parse(
-                    NUMBERING,
-                    format!("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<w:numbering xmlns:w=\"{W_NS}\"></w:numbering>").as_bytes(),
-                )?
-            }
+            None => xml::parse(
+                NUMBERING,
+                format!("{XML_DECLARATION}<w:numbering xmlns:w=\"{W_NS}\"></w:numbering>")
+                    .as_bytes(),
+            )?,
         };
+        let definitions = abstract_nums(bullet_id, decimal_id);
         // Schema order: every abstractNum before the first num.
         let first_num = toks
             .iter()
@@ -216,17 +194,110 @@ fn generate(package: &mut Package, blocks: &[Block]) -> Result<String, DocumentE
             Some(index) => toks.insert(index, Tok::Raw(definitions)),
             None => xml::append_to_root(&mut toks, definitions),
         }
-        xml::append_to_root(&mut toks, instances);
+        xml::append_to_root(
+            &mut toks,
+            nums(&writer.lists, first_num_id, bullet_id, decimal_id),
+        );
         package.set(NUMBERING, xml::write(&toks));
-    }
-    if !new_rels.is_empty() {
-        xml::append_to_root(&mut rels, new_rels);
-        package.set(DOCUMENT_RELS, xml::write(&rels));
+        link_part(package, &mut rels, "numbering")?;
     }
     if !missing_styles.is_empty() {
-        add_styles(package, &missing_styles, &taken)?;
+        let mut toks = match package.get(STYLES) {
+            Some(bytes) => xml::parse(STYLES, bytes)?,
+            None => xml::parse(
+                STYLES,
+                format!("{XML_DECLARATION}<w:styles xmlns:w=\"{W_NS}\"></w:styles>").as_bytes(),
+            )?,
+        };
+        xml::append_to_root(&mut toks, missing_styles);
+        package.set(STYLES, xml::write(&toks));
+        link_part(package, &mut rels, "styles")?;
+    }
+    if rels.changed {
+        package.set(DOCUMENT_RELS, xml::write(&rels.toks));
     }
     Ok(xml_out)
+}
+
+/// The document part's relationships.
+struct Relationships {
+    toks: Vec<Tok>,
+    ids: HashSet<String>,
+    types: Vec<String>,
+    changed: bool,
+}
+
+impl Relationships {
+    fn read(package: &Package) -> Result<Self, DocumentError> {
+        let toks = match package.get(DOCUMENT_RELS) {
+            Some(bytes) => xml::parse(DOCUMENT_RELS, bytes)?,
+            None => xml::parse(
+                DOCUMENT_RELS,
+                format!("<Relationships xmlns=\"{PACKAGE_REL_NS}\"></Relationships>").as_bytes(),
+            )?,
+        };
+        let mut ids = HashSet::new();
+        let mut types = Vec::new();
+        for tok in &toks {
+            if let Tok::Start(s) | Tok::Empty(s) = tok {
+                if tag_name(s) == b"Relationship" {
+                    ids.extend(attr(s, "Id"));
+                    types.extend(attr(s, "Type"));
+                }
+            }
+        }
+        Ok(Self {
+            toks,
+            ids,
+            types,
+            changed: false,
+        })
+    }
+
+    fn add(&mut self, relationship: String) {
+        xml::append_to_root(&mut self.toks, relationship);
+        self.changed = true;
+    }
+}
+
+/// Makes sure `word/{kind}.xml` is referenced from the document and has a content type.
+fn link_part(
+    package: &mut Package,
+    rels: &mut Relationships,
+    kind: &str,
+) -> Result<(), DocumentError> {
+    let rel_type = format!("{REL_NS}/{kind}");
+    if !rels.types.contains(&rel_type) {
+        let mut id = format!("rIdGw{kind}");
+        while rels.ids.contains(&id) {
+            id.push('x');
+        }
+        rels.add(format!(
+            "<Relationship Id=\"{id}\" Type=\"{rel_type}\" Target=\"{kind}.xml\"/>"
+        ));
+        rels.ids.insert(id);
+        rels.types.push(rel_type);
+    }
+    let Some(bytes) = package.get(CONTENT_TYPES) else {
+        return Ok(());
+    };
+    let mut toks = xml::parse(CONTENT_TYPES, bytes)?;
+    let part = format!("/word/{kind}.xml");
+    let declared = toks.iter().any(|t| {
+        matches!(t, Tok::Start(s) | Tok::Empty(s)
+            if tag_name(s) == b"Override"
+                && attr(s, "PartName").is_some_and(|p| p.eq_ignore_ascii_case(&part)))
+    });
+    if !declared {
+        xml::append_to_root(
+            &mut toks,
+            format!(
+                "<Override PartName=\"{part}\" ContentType=\"application/vnd.openxmlformats-officedocument.wordprocessingml.{kind}+xml\"/>"
+            ),
+        );
+        package.set(CONTENT_TYPES, xml::write(&toks));
+    }
+    Ok(())
 }
 
 /// Finds the template's heading and quote styles; returns the ids to use and the
@@ -279,59 +350,4 @@ fn heading_style(level: usize) -> String {
          <w:rPr><w:b/><w:bCs/><w:color w:val=\"1F3864\"/><w:sz w:val=\"{size}\"/><w:szCs w:val=\"{size}\"/></w:rPr></w:style>",
         level - 1
     )
-}
-
-/// Appends style definitions to styles.xml, creating the part if the template has none.
-fn add_styles(
-    package: &mut Package,
-    definitions: &str,
-    taken: &HashSet<String>,
-) -> Result<(), DocumentError> {
-    let mut toks = match package.get(STYLES) {
-        Some(bytes) => xml::parse(STYLES, bytes)?,
-        None => {
-            let mut rels = xml::parse(
-                DOCUMENT_RELS,
-                package.get(DOCUMENT_RELS).unwrap_or_default(),
-            )
-            .unwrap_or_default();
-            let mut id = "rIdGwStyles".to_string();
-            while taken.contains(&id) {
-                id.push('x');
-            }
-            xml::append_to_root(
-                &mut rels,
-                format!(
-                    "<Relationship Id=\"{id}\" Type=\"{REL_NS}/styles\" Target=\"styles.xml\"/>"
-                ),
-            );
-            if !rels.is_empty() {
-                package.set(DOCUMENT_RELS, xml::write(&rels));
-            }
-            add_override(package, "/word/styles.xml", "styles")?;
-            xml::parse(
-                STYLES,
-                format!("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<w:styles xmlns:w=\"{W_NS}\"></w:styles>").as_bytes(),
-            )?
-        }
-    };
-    xml::append_to_root(&mut toks, definitions.to_string());
-    package.set(STYLES, xml::write(&toks));
-    Ok(())
-}
-
-/// Declares a new part's content type in `[Content_Types].xml` (if that part exists).
-fn add_override(package: &mut Package, part: &str, kind: &str) -> Result<(), DocumentError> {
-    let Some(bytes) = package.get(CONTENT_TYPES) else {
-        return Ok(());
-    };
-    let mut toks = xml::parse(CONTENT_TYPES, bytes)?;
-    xml::append_to_root(
-        &mut toks,
-        format!(
-            "<Override PartName=\"{part}\" ContentType=\"application/vnd.openxmlformats-officedocument.wordprocessingml.{kind}+xml\"/>"
-        ),
-    );
-    package.set(CONTENT_TYPES, xml::write(&toks));
-    Ok(())
 }

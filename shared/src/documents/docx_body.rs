@@ -203,10 +203,12 @@ impl<'a> BodyWriter<'a> {
     }
 
     fn row(&mut self, cells: &[Vec<Inline>], columns: usize, width: u32, header: bool) {
-        self.out.push_str("<w:tr>");
-        if header {
-            self.out.push_str("<w:trPr><w:tblHeader/></w:trPr>");
-        }
+        // Rows stay on one page; the header row repeats on every page.
+        self.out.push_str(if header {
+            "<w:tr><w:trPr><w:cantSplit/><w:tblHeader/></w:trPr>"
+        } else {
+            "<w:tr><w:trPr><w:cantSplit/></w:trPr>"
+        });
         for index in 0..columns {
             self.out.push_str(&format!(
                 "<w:tc><w:tcPr><w:tcW w:w=\"{width}\" w:type=\"dxa\"/>{}</w:tcPr>",

@@ -1,13 +1,15 @@
 //! PDF rendering: an A4 report (title, metadata table, the markdown) laid out with the
 //! embedded DejaVu fonts, subset on save; "Page n of m" in every footer.
 
+use std::collections::BTreeSet;
+
 use printpdf::{
-    Color, FontId, Line as PdfLine, LinePoint, Mm, Op, PaintMode, PdfDocument, PdfFontHandle,
-    PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem, TextMatrix,
+    Color, FontId, Line as PdfLine, LinePoint, Mm, Op, PaintMode, PdfDocument, PdfFont,
+    PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem, TextMatrix,
 };
 
 use super::markdown::{self, is_external_link, Block, Inline, Item};
-use super::pdf_text::{fonts, wrap, Face, Fonts, Format, Line, Span};
+use super::pdf_text::{fonts, wrap, wrap_preformatted, Face, Fonts, Format, Line, Span, FACES};
 use super::{DocumentError, ExportDocument};
 
 const PAGE_WIDTH: f32 = 595.28;
@@ -29,11 +31,10 @@ const INDENT: f32 = 18.0;
 /// Renders the report.
 pub(crate) fn render(doc: &ExportDocument) -> Result<Vec<u8>, DocumentError> {
     let fonts = fonts()?;
-    let mut pdf = PdfDocument::new(&doc.title);
-    let ids: Vec<FontId> = fonts.faces.iter().map(|f| pdf.add_font(f)).collect();
     let mut layout = Layout {
         fonts,
-        ids,
+        ids: FACES.iter().map(|_| FontId::new()).collect(),
+        used: Default::default(),
         pages: vec![Vec::new()],
         y: PAGE_HEIGHT - MARGIN,
         bars: Vec::new(),
@@ -50,6 +51,14 @@ pub(crate) fn render(doc: &ExportDocument) -> Result<Vec<u8>, DocumentError> {
             PdfPage::new(Mm(210.0), Mm(297.0), ops)
         })
         .collect();
+    let mut pdf = PdfDocument::new(&doc.title);
+    for (face, id) in FACES.iter().zip(&layout.ids) {
+        let chars = &layout.used[*face as usize];
+        if !chars.is_empty() {
+            let font = PdfFont::new(fonts.subset(*face, chars)?);
+            pdf.resources.fonts.map.insert(id.clone(), font);
+        }
+    }
     let options = PdfSaveOptions {
         subset_fonts: true,
         ..Default::default()
@@ -60,6 +69,8 @@ pub(crate) fn render(doc: &ExportDocument) -> Result<Vec<u8>, DocumentError> {
 struct Layout {
     fonts: &'static Fonts,
     ids: Vec<FontId>,
+    /// Characters drawn per face (what the embedded subsets must hold).
+    used: [BTreeSet<char>; 4],
     pages: Vec<Vec<Op>>,
     /// Top of the free space on the current page.
     y: f32,
@@ -152,6 +163,9 @@ impl Layout {
         let baseline = top - line.size * 1.05;
         let mut strikes = Vec::new();
         let ids = self.ids.clone();
+        for piece in &line.pieces {
+            self.used[piece.format.face as usize].extend(piece.text.chars());
+        }
         let ops = self.ops();
         ops.push(Op::StartTextSection);
         for piece in line.pieces.iter().filter(|p| !p.text.is_empty()) {
@@ -241,8 +255,9 @@ impl Layout {
         self.gap(12.0);
     }
 
-    fn footer(&self, ops: &mut Vec<Op>, text: &str) {
+    fn footer(&mut self, ops: &mut Vec<Op>, text: &str) {
         let size = 8.5;
+        self.used[Face::Regular as usize].extend(text.chars());
         let width = self.fonts.width(Face::Regular, size, text);
         ops.push(Op::StartTextSection);
         ops.push(Op::SetFont {
@@ -348,12 +363,19 @@ impl Layout {
                 self.draw_line(line, MARGIN + text_indent, self.y);
                 self.y -= height;
             }
+            let mut nested = false;
             for block in blocks {
                 self.block(block, text_indent, depth + 1);
+                nested = true;
             }
-            self.gap(2.0);
+            // Nested content ends with its own spacing.
+            if !nested {
+                self.gap(1.5);
+            }
         }
-        self.gap(3.0);
+        if depth == 0 {
+            self.gap(4.0);
+        }
     }
 
     fn code(&mut self, lines: &[String], x: f32, width: f32) {
@@ -361,13 +383,11 @@ impl Layout {
         let height = size * LINE_FACTOR;
         self.gap(2.0);
         for line in lines {
-            let text = line.replace('\t', "    ");
-            // Hard-wrap by width, keeping indentation: spaces become no-break spaces.
             let spans = [Span {
-                text: text.replace(' ', "\u{a0}"),
+                text: line.clone(),
                 format: format(Face::Mono, size, (0.2, 0.2, 0.2)),
             }];
-            for wrapped in wrap(self.fonts, &spans, width - 8.0) {
+            for wrapped in wrap_preformatted(self.fonts, &spans, width - 8.0) {
                 self.ensure(height);
                 self.rect(x, self.y - height, width, height, SHADE);
                 self.draw_line(&wrapped, x + 4.0, self.y);

@@ -3,8 +3,12 @@
 //! DejaVu covers Latin, Greek and Cyrillic (and more) but has no CJK glyphs: rendering
 //! Chinese, Japanese or Korean would need a Noto CJK font (≈ 16 MB) embedded as well.
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
+use allsorts::binary::read::ReadScope;
+use allsorts::font_data::FontData;
+use allsorts::subset::{subset, CmapTarget, SubsetProfile};
 use printpdf::ParsedFont;
 
 use super::DocumentError;
@@ -23,9 +27,14 @@ pub(crate) enum Face {
     Mono = 3,
 }
 
+/// All faces, in `Face` order.
+pub(crate) const FACES: [Face; 4] = [Face::Regular, Face::Bold, Face::Italic, Face::Mono];
+
+const FONT_FILES: [&[u8]; 4] = [REGULAR, BOLD, ITALIC, MONO];
+
 /// The parsed faces, indexed by `Face`.
 pub(crate) struct Fonts {
-    pub faces: [ParsedFont; 4],
+    faces: [ParsedFont; 4],
 }
 
 /// The faces, parsed once per process.
@@ -34,8 +43,9 @@ pub(crate) fn fonts() -> Result<&'static Fonts, DocumentError> {
     FONTS
         .get_or_init(|| {
             let parse = |bytes: &[u8]| ParsedFont::from_bytes(bytes, 0, &mut Vec::new());
+            let [regular, bold, italic, mono] = FONT_FILES;
             Some(Fonts {
-                faces: [parse(REGULAR)?, parse(BOLD)?, parse(ITALIC)?, parse(MONO)?],
+                faces: [parse(regular)?, parse(bold)?, parse(italic)?, parse(mono)?],
             })
         })
         .as_ref()
@@ -53,6 +63,31 @@ impl Fonts {
             .and_then(|gid| font.get_glyph_width(gid))
             .unwrap_or(font.units_per_em / 2);
         f32::from(advance) * size / units
+    }
+
+    /// A font holding only the glyphs of `chars` (plus `.notdef`), to embed: printpdf
+    /// subsets only with its heavy `text_layout` feature, so it is done here with allsorts.
+    pub(crate) fn subset(
+        &self,
+        face: Face,
+        chars: &BTreeSet<char>,
+    ) -> Result<ParsedFont, DocumentError> {
+        let font = &self.faces[face as usize];
+        let glyphs: BTreeSet<u16> = chars
+            .iter()
+            .filter_map(|&c| font.lookup_glyph_index(c as u32))
+            .filter(|&gid| gid != 0)
+            .collect();
+        let ids: Vec<u16> = std::iter::once(0).chain(glyphs).collect();
+        let failed = |e: &dyn std::fmt::Display| DocumentError::Render(format!("font subset: {e}"));
+        let data = ReadScope::new(FONT_FILES[face as usize])
+            .read::<FontData<'_>>()
+            .map_err(|e| failed(&e))?;
+        let provider = data.table_provider(0).map_err(|e| failed(&e))?;
+        let bytes = subset(&provider, &ids, &SubsetProfile::Pdf, CmapTarget::Unicode)
+            .map_err(|e| failed(&e))?;
+        ParsedFont::from_bytes(&bytes, 0, &mut Vec::new())
+            .ok_or_else(|| failed(&"the subset font cannot be read"))
     }
 
     /// Width of a string in points.
@@ -101,6 +136,15 @@ enum Token {
 /// Wraps spans to `width` points: breaks at spaces, breaks a word longer than a line
 /// between characters (at least one character per line, so it always progresses).
 pub(crate) fn wrap(fonts: &Fonts, spans: &[Span], width: f32) -> Vec<Line> {
+    wrap_with(fonts, spans, width, false)
+}
+
+/// Wraps preformatted text: spaces are kept as characters, lines break where full.
+pub(crate) fn wrap_preformatted(fonts: &Fonts, spans: &[Span], width: f32) -> Vec<Line> {
+    wrap_with(fonts, spans, width, true)
+}
+
+fn wrap_with(fonts: &Fonts, spans: &[Span], width: f32, preformatted: bool) -> Vec<Line> {
     let mut tokens = Vec::new();
     let mut word: Vec<(char, Format)> = Vec::new();
     for span in spans {
@@ -110,10 +154,11 @@ pub(crate) fn wrap(fonts: &Fonts, spans: &[Span], width: f32) -> Vec<Line> {
                     flush_word(&mut tokens, &mut word);
                     tokens.push(Token::Break);
                 }
-                c if c.is_whitespace() => {
+                c if c.is_whitespace() && !preformatted => {
                     flush_word(&mut tokens, &mut word);
                     tokens.push(Token::Space(span.format));
                 }
+                '\t' => word.extend([(' ', span.format); 4]),
                 c if c.is_control() => {}
                 c => word.push((c, span.format)),
             }
@@ -257,6 +302,23 @@ mod tests {
         assert!(lines.len() > 50);
         // Even narrower than one character: one character per line, no loop.
         assert_eq!(wrap(fonts, &[regular("abc")], 0.0).len(), 3);
+    }
+
+    #[test]
+    fn preformatted_text_keeps_its_spaces() {
+        let fonts = fonts().expect("fonts");
+        let span = Span {
+            text: "    indented  code".into(),
+            format: Format {
+                face: Face::Mono,
+                ..regular("").format
+            },
+        };
+        let lines = wrap_preformatted(fonts, std::slice::from_ref(&span), 500.0);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].pieces[0].text, "    indented  code");
+        let narrow = wrap_preformatted(fonts, &[span], 30.0);
+        assert!(narrow.len() > 3);
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub(crate) fn parse(part: &str, xml: &[u8]) -> Result<Vec<Tok>, DocumentError> {
         part: part.to_string(),
         detail,
     };
+    let xml = xml.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(xml);
     let mut reader = Reader::from_reader(xml);
     reader.config_mut().check_end_names = true;
     let mut toks = Vec::new();
@@ -210,5 +211,39 @@ pub(crate) fn append_to_root(toks: &mut Vec<Tok>, raw: String) {
             toks.insert(index + 1, Tok::Raw(raw));
             toks.insert(index + 2, Tok::End(name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_decodes_entities() {
+        let source = "\u{feff}<?xml version=\"1.0\"?><!-- c --><a x=\"1 &amp; 2\"><b>x &lt; y &#233;&#x4E2D;</b><c/></a>";
+        let toks = parse("t", source.as_bytes()).expect("parses");
+        let text: String = toks
+            .iter()
+            .filter_map(|t| match t {
+                Tok::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, "x < y é中");
+        let written = String::from_utf8(write(&toks)).expect("utf-8");
+        assert_eq!(
+            written,
+            "<?xml version=\"1.0\"?><!-- c --><a x=\"1 &amp; 2\"><b>x &lt; y é中</b><c/></a>"
+        );
+        let a = toks.iter().find_map(|t| match t {
+            Tok::Start(s) if tag_name(s) == b"a" => attr(s, "x"),
+            _ => None,
+        });
+        assert_eq!(a.as_deref(), Some("1 & 2"));
+    }
+
+    #[test]
+    fn escape_drops_characters_xml_forbids() {
+        assert_eq!(escape("a\u{1}b\u{b}<\t>\"&"), "ab&lt;\t&gt;&quot;&amp;");
     }
 }

@@ -263,6 +263,25 @@ fn check_rich_render(template: &[u8]) {
     assert_eq!(targets[index], "https://example.com/a?b=1&c=2");
     assert!(!rels.contains("javascript"));
 
+    // The numbering and styles parts are referenced and declared.
+    let types = attr_values(rels, "Relationship", "Type");
+    for kind in ["numbering", "styles"] {
+        let rel_type =
+            format!("http://schemas.openxmlformats.org/officeDocument/2006/relationships/{kind}");
+        assert_eq!(
+            types.iter().filter(|t| **t == rel_type).count(),
+            1,
+            "{kind} relationship"
+        );
+        let overrides = attr_values(part(&parts, "[Content_Types].xml"), "Override", "PartName");
+        let name = format!("/word/{kind}.xml");
+        assert_eq!(
+            overrides.iter().filter(|p| **p == name).count(),
+            1,
+            "{kind} content type"
+        );
+    }
+
     // Formatting, table, code, numbering declared in the content types.
     assert!(document.contains("<w:tbl>") && document.contains("<w:tblBorders>"));
     assert!(document.contains("<w:strike/>") && document.contains("<w:i/>"));
@@ -346,4 +365,30 @@ fn rejects_zip_bombs() {
     let err = inspect_template(&zip).unwrap_err();
     assert!(matches!(err, DocumentError::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("uncompressed"));
+}
+
+#[test]
+fn inline_output_is_plain_text_and_section_breaks_survive() {
+    let document = format!(
+        "<w:document {NS}><w:body>\
+<w:p><w:r><w:t xml:space=\"preserve\">Intro {{{{output}}}} end</w:t></w:r></w:p>\
+<w:p><w:pPr><w:sectPr><w:pgSz w:w=\"11906\" w:h=\"16838\"/></w:sectPr></w:pPr><w:r><w:t>{{{{output}}}}</w:t></w:r></w:p>\
+</w:body></w:document>"
+    );
+    let template = zip_of(&[("word/document.xml", &document)]);
+    let out = render_docx(&template, &doc("# Head\n\nBody *text*")).expect("renders");
+    let parts = unzip(&out);
+    let document = part(&parts, "word/document.xml");
+    let props = paragraph_props(document);
+    let texts: Vec<&str> = props.iter().map(|(t, _, _)| t.as_str()).collect();
+    // Inline: the plain text, its lines separated by breaks.
+    assert_eq!(texts, ["Intro HeadBody text end", "Head", "Body text", ""]);
+    assert!(document.contains("Intro Head</w:t><w:br/>"));
+    assert!(document.contains("<w:br/><w:t xml:space=\"preserve\">Body text end"));
+    assert_eq!(props[1].1.as_deref(), Some("Heading1"));
+    assert_eq!(document.matches("<w:sectPr>").count(), 1);
+    assert!(document.contains("<w:pgSz w:w=\"11906\""));
+    // A template without content types or relationships still gets its styles linked.
+    let rels = part(&parts, "word/_rels/document.xml.rels");
+    assert!(rels.contains("relationships/styles"));
 }

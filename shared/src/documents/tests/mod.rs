@@ -57,3 +57,60 @@ pub(super) fn attr_values(part_xml: &str, element: &str, attribute: &str) -> Vec
         })
         .collect()
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use crate::documents::{
+        builtin_template, render_docx, render_html, render_pdf, ExportDocument,
+    };
+
+    /// Markdown-ish text: structure characters, accents, control characters, long words.
+    fn markdownish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("# ".to_string()),
+            Just("\n".to_string()),
+            Just("\n\n".to_string()),
+            Just("- ".to_string()),
+            Just("  1. ".to_string()),
+            Just("> ".to_string()),
+            Just("```".to_string()),
+            Just("| a | b |\n|---|---|\n| c |".to_string()),
+            Just("**".to_string()),
+            Just("_".to_string()),
+            Just("`".to_string()),
+            Just("~~".to_string()),
+            Just("[x](javascript:y)".to_string()),
+            Just("<b>{{output}}</b>".to_string()),
+            Just("\\".to_string()),
+            Just("\u{0}\u{b}\u{feff}".to_string()),
+            "[a-zA-Zéжλ中 ]{0,12}",
+            "x{0,300}",
+        ];
+        prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn renderers_accept_any_markdown(markdown in markdownish(), title in "\\PC{0,20}") {
+            let doc = ExportDocument {
+                title,
+                fields: vec![("Job".into(), "<&>".into())],
+                markdown,
+                ..Default::default()
+            };
+            let docx = render_docx(builtin_template(), &doc).expect("docx renders");
+            for (name, text) in super::unzip(&docx) {
+                if name.ends_with(".xml") || name.ends_with(".rels") {
+                    prop_assert!(super::xml::parse(&name, text.as_bytes()).is_ok(), "{name}");
+                }
+            }
+            let pdf = render_pdf(&doc).expect("pdf renders");
+            prop_assert!(pdf.starts_with(b"%PDF-"));
+            let html = render_html(&doc);
+            prop_assert!(!html.to_ascii_lowercase().contains("href=\"javascript"));
+        }
+    }
+}
