@@ -23,15 +23,7 @@ use std::collections::BTreeMap;
 pub use template::{MAX_TEMPLATE_BYTES, MAX_UNCOMPRESSED_BYTES};
 
 /// Placeholders every template may use; `output` is the job result.
-pub const STANDARD_PLACEHOLDERS: &[&str] = &[
-    "output",
-    "job_id",
-    "job_date",
-    "service_name",
-    "flavor_name",
-    "organization_name",
-    "generated_at",
-];
+pub use crate::postprocess::extraction::STANDARD_PLACEHOLDERS;
 
 /// A `{{name}}` or `{{name: hint}}` placeholder found in a template.
 #[derive(Debug, Clone, PartialEq, Eq)]

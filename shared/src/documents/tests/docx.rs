@@ -302,7 +302,7 @@ fn renders_markdown_into_the_builtin_template() {
     let names: Vec<&str> = info.placeholders.iter().map(|p| p.name.as_str()).collect();
     for standard in crate::documents::STANDARD_PLACEHOLDERS {
         assert!(
-            names.contains(standard),
+            names.contains(&standard),
             "{standard} missing from the built-in template"
         );
     }
