@@ -167,12 +167,7 @@ impl<'a> BodyWriter<'a> {
     }
 
     fn table(&mut self, header: &[Vec<Inline>], rows: &[Vec<Vec<Inline>>]) {
-        let columns = rows
-            .iter()
-            .map(Vec::len)
-            .chain([header.len(), 1])
-            .max()
-            .unwrap_or(1);
+        let columns = super::markdown::column_count(header, rows);
         let width = TABLE_WIDTH / columns as u32;
         let border = |side: &str| {
             format!("<w:{side} w:val=\"single\" w:sz=\"4\" w:space=\"0\" w:color=\"999999\"/>")

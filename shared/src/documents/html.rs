@@ -5,6 +5,7 @@
 use pulldown_cmark::{html, Event, Options, Parser, Tag, TagEnd};
 
 use super::markdown::preprocess;
+use super::xml::escape;
 use super::ExportDocument;
 
 const CSS: &str = "\
@@ -81,21 +82,6 @@ pub(crate) fn is_safe_url(url: &str) -> bool {
         }
         _ => true,
     }
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

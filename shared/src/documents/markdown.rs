@@ -388,6 +388,15 @@ pub(crate) fn is_external_link(url: &str) -> bool {
     lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("mailto:")
 }
 
+/// Columns of a table: its widest row (at least one).
+pub(super) fn column_count(header: &[Vec<Inline>], rows: &[Vec<Vec<Inline>>]) -> usize {
+    rows.iter()
+        .map(Vec::len)
+        .chain([header.len(), 1])
+        .max()
+        .unwrap_or(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

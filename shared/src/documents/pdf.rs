@@ -398,12 +398,7 @@ impl Layout {
     }
 
     fn table(&mut self, header: &[Vec<Inline>], rows: &[Vec<Vec<Inline>>], x: f32, width: f32) {
-        let columns = rows
-            .iter()
-            .map(Vec::len)
-            .chain([header.len(), 1])
-            .max()
-            .unwrap_or(1);
+        let columns = super::markdown::column_count(header, rows);
         let cell_spans = |cells: &[Vec<Inline>], face: Face| -> Vec<Vec<Span>> {
             (0..columns)
                 .map(|i| {
