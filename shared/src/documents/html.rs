@@ -58,6 +58,8 @@ fn sanitize<'a>(events: impl Iterator<Item = Event<'a>>) -> impl Iterator<Item =
     let mut kept: Vec<bool> = Vec::new();
     events.filter_map(move |event| match event {
         Event::Html(raw) | Event::InlineHtml(raw) => Some(Event::Text(raw)),
+        // Line breaks are kept, as the reference's `nl2br`.
+        Event::SoftBreak => Some(Event::HardBreak),
         Event::Start(Tag::Link { ref dest_url, .. } | Tag::Image { ref dest_url, .. }) => {
             let safe = is_safe_url(dest_url);
             kept.push(safe);

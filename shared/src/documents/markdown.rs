@@ -218,8 +218,9 @@ impl Builder {
             Event::Text(text) => self.text(&text, false),
             Event::Code(text) => self.text(&text, true),
             Event::Html(html) | Event::InlineHtml(html) => self.text(&html, false),
-            Event::SoftBreak => self.text(" ", false),
-            Event::HardBreak => self.text("\n", false),
+            // Line breaks are kept, as the reference's `nl2br`: LLM answers often put one
+            // item per line without list markup.
+            Event::SoftBreak | Event::HardBreak => self.text("\n", false),
             Event::Rule => {
                 self.flush_inlines();
                 self.push_block(Block::Rule);

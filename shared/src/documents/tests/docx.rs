@@ -392,3 +392,19 @@ fn inline_output_is_plain_text_and_section_breaks_survive() {
     let rels = part(&parts, "word/_rels/document.xml.rels");
     assert!(rels.contains("relationships/styles"));
 }
+
+#[test]
+fn lines_of_a_paragraph_stay_lines_in_every_format() {
+    let markdown = "• first point\n• second point";
+    let docx = render_docx(builtin_template(), &doc(markdown)).expect("rendered");
+    let parts = unzip(&docx);
+    let document = part(&parts, "word/document.xml");
+    let at = document.find("first point").expect("first line");
+    let between = &document[at..document.find("second point").expect("second line")];
+    assert!(
+        between.contains("<w:br/>"),
+        "a line break, not a space: {between}"
+    );
+    let html = crate::documents::render_html(&doc(markdown));
+    assert!(html.contains("first point<br />"), "{html}");
+}
