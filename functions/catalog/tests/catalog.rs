@@ -1353,3 +1353,57 @@ async fn a_service_default_template_must_be_a_template_it_can_use() {
         "0b0d3f3e-0000-4000-8000-000000000501"
     );
 }
+
+#[tokio::test]
+async fn free_form_json_round_trips_whatever_its_keys_and_depth() {
+    let stack = TestStack::start().await;
+    let org = "org-free-form";
+    // Keys that are DynamoDB type tags, and nesting deeper than DynamoDB's 32 levels.
+    let mut deep = json!("bottom");
+    for _ in 0..40 {
+        deep = json!({ "L": [deep] });
+    }
+    let metadata = json!({"M": {}, "S": {"N": {"BOOL": null}}, "deep": deep});
+    let created = call(
+        &stack,
+        "POST",
+        "/api/v1/services",
+        &[],
+        &[("organization_id", org)],
+        Some(json!({"name": "free-form", "service_type": "summary", "metadata": metadata})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let listed = call(
+        &stack,
+        "GET",
+        "/api/v1/services",
+        &[],
+        &[("organization_id", org)],
+        None,
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let service = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "free-form")
+        .expect("listed");
+    assert_eq!(
+        service["metadata"], metadata,
+        "stored and read back unchanged"
+    );
+
+    let huge = json!({"blob": "x".repeat(400_000)});
+    let refused = call(
+        &stack,
+        "POST",
+        "/api/v1/services",
+        &[],
+        &[("organization_id", org)],
+        Some(json!({"name": "huge", "service_type": "summary", "metadata": huge})),
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+}

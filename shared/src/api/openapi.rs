@@ -5,8 +5,9 @@ use serde_json::Value;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, ObjectBuilder, OpenApiBuilder,
-    PathItem, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema, Type,
+    ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, KnownFormat, ObjectBuilder,
+    OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
+    SchemaFormat, Type,
 };
 use utoipa::{PartialSchema, ToSchema};
 
@@ -96,6 +97,30 @@ fn operation(function: &str, route: &Route) -> Operation {
     }
     let success = if api.status == 204 {
         ResponseBuilder::new().description("No content").build()
+    } else if api.response == "file" {
+        // A document as an attachment, or JSON `{url, ...}` to a stored one.
+        let binary = || {
+            ContentBuilder::new()
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary))),
+                ))
+                .build()
+        };
+        let mut response =
+            ResponseBuilder::new().description("The file (Content-Disposition: attachment)");
+        for media_type in FILE_MEDIA_TYPES {
+            response = response.content(*media_type, binary());
+        }
+        response
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                    .build(),
+            )
+            .build()
     } else {
         ResponseBuilder::new()
             .description("Success")
@@ -132,6 +157,13 @@ fn operation(function: &str, route: &Route) -> Operation {
         )
         .build()
 }
+
+/// Media types of the files the API answers (`RouteDoc::response == "file"`).
+const FILE_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/pdf",
+    "text/html; charset=utf-8",
+];
 
 fn http_method(method: Method) -> HttpMethod {
     match method {

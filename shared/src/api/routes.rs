@@ -45,7 +45,8 @@ pub struct RouteDoc {
     pub summary: &'static str,
     /// Schema of the JSON body, if any (a component name, or `object`).
     pub request: Option<&'static str>,
-    /// Success status and its body: `Name`, `page:Name`, `array:Name`, `object` or `""`.
+    /// Success status and its body: `Name`, `page:Name`, `array:Name`, `object`, `file`
+    /// (a document as an attachment, or JSON with its URL) or `""`.
     pub status: u16,
     pub response: &'static str,
 }

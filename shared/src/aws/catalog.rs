@@ -51,8 +51,7 @@ impl DynamoCatalog {
 impl DynamoCatalog {
     /// Writes (creates or replaces) a catalog entity under `pk`/`sk`.
     async fn put<T: serde::Serialize>(&self, pk: String, sk: String, entity: &T) -> IoResult<()> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(entity).map_err(|e| IoError::new("encode catalog item", e))?;
+        let mut item = encode_catalog_item(entity)?;
         let kind = if sk.starts_with("FLAVOR#") {
             "FLAVOR"
         } else {
@@ -108,11 +107,49 @@ impl DynamoCatalog {
     }
 }
 
+/// Fields holding a client's free-form JSON. They are stored as JSON text (attribute
+/// `<field>__json`), not as nested DynamoDB maps: arbitrary JSON may nest deeper than
+/// DynamoDB's 32 levels, and maps whose keys are type tags (`M`, `L`, `S`, ...) are
+/// misread by the emulator. Items written before keep their native form and still read.
+const FREE_FORM_FIELDS: [&str; 4] = ["metadata", "custom_params", "description", "config"];
+
+fn json_attribute(field: &str) -> String {
+    format!("{field}__json")
+}
+
+/// The DynamoDB item of a catalog entity, free-form fields as JSON text.
+fn encode_catalog_item<T: serde::Serialize>(
+    entity: &T,
+) -> IoResult<HashMap<String, AttributeValue>> {
+    let mut body =
+        serde_json::to_value(entity).map_err(|e| IoError::new("encode catalog item", e))?;
+    if let Some(fields) = body.as_object_mut() {
+        for field in FREE_FORM_FIELDS {
+            if let Some(value) = fields.remove(field) {
+                fields.insert(
+                    json_attribute(field),
+                    serde_json::Value::String(value.to_string()),
+                );
+            }
+        }
+    }
+    serde_dynamo::to_item(body).map_err(|e| IoError::new("encode catalog item", e))
+}
+
 fn decode_catalog_item<T: serde::de::DeserializeOwned>(
     mut item: HashMap<String, AttributeValue>,
 ) -> IoResult<T> {
     item.remove("pk");
     item.remove("sk");
+    for field in FREE_FORM_FIELDS {
+        if let Some(AttributeValue::S(text)) = item.remove(&json_attribute(field)) {
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| IoError::new("decode catalog item", e))?;
+            let value = serde_dynamo::to_attribute_value(value)
+                .map_err(|e| IoError::new("decode catalog item", e))?;
+            item.insert(field.to_string(), value);
+        }
+    }
     serde_dynamo::from_item(item).map_err(|e| IoError::new("decode catalog item", e))
 }
 
@@ -215,8 +252,7 @@ impl DynamoCatalog {
         let built = match write {
             CatalogWrite::Put { record, expect } => {
                 let (pk, sk) = record_key(record.kind, record.id, record.parent);
-                let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record.body)
-                    .map_err(|e| IoError::new("encode catalog item", e))?;
+                let mut item = encode_catalog_item(&record.body)?;
                 item.insert("kind".into(), AttributeValue::S(record.kind.tag().into()));
                 item.insert("id".into(), AttributeValue::S(record.id.to_string()));
                 item.extend(key_map(pk, sk));

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use gateway_e2e::LocalRun;
-use gateway_test_support::{seeds, transcript, TestStack};
+use gateway_test_support::{repo_root, seeds, transcript, TestStack};
 use mock_llm::Outcome;
 use serde_json::{json, Value};
 
@@ -119,6 +119,56 @@ async fn summary_jobs_run_end_to_end() {
         job["result"]["output"].as_str().unwrap(),
         expected_output(&answered)
     );
+
+    // Exports through the front door: binary bodies both ways.
+    let single = accepted["job_id"].as_str().unwrap();
+    let pdf = client
+        .get(format!(
+            "{}/api/v1/jobs/{single}/export/pdf?organization_id={ORG}",
+            run.api
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.status(), 200);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let disposition = pdf.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        disposition,
+        format!("attachment; filename=\"summarize_{single}.pdf\"")
+    );
+    assert!(pdf.bytes().await.unwrap().starts_with(b"%PDF-"));
+    let template = std::fs::read(repo_root().join("seeds/templates/basic-report.docx")).unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("name_fr", "Mon rapport")
+        .text("organization_id", ORG)
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(template.clone()).file_name("mon-rapport.docx"),
+        );
+    let uploaded = client
+        .post(format!("{}/api/v1/document-templates", run.api))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    let uploaded: Value = uploaded.json().await.unwrap();
+    assert_eq!(uploaded["file_size"], template.len());
+    let docx = client
+        .get(format!(
+            "{}/api/v1/jobs/{single}/export/docx?organization_id={ORG}&template_id={}",
+            run.api,
+            uploaded["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docx.status(), 200);
+    assert!(docx.bytes().await.unwrap().starts_with(b"PK"));
 
     // Listing and tenant isolation through the front door.
     assert_eq!(listed_jobs(&client, &run).await, 2);

@@ -140,10 +140,21 @@ pub fn merge_patch(mut current: Value, patch: Map<String, Value>, protected: &[&
 /// Fields a client never sets.
 pub const SERVER_FIELDS: &[&str] = &["id", "created_at", "updated_at", "organization_id"];
 
-/// The record of an entity.
+/// Largest catalog object, as JSON (a DynamoDB item holds at most 400 KB).
+pub const MAX_RECORD_BYTES: usize = 300_000;
+
+/// The record of an entity (422 when it is larger than [`MAX_RECORD_BYTES`]).
 pub fn record_of<T: Entity>(entity: &T) -> EngineResult<Record> {
     let body =
         serde_json::to_value(entity).map_err(|error| EngineError::internal("encode", error))?;
+    let size = body.to_string().len();
+    if size > MAX_RECORD_BYTES {
+        return Err(EngineError::validation(
+            Location::Body,
+            "",
+            format!("the object is {size} bytes as JSON; the limit is {MAX_RECORD_BYTES}"),
+        ));
+    }
     Ok(Record {
         kind: T::KIND,
         id: entity.id(),
