@@ -303,6 +303,10 @@ pub mod keys {
     pub fn metrics(job: Uuid) -> String {
         format!("jobs/{job}/metrics.json")
     }
+    /// A result-cache entry: the completed job answering a cache key (JSON).
+    pub fn cache_entry(key: &str) -> String {
+        format!("cache/{key}.json")
+    }
     /// The `.docx` file of a document template.
     pub fn template(template: Uuid) -> String {
         format!("templates/{template}.docx")

@@ -351,6 +351,12 @@ pub struct Job {
     /// not asked again (a value the model did not find is kept as null).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub export_extractions: BTreeMap<String, Map<String, Value>>,
+    /// The result-cache key of its input and settings (None: submitted with `cache: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
+    /// Answered from the result cache: the completed job whose result it copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<Uuid>,
 }
 
 /// Why a job runs on another flavor than the one requested (the reference's `fallback_*`).

@@ -100,9 +100,9 @@ pub fn job_json(job: &Job) -> Value {
     with_flavor_choice(body, job)
 }
 
-/// `body` plus which flavor runs the job and why, in the reference's fields:
-/// `fallback_*` (the input did not fit the requested flavor) and `failover_*` /
-/// `final_flavor_*` (a provider failed during the job).
+/// `body` plus what answers the job and why, in the reference's fields: `fallback_*`
+/// (the input did not fit the requested flavor), `failover_*` / `final_flavor_*` (a
+/// provider failed during the job), and `cache_hit` / `cached_from` (the result cache).
 pub fn with_flavor_choice(mut body: Value, job: &Job) -> Value {
     let fallback = job.fallback.as_ref();
     let (final_flavor_id, final_flavor_name) = job.final_flavor();
@@ -117,6 +117,8 @@ pub fn with_flavor_choice(mut body: Value, job: &Job) -> Value {
         "failover_chain": job.failover_chain,
         "final_flavor_id": final_flavor_id,
         "final_flavor_name": final_flavor_name,
+        "cache_hit": job.cached_from.is_some(),
+        "cached_from": job.cached_from,
     });
     if let (Value::Object(body), Value::Object(fields)) = (&mut body, fields) {
         body.extend(fields);

@@ -6,11 +6,14 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{now_timestamp, Flavor, Job, JobStatus, Model, Provider, Service};
+use crate::domain::{
+    now_timestamp, Flavor, Job, JobStatus, Model, Provider, QueueLane, Service, StepMessage,
+};
 use crate::engine::catalog::entity::{commit, create_writes, Entity};
 use crate::engine::error::EngineError;
 use crate::engine::execute::{submit, ExecuteRequest};
 use crate::engine::notify::Realtime;
+use crate::engine::worker::{process_step, StepOutcome};
 use crate::engine::{Gateway, Limits};
 use crate::llm::RetryPolicy;
 use crate::ports::Secrets;
@@ -243,6 +246,25 @@ impl MemoryGateway {
             ..Default::default()
         };
         submit(&self.gateway, flavor.service_id, request).await
+    }
+
+    /// Delivers queued messages to the worker until the queue is empty; every message,
+    /// its lane and outcome, in order.
+    pub async fn run_queue(&self) -> Vec<(StepMessage, QueueLane, StepOutcome)> {
+        let mut delivered = Vec::new();
+        for _ in 0..50 {
+            let sent = self.queue.drain();
+            if sent.is_empty() {
+                return delivered;
+            }
+            for (message, lane) in sent {
+                let outcome = process_step(&self.gateway, &message)
+                    .await
+                    .expect("step processed");
+                delivered.push((message, lane, outcome));
+            }
+        }
+        panic!("the queue never drained");
     }
 }
 

@@ -2,10 +2,12 @@
 //! plan, store the input and turns, write the job and enqueue its first step. Nothing is
 //! written for a rejected request.
 
+mod cache;
 mod estimate;
 mod finishing;
 mod request;
 
+pub use cache::remember as remember_result;
 pub use estimate::dry_run_json;
 pub use finishing::counter_for;
 pub use request::ExecuteRequest;
@@ -267,6 +269,8 @@ async fn plan_on(
         heartbeat_at: None,
         overflow: false,
         export_extractions: Default::default(),
+        cache_key: None,
+        cached_from: None,
     };
     Ok(Plan {
         job,
@@ -284,6 +288,12 @@ pub async fn submit(
         mut job,
         turns_json: turns_blob,
     } = plan(gateway, service_id, &request).await?;
+    if request.use_cache {
+        job.cache_key = Some(cache::cache_key(&job, &request.input));
+        if let Some(answered) = cache::answer(gateway, &job).await? {
+            return Ok(answered);
+        }
+    }
     let job_id = job.id;
     // Fair share: past its organization's share of active jobs, a job runs on the bulk
     // lane, so a burst of one organization never holds the lanes other organizations use.
@@ -521,6 +531,8 @@ async fn context_exceeded(
     }))
 }
 
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 #[path = "tests.rs"]
 mod submission_tests;

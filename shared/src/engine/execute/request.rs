@@ -21,6 +21,9 @@ pub struct ExecuteRequest {
     pub context: Option<CategorizationContext>,
     /// Fields to extract from the result, `name → hint` (needs an extraction prompt).
     pub extraction_fields: Option<BTreeMap<String, String>>,
+    /// Whether a completed job of the same input and settings may answer (`cache`,
+    /// default true).
+    pub use_cache: bool,
 }
 
 impl ExecuteRequest {
@@ -84,6 +87,11 @@ impl ExecuteRequest {
             None | Some(Value::Null) => None,
             Some(value) => Some(extraction::parse_fields(&value)?),
         };
+        let use_cache = match fields.remove("cache") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(flag)) => flag,
+            Some(_) => return Err(EngineError::invalid_field("cache", "must be true or false")),
+        };
         Ok(ExecuteRequest {
             input,
             flavor_id,
@@ -91,6 +99,7 @@ impl ExecuteRequest {
             organization_id,
             context,
             extraction_fields,
+            use_cache,
         })
     }
 }
@@ -131,6 +140,11 @@ mod tests {
             ("{}", "INVALID_REQUEST", Some("input")),
             (r#"{"input":"   "}"#, "INVALID_REQUEST", Some("input")),
             (r#"{"input":5}"#, "INVALID_REQUEST", Some("input")),
+            (
+                r#"{"input":"x","cache":"no"}"#,
+                "INVALID_REQUEST",
+                Some("cache"),
+            ),
             (
                 r#"{"input":"x","flavor_id":"nope"}"#,
                 "INVALID_REQUEST",

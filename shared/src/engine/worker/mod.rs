@@ -466,6 +466,7 @@ async fn advance(
             job.completed_at = Some(now);
             job.progress.reduce = None;
             Ok(if gateway.jobs.replace(&job, message.step).await? {
+                super::execute::remember_result(gateway, &job).await;
                 tracing::info!(
                     passes = job.usage.passes,
                     prompt_tokens = job.usage.prompt_tokens,

@@ -81,24 +81,6 @@ fn only_message(memory: &MemoryGateway) -> (StepMessage, QueueLane) {
     sent.remove(0)
 }
 
-/// Delivers queued messages until the queue is empty; every message, its lane and outcome.
-async fn run_queue(memory: &MemoryGateway) -> Vec<(StepMessage, QueueLane, StepOutcome)> {
-    let mut delivered = Vec::new();
-    for _ in 0..50 {
-        let sent = memory.queue.drain();
-        if sent.is_empty() {
-            return delivered;
-        }
-        for (message, lane) in sent {
-            let outcome = process_step(&memory.gateway, &message)
-                .await
-                .expect("step processed");
-            delivered.push((message, lane, outcome));
-        }
-    }
-    panic!("the queue never drained");
-}
-
 /// The default answer of the fake LLM to each call received, in order.
 fn answers(memory: &MemoryGateway) -> Vec<ChatCompletion> {
     memory
@@ -192,7 +174,7 @@ async fn iterative_job_runs_every_step_in_order_on_its_lane() {
     assert_eq!(submitted.progress.total_turns, 5);
     assert_eq!(submitted.progress.total_batches, 3, "2 + 2 + 1 turns");
 
-    let delivered = run_queue(&memory).await;
+    let delivered = memory.run_queue().await;
     let steps: Vec<(u32, QueueLane, StepOutcome)> = delivered
         .iter()
         .map(|(message, lane, outcome)| (message.step, *lane, outcome.clone()))
@@ -339,7 +321,7 @@ async fn resend_path_re_enqueues_the_lost_next_message_without_the_llm() {
     assert_eq!(job(&memory, submitted.id).await, advanced, "job untouched");
 
     // The job then finishes normally from the re-sent message.
-    let rest = run_queue(&memory).await;
+    let rest = memory.run_queue().await;
     let outcomes: Vec<StepOutcome> = rest.into_iter().map(|(_, _, outcome)| outcome).collect();
     assert_eq!(
         outcomes,
@@ -636,7 +618,7 @@ async fn failed_send_of_the_next_step_is_retried_through_the_resend_path() {
     assert_eq!((next.step, next_lane), (1, lane));
     assert_eq!(next.context, [answers(&memory)[0].content.clone()]);
 
-    let rest = run_queue(&memory).await;
+    let rest = memory.run_queue().await;
     assert_eq!(rest.last().unwrap().2, StepOutcome::Completed);
     assert_eq!(memory.llm.call_count(), 3, "one call per step in all");
 }
