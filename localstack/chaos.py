@@ -55,6 +55,8 @@ class Stack:
         os.makedirs(self.state, exist_ok=True)
         self.env = dict(os.environ,
                         GATEWAY_STATE_DIR=self.state,
+                        # Its own emulator, beside a demo on the default port.
+                        MOTO_PORT=str(args.http_port + 10),
                         GATEWAY_HTTP_PORT=str(args.http_port),
                         GATEWAY_WS_PORT=str(args.http_port + 1),
                         LAMBDA_RUNTIME_PORT=str(args.runtime_port),

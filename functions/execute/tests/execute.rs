@@ -546,3 +546,42 @@ async fn validate_execution_is_a_dry_run() {
     assert_eq!(job_count(&stack, None).await, 0, "a dry run writes no job");
     assert_eq!(queued_messages(&stack).await, 0, "and enqueues nothing");
 }
+
+#[tokio::test]
+async fn a_repeated_execute_is_answered_from_the_result_cache() {
+    let stack = TestStack::start().await;
+    let service = seeds::SUMMARIZE_SERVICE_ID.to_string();
+    let body = serde_json::json!({
+        "input": transcript(8),
+        "flavor_name": "single-pass",
+        "organization_id": "org-cache",
+    })
+    .to_string();
+    let first = execute(&stack, &service, body.as_bytes()).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    assert_eq!(first.body["cache_hit"], false);
+    stack.run_worker_steps(10).await;
+    let calls = stack.mock.requests().len();
+
+    let second = execute(&stack, &service, body.as_bytes()).await;
+    assert_eq!(second.status, 202, "{}", second.body);
+    assert_eq!(second.body["status"], "completed");
+    assert_eq!(second.body["cache_hit"], true);
+    assert_eq!(second.body["cached_from"], first.body["job_id"]);
+    assert_eq!(stack.mock.requests().len(), calls, "no LLM call");
+    assert_eq!(queued_messages(&stack).await, 0, "nothing enqueued");
+    let id = Uuid::parse_str(second.body["job_id"].as_str().unwrap()).unwrap();
+    let first_id = Uuid::parse_str(first.body["job_id"].as_str().unwrap()).unwrap();
+    let blobs = &stack.gateway.blobs;
+    assert_eq!(
+        blobs.get(&keys::result(id)).await.unwrap(),
+        blobs.get(&keys::result(first_id)).await.unwrap()
+    );
+
+    let mut opted_out: serde_json::Value = serde_json::from_str(&body).unwrap();
+    opted_out["cache"] = serde_json::json!(false);
+    let third = execute(&stack, &service, opted_out.to_string().as_bytes()).await;
+    assert_eq!(third.status, 202, "{}", third.body);
+    assert_eq!(third.body["status"], "queued");
+    assert_eq!(third.body["cache_hit"], false);
+}
