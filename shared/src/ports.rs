@@ -212,6 +212,8 @@ pub trait BlobStore: Send + Sync {
     async fn delete_prefix(&self, prefix: &str) -> IoResult<usize>;
     /// A URL that reads the object without credentials until `expires_in` has passed.
     async fn presigned_get(&self, key: &str, expires_in: std::time::Duration) -> IoResult<String>;
+    /// A URL that writes the object (HTTP PUT) without credentials until `expires_in`.
+    async fn presigned_put(&self, key: &str, expires_in: std::time::Duration) -> IoResult<String>;
 }
 
 /// The job step queues (FIFO per job), one per priority lane.
@@ -302,6 +304,14 @@ pub mod keys {
     /// The per-pass token metrics of a completed job (JSON).
     pub fn metrics(job: Uuid) -> String {
         format!("jobs/{job}/metrics.json")
+    }
+    /// What is known of an upload: its organization and lifetime (JSON).
+    pub fn upload_meta(upload: Uuid) -> String {
+        format!("uploads/{upload}/meta.json")
+    }
+    /// The uploaded file itself, written by the client through a presigned URL.
+    pub fn upload_data(upload: Uuid) -> String {
+        format!("uploads/{upload}/data")
     }
     /// A result-cache entry: the completed job answering a cache key (JSON).
     pub fn cache_entry(key: &str) -> String {

@@ -585,3 +585,92 @@ async fn a_repeated_execute_is_answered_from_the_result_cache() {
     assert_eq!(third.body["status"], "queued");
     assert_eq!(third.body["cache_hit"], false);
 }
+
+async fn create_upload(stack: &TestStack, organization: &str) -> serde_json::Value {
+    let request = api_request(
+        "POST",
+        "/api/v1/uploads",
+        "/api/v1/uploads",
+        &[],
+        &[("organization_id", organization)],
+        None,
+    );
+    let created = execute::handle(&stack.gateway, request).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    created.body
+}
+
+#[tokio::test]
+async fn large_inputs_go_through_an_upload() {
+    let mut stack = TestStack::start().await;
+    let service = seeds::SUMMARIZE_SERVICE_ID.to_string();
+    let upload = create_upload(&stack, "org-up").await;
+    let id = upload["upload_id"].as_str().unwrap().to_string();
+    let submit = |org: &str, upload_id: &str| {
+        serde_json::json!({"input_upload_id": upload_id, "organization_id": org}).to_string()
+    };
+
+    let empty = execute(&stack, &service, submit("org-up", &id).as_bytes()).await;
+    assert_eq!(
+        (empty.status, empty.body["error_code"].as_str()),
+        (400, Some("UPLOAD_EMPTY")),
+        "{}",
+        empty.body
+    );
+
+    let text = transcript(300);
+    let put = reqwest::Client::new()
+        .put(upload["url"].as_str().unwrap())
+        .body(text.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+
+    let dry_run = {
+        let path = format!("/api/v1/services/{service}/validate-execution");
+        let request = api_request(
+            "POST",
+            "/api/v1/services/{id}/validate-execution",
+            &path,
+            &[("id", &service)],
+            &[],
+            Some(submit("org-up", &id).as_bytes()),
+        );
+        execute::handle(&stack.gateway, request).await
+    };
+    assert_eq!(dry_run.status, 200, "{}", dry_run.body);
+    assert!(dry_run.body["input_tokens"].as_u64().unwrap() > 1000);
+
+    let accepted = execute(&stack, &service, submit("org-up", &id).as_bytes()).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let job_id = Uuid::parse_str(accepted.body["job_id"].as_str().unwrap()).unwrap();
+    let stored = stack.gateway.blobs.get(&keys::input(job_id)).await.unwrap();
+    assert_eq!(
+        stored.as_deref(),
+        Some(text.as_bytes()),
+        "the uploaded text is the input"
+    );
+
+    for (org, upload_id, status, code) in [
+        ("org-other", id.clone(), 404, "UPLOAD_NOT_FOUND"),
+        (
+            "org-up",
+            Uuid::new_v4().to_string(),
+            404,
+            "UPLOAD_NOT_FOUND",
+        ),
+    ] {
+        let refused = execute(&stack, &service, submit(org, &upload_id).as_bytes()).await;
+        assert_eq!(
+            (refused.status, refused.body["error_code"].as_str()),
+            (status, Some(code)),
+            "{org} {upload_id}: {}",
+            refused.body
+        );
+        assert_eq!(refused.body["field"], "input_upload_id");
+    }
+    stack.gateway.limits.max_upload_bytes = 1000;
+    let too_large = execute(&stack, &service, submit("org-up", &id).as_bytes()).await;
+    assert_eq!(too_large.status, 413, "{}", too_large.body);
+}

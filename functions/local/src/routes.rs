@@ -22,6 +22,10 @@ pub const ROUTES: &[Route] = &[
         function: "execute",
     },
     Route {
+        resource: "/api/v1/uploads",
+        function: "execute",
+    },
+    Route {
         resource: "/healthcheck",
         function: "jobs",
     },

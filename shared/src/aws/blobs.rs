@@ -124,4 +124,18 @@ impl BlobStore for S3Blobs {
             .map_err(sdk_error("presign blob"))?;
         Ok(request.uri().to_string())
     }
+
+    async fn presigned_put(&self, key: &str, expires_in: Duration) -> IoResult<String> {
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| IoError::new("presign blob upload", e))?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(sdk_error("presign blob upload"))?;
+        Ok(request.uri().to_string())
+    }
 }

@@ -24,6 +24,8 @@ pub enum Resource {
     Version,
     /// A Word template for exports.
     DocumentTemplate,
+    /// An uploaded input.
+    Upload,
 }
 
 impl Resource {
@@ -43,6 +45,7 @@ impl Resource {
             Resource::Organization => "organization",
             Resource::Version => "version",
             Resource::DocumentTemplate => "template",
+            Resource::Upload => "upload",
         }
     }
 
@@ -56,6 +59,7 @@ impl Resource {
             Resource::Provider => "PROVIDER_NOT_FOUND",
             Resource::Version => "VERSION_NOT_FOUND",
             Resource::DocumentTemplate => "TEMPLATE_NOT_FOUND",
+            Resource::Upload => "UPLOAD_NOT_FOUND",
             _ => "NOT_FOUND",
         }
     }
@@ -125,6 +129,10 @@ pub enum Rule {
     OriginalVersion,
     /// The job's result changed between the caller's read and its write (reload, retry).
     ResultChanged,
+    /// An upload past its lifetime.
+    UploadExpired,
+    /// An upload whose file was never sent.
+    UploadEmpty,
 }
 
 impl Rule {
@@ -152,6 +160,8 @@ impl Rule {
             Rule::CurrentVersion => "CURRENT_VERSION",
             Rule::OriginalVersion => "ORIGINAL_VERSION",
             Rule::ResultChanged => "RESULT_CHANGED",
+            Rule::UploadExpired => "UPLOAD_EXPIRED",
+            Rule::UploadEmpty => "UPLOAD_EMPTY",
         }
     }
 

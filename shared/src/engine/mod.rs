@@ -32,6 +32,8 @@ use crate::ports::{
 pub struct Limits {
     /// Largest accepted `input`, in bytes (`GATEWAY_MAX_INPUT_BYTES`).
     pub max_input_bytes: usize,
+    /// Largest uploaded input (`POST /api/v1/uploads`, `GATEWAY_MAX_UPLOAD_BYTES`).
+    pub max_upload_bytes: usize,
     /// LLM retries (`GATEWAY_LLM_MAX_ATTEMPTS`, `GATEWAY_LLM_BACKOFF_MS`, `GATEWAY_LLM_MAX_BACKOFF_MS`).
     pub retry: RetryPolicy,
     /// Per-attempt LLM timeout (`GATEWAY_LLM_TIMEOUT_SECS`).
@@ -75,6 +77,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_input_bytes: 5_000_000,
+            max_upload_bytes: 50_000_000,
             retry: RetryPolicy::default(),
             llm_timeout: Duration::from_secs(120),
             result_inline_bytes: 1_000_000,
@@ -104,6 +107,8 @@ impl Limits {
         Limits {
             max_input_bytes: num("GATEWAY_MAX_INPUT_BYTES")
                 .map_or(defaults.max_input_bytes, |v| v as usize),
+            max_upload_bytes: num("GATEWAY_MAX_UPLOAD_BYTES")
+                .map_or(defaults.max_upload_bytes, |v| v as usize),
             retry: RetryPolicy {
                 max_attempts: num("GATEWAY_LLM_MAX_ATTEMPTS")
                     .map_or(defaults.retry.max_attempts, |v| v.max(1) as u32),

@@ -74,6 +74,13 @@ impl BlobStore for MemoryBlobs {
             expires_in.as_secs()
         ))
     }
+
+    async fn presigned_put(&self, key: &str, expires_in: Duration) -> IoResult<String> {
+        Ok(format!(
+            "memory://{key}?method=PUT&expires_in={}",
+            expires_in.as_secs()
+        ))
+    }
 }
 
 /// [`JobQueue`] in memory: every sent message with its lane, in order. SQS FIFO

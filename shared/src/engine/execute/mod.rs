@@ -6,6 +6,7 @@ mod cache;
 mod estimate;
 mod finishing;
 mod request;
+pub mod uploads;
 
 pub use cache::remember as remember_result;
 pub use estimate::dry_run_json;

@@ -13,7 +13,10 @@ use crate::postprocess::extraction;
 /// A validated execute request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExecuteRequest {
+    /// The text (read from the upload when `input_upload_id` names one).
     pub input: String,
+    /// An upload holding the input instead of `input` (`POST /api/v1/uploads`).
+    pub input_upload_id: Option<Uuid>,
     pub flavor_id: Option<Uuid>,
     pub flavor_name: Option<String>,
     pub organization_id: Option<String>,
@@ -42,14 +45,30 @@ impl ExecuteRequest {
         let Value::Object(mut fields) = value else {
             return Err(EngineError::InvalidBody(BodyProblem::NotObject));
         };
-        let input = match fields.remove("input") {
-            None | Some(Value::Null) => {
-                return Err(EngineError::invalid_field("input", "is required"))
+        let input_upload_id = optional_string(&mut fields, "input_upload_id")?
+            .map(|id| {
+                Uuid::parse_str(id.trim())
+                    .map_err(|_| EngineError::invalid_field("input_upload_id", "must be a UUID"))
+            })
+            .transpose()?;
+        let input = match (fields.remove("input"), input_upload_id) {
+            (None | Some(Value::Null), None) => {
+                return Err(EngineError::invalid_field(
+                    "input",
+                    "is required (or input_upload_id, for a file sent to POST /api/v1/uploads)",
+                ))
             }
-            Some(Value::String(input)) => input,
-            Some(_) => return Err(EngineError::invalid_field("input", "must be a string")),
+            (None | Some(Value::Null), Some(_)) => String::new(),
+            (Some(_), Some(_)) => {
+                return Err(EngineError::invalid_field(
+                    "input_upload_id",
+                    "give input or input_upload_id, not both",
+                ))
+            }
+            (Some(Value::String(input)), None) => input,
+            (Some(_), None) => return Err(EngineError::invalid_field("input", "must be a string")),
         };
-        if input.trim().is_empty() {
+        if input_upload_id.is_none() && input.trim().is_empty() {
             return Err(EngineError::invalid_field("input", "must not be empty"));
         }
         if input.len() > max_input_bytes {
@@ -94,6 +113,7 @@ impl ExecuteRequest {
         };
         Ok(ExecuteRequest {
             input,
+            input_upload_id,
             flavor_id,
             flavor_name,
             organization_id,
