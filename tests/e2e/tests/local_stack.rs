@@ -291,8 +291,9 @@ async fn a_worker_killed_mid_job_resumes_without_calling_a_step_twice() {
     stack.mock.clear();
     stack.mock.set_latency(Duration::from_millis(400));
 
+    // The same input again: it must run, not be answered by the result cache.
     let accepted = run
-        .submit(json!({"input": input, "organization_id": ORG}))
+        .submit(json!({"input": input, "organization_id": ORG, "cache": false}))
         .await;
     let job_id = accepted["job_id"].as_str().unwrap().to_string();
     // Wait until three steps are answered and the fourth is in flight, then SIGKILL.
