@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod cached;
 #[cfg(feature = "documents")]
 pub mod documents;
 pub mod domain;

@@ -11,6 +11,7 @@ mod notifier;
 mod queue;
 mod secrets;
 
+use crate::cached::{CachedCatalog, CachedSecrets};
 pub use blobs::S3Blobs;
 pub use breakers::DynamoBreakers;
 pub use catalog::DynamoCatalog;
@@ -127,12 +128,16 @@ pub fn gateway(env: GatewayEnv, clients: &AwsClients, limits: Limits) -> Gateway
         clients.dynamodb.clone(),
         env.catalog_table,
     ));
+    let secrets = Arc::new(KmsSecrets::new(clients.kms.clone(), env.kms_key_id.clone()));
     Gateway {
         jobs: Arc::new(DynamoJobStore::new(
             clients.dynamodb.clone(),
             env.jobs_table,
         )),
-        catalog: catalog.clone(),
+        catalog: Arc::new(CachedCatalog::new(
+            catalog.clone(),
+            limits.catalog_cache_ttl,
+        )),
         records: catalog,
         blobs: Arc::new(S3Blobs::new(clients.s3.clone(), env.bucket)),
         breakers: Arc::new(DynamoBreakers::new(
@@ -140,7 +145,7 @@ pub fn gateway(env: GatewayEnv, clients: &AwsClients, limits: Limits) -> Gateway
             env.breakers_table,
         )),
         queue: Arc::new(SqsJobQueue::new(clients.sqs.clone(), env.job_queues)),
-        secrets: Arc::new(KmsSecrets::new(clients.kms.clone(), env.kms_key_id.clone())),
+        secrets: Arc::new(CachedSecrets::new(secrets, limits.catalog_cache_ttl)),
         llm: Arc::new(OpenAiClient::new(limits.llm_timeout)),
         limits,
     }

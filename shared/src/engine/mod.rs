@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_input_bytes: usize,
     /// Largest uploaded input (`POST /api/v1/uploads`, `GATEWAY_MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: usize,
+    /// How long an execution environment keeps provider and model records and decrypted
+    /// provider keys (`GATEWAY_CATALOG_CACHE_SECS`; 0 turns the caches off).
+    pub catalog_cache_ttl: Duration,
     /// LLM retries (`GATEWAY_LLM_MAX_ATTEMPTS`, `GATEWAY_LLM_BACKOFF_MS`, `GATEWAY_LLM_MAX_BACKOFF_MS`).
     pub retry: RetryPolicy,
     /// Per-attempt LLM timeout (`GATEWAY_LLM_TIMEOUT_SECS`).
@@ -78,6 +81,7 @@ impl Default for Limits {
         Limits {
             max_input_bytes: 5_000_000,
             max_upload_bytes: 50_000_000,
+            catalog_cache_ttl: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             llm_timeout: Duration::from_secs(120),
             result_inline_bytes: 1_000_000,
@@ -109,6 +113,8 @@ impl Limits {
                 .map_or(defaults.max_input_bytes, |v| v as usize),
             max_upload_bytes: num("GATEWAY_MAX_UPLOAD_BYTES")
                 .map_or(defaults.max_upload_bytes, |v| v as usize),
+            catalog_cache_ttl: num("GATEWAY_CATALOG_CACHE_SECS")
+                .map_or(defaults.catalog_cache_ttl, Duration::from_secs),
             retry: RetryPolicy {
                 max_attempts: num("GATEWAY_LLM_MAX_ATTEMPTS")
                     .map_or(defaults.retry.max_attempts, |v| v.max(1) as u32),

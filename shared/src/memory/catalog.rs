@@ -44,9 +44,16 @@ fn claim_key(key: &str) -> (String, String) {
 #[derive(Debug, Default)]
 pub struct MemoryCatalog {
     items: Mutex<BTreeMap<(String, String), Item>>,
+    provider_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryCatalog {
+    /// How many providers were read through [`Catalog::provider`].
+    pub fn reads(&self) -> usize {
+        self.provider_reads
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The owner of a claimed unique key.
     pub fn claim_owner(&self, key: &str) -> Option<Uuid> {
         match lock(&self.items).get(&claim_key(key)) {
@@ -148,6 +155,8 @@ impl Catalog for MemoryCatalog {
     }
 
     async fn provider(&self, id: Uuid) -> IoResult<Option<Provider>> {
+        self.provider_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (pk, sk) = record_key(RecordKind::Provider, id, None);
         self.typed(pk, sk)
     }

@@ -102,7 +102,7 @@ impl MemoryGateway {
         let catalog = Arc::new(MemoryCatalog::default());
         let blobs = Arc::new(MemoryBlobs::default());
         let queue = Arc::new(MemoryQueue::default());
-        let secrets = Arc::new(MemorySecrets);
+        let secrets = Arc::new(MemorySecrets::default());
         let llm = Arc::new(MemoryLlm::default());
         let connections = Arc::new(MemoryConnections::default());
         let notifier = Arc::new(MemoryNotifier::default());

@@ -144,11 +144,22 @@ const SECRET_MARKER: &str = "memory-kms:";
 /// [`Secrets`] that "encrypts" reversibly: base64 of a marker and the secret. Decryption
 /// refuses anything else with an [`IoError`], as KMS refuses foreign ciphertexts.
 #[derive(Debug, Default)]
-pub struct MemorySecrets;
+pub struct MemorySecrets {
+    decrypts: std::sync::atomic::AtomicUsize,
+}
+
+impl MemorySecrets {
+    /// How many decryptions were asked for.
+    pub fn decrypts(&self) -> usize {
+        self.decrypts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 #[async_trait]
 impl Secrets for MemorySecrets {
     async fn decrypt(&self, ciphertext_b64: &str) -> IoResult<String> {
+        self.decrypts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(ciphertext_b64.trim())
             .map_err(|e| IoError::new("decode secret", e))?;

@@ -538,7 +538,7 @@ async fn blobs_queue_and_secrets() {
     );
     assert!(queue.sent().is_empty());
 
-    let secrets = MemorySecrets;
+    let secrets = MemorySecrets::default();
     let ciphertext = secrets.encrypt("sk-1").await.unwrap();
     assert!(!ciphertext.contains("sk-1"));
     assert_eq!(secrets.decrypt(&ciphertext).await.unwrap(), "sk-1");

@@ -75,6 +75,8 @@ pub fn test_limits() -> Limits {
         step_patience: Duration::from_secs(30),
         requeue_base: Duration::from_millis(100),
         requeue_max: Duration::from_secs(1),
+        // Tests change providers between jobs: always read them.
+        catalog_cache_ttl: Duration::ZERO,
         ..Limits::default()
     }
 }
