@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use gateway_e2e::LocalRun;
 use gateway_test_support::{seeds, transcript, TestStack};
+use mock_llm::FaultRule;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -88,6 +89,24 @@ async fn get_job(run: &LocalRun, job_id: &str) -> Value {
     .json()
     .await
     .expect("job JSON")
+}
+
+/// The id of the organization's job that is queued or processing, once there is one.
+async fn wait_for_running_job(run: &LocalRun) -> String {
+    let url = format!("{}/api/v1/jobs?organization_id={ORG}", run.api);
+    for _ in 0..200 {
+        let list: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        let running = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|job| matches!(job["status"].as_str(), Some("queued" | "processing")));
+        if let Some(job) = running {
+            return job["id"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no job started");
 }
 
 fn scratch_dir() -> PathBuf {
@@ -289,6 +308,69 @@ async fn the_cli_runs_follows_lists_and_exports_jobs() {
     )
     .await;
     assert_exit(&output, 2);
+
+    // A job the provider fails: exit 1 with the job's error; --json still prints the job.
+    stack.mock.push_fault(FaultRule::status(400).times(5));
+    let output = llmgw(
+        &run,
+        &dir,
+        &[
+            "--json",
+            "run",
+            "--service",
+            "summarize",
+            "--flavor",
+            "single-pass",
+            input,
+        ],
+        None,
+    )
+    .await;
+    assert_exit(&output, 1);
+    let failed: Value = serde_json::from_str(&stdout(&output)).expect("the failed job as JSON");
+    assert_eq!(failed["status"], "failed");
+    let failed_id = failed["id"].as_str().unwrap();
+    assert!(
+        stderr(&output).contains(&format!(
+            "error: job {failed_id} failed: PROVIDER_BAD_REQUEST: "
+        )),
+        "{}",
+        stderr(&output)
+    );
+    stack.mock.clear_faults();
+
+    // A job cancelled while `run` follows it: `run` sees it and exits 1.
+    stack.mock.set_latency(Duration::from_millis(700));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_llmgw"));
+    command.args([
+        "--endpoint",
+        &run.api,
+        "--ws",
+        &run.websocket,
+        "--org",
+        ORG,
+        "run",
+        "--service",
+        "summarize",
+        input,
+    ]);
+    let following = tokio::spawn({
+        let dir = dir.clone();
+        async move { spawn(command, &dir, None).await }
+    });
+    let running_id = wait_for_running_job(&run).await;
+    let output = llmgw(&run, &dir, &["jobs", "cancel", &running_id], None).await;
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), format!("job {running_id} cancelled\n"));
+    let output = following.await.unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains(&format!("error: job {running_id} cancelled")),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(stdout(&output), "", "no result");
+    stack.mock.set_latency(Duration::from_millis(0));
 
     // delete, then the job is gone.
     let output = llmgw(&run, &dir, &["jobs", "delete", &single_id], None).await;
