@@ -86,7 +86,8 @@ impl Snapshot {
         is_terminal(&self.status)
     }
 
-    /// One line: `processing  call 3/21  42%  1,960 tokens  $0.0039`.
+    /// One line: `processing  call 3/21  42%  1,960 tokens  $0.0039` (while running, the
+    /// call in flight: finished calls of the phase + 1).
     pub fn line(&self) -> String {
         let mut parts = Vec::new();
         let stage = match (&self.phase, self.status.as_str()) {
@@ -95,9 +96,15 @@ impl Snapshot {
         };
         parts.push(format!("{stage:<12}"));
         if self.total_batches > 0 && !matches!(self.status.as_str(), "queued") {
+            // `current_batch` counts the phase's finished calls: a running job is on the next.
+            let call = if self.is_terminal() {
+                self.current_batch
+            } else {
+                self.current_batch.saturating_add(1)
+            };
             parts.push(format!(
                 "call {}/{}",
-                self.current_batch.min(self.total_batches),
+                call.min(self.total_batches),
                 self.total_batches
             ));
         }
@@ -197,15 +204,16 @@ mod tests {
     #[test]
     fn a_websocket_update_renders_phase_call_percentage_tokens_and_cost() {
         let snapshot = Snapshot::from_update(&update(), "j1").unwrap();
+        // Two calls of the phase done: the third is in flight.
         assert_eq!(
             snapshot.line(),
-            "processing    call 2/21    9%  1,960 tokens  $0.0039"
+            "processing    call 3/21    9%  1,960 tokens  $0.0039"
         );
         assert!(!snapshot.is_terminal());
 
         let mut reducing = update();
         reducing["progress"]["phase"] = json!("reducing");
-        reducing["progress"]["current_batch"] = json!(1);
+        reducing["progress"]["current_batch"] = json!(0);
         reducing["progress"]["total_batches"] = json!(1);
         reducing["progress"]["percentage"] = json!(96);
         assert_eq!(
