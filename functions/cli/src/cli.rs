@@ -9,6 +9,9 @@ use reqwest::Url;
 /// Default REST endpoint: the local front door (`functions/local`).
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 
+/// Largest `--timeout`: a week.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+
 /// `llmgw`: the command-line client of the LLM Gateway.
 #[derive(Debug, Parser)]
 #[command(
@@ -43,7 +46,7 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// Give up after SECS seconds (the whole command, including waiting for a job).
-    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: Option<u64>,
 }
 

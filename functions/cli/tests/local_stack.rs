@@ -370,6 +370,21 @@ async fn the_cli_runs_follows_lists_and_exports_jobs() {
         stderr(&output)
     );
     assert_eq!(stdout(&output), "", "no result");
+
+    // --timeout bounds the wait: exit 5, the job goes on.
+    let output = llmgw(
+        &run,
+        &dir,
+        &["--timeout", "2", "run", "--service", "summarize", input],
+        None,
+    )
+    .await;
+    assert_exit(&output, 5);
+    assert!(
+        stderr(&output).contains("error: timed out waiting for "),
+        "{}",
+        stderr(&output)
+    );
     stack.mock.set_latency(Duration::from_millis(0));
 
     // delete, then the job is gone.
