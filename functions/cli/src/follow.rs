@@ -20,6 +20,13 @@ const QUIET_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// Bound on opening the WebSocket.
 const WS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// wss:// uses rustls, which needs one process-wide crypto provider when more than one is
+/// compiled in: ring, as reqwest's. Call once before connecting.
+pub fn install_tls_provider() {
+    // Err only when one is installed already: fine either way.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// `GET /api/v1/jobs/{id}`.
 pub async fn get_job(client: &ApiClient, job_id: &str) -> CliResult<Value> {
     client
@@ -194,6 +201,7 @@ fn base(url: &Url) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::Deadline;
 
     #[test]
     fn the_subscription_url_names_the_job_and_organization() {
@@ -215,6 +223,95 @@ mod tests {
                 .exit_code(),
             2
         );
+    }
+
+    /// A WebSocket server on a free port answering the first connection's subscribe with
+    /// `messages`, then closing.
+    async fn scripted_server(messages: Vec<Value>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+            let subscribe = socket.next().await.unwrap().unwrap();
+            assert_eq!(subscribe.to_text().unwrap(), r#"{"action":"subscribe"}"#);
+            for message in messages {
+                socket
+                    .send(Message::text(message.to_string()))
+                    .await
+                    .unwrap();
+            }
+            let _ = socket.close(None).await;
+        });
+        format!("ws://127.0.0.1:{port}")
+    }
+
+    fn update(status: &str, event_type: &str, percentage: u64) -> Value {
+        json!({"type": "job_update", "job_id": "j1", "event_type": event_type, "status": status,
+               "progress": {"phase": "processing", "current_batch": 1, "total_batches": 2,
+                            "percentage": percentage},
+               "tokens": {"prompt": 90, "completion": 10, "total": 100}, "estimated_cost": 0.001})
+    }
+
+    async fn follow_live(ws: &str) -> Live {
+        // Nothing listens on port 9: the live feed must not need the REST API here.
+        let client = ApiClient::new("http://127.0.0.1:9", None, Deadline::after(Some(20))).unwrap();
+        let url = subscription_url(ws, "j1", Some("o")).unwrap();
+        live(&client, &url, "j1", &Bar::new()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn updates_are_followed_until_the_job_is_final() {
+        let ws = scripted_server(vec![
+            json!({"type": "job_update", "job_id": "other", "status": "completed"}),
+            update("processing", "progress", 40),
+            update("completed", "complete", 100),
+        ])
+        .await;
+        assert!(matches!(follow_live(&ws).await, Live::Finished));
+    }
+
+    #[tokio::test]
+    async fn a_drop_or_an_error_message_falls_back_to_polling() {
+        let ws = scripted_server(vec![update("processing", "progress", 40)]).await;
+        assert!(
+            matches!(follow_live(&ws).await, Live::Lost(reason) if reason == "the WebSocket closed")
+        );
+        let ws = scripted_server(vec![
+            json!({"type": "error", "detail": "unknown action", "error_code": "INVALID_MESSAGE"}),
+        ])
+        .await;
+        assert!(matches!(
+            follow_live(&ws).await,
+            Live::Lost(reason) if reason == "the WebSocket API said: unknown action"
+        ));
+        // Nothing listening.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(matches!(
+            follow_live(&format!("ws://127.0.0.1:{port}")).await,
+            Live::Lost(reason) if reason.starts_with("cannot connect to ws://127.0.0.1:")
+        ));
+    }
+
+    #[tokio::test]
+    async fn wss_builds_its_tls_client_without_panicking() {
+        install_tls_provider();
+        // A plain-TCP server: the TLS handshake fails, after the client config is built.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        });
+        assert!(matches!(
+            follow_live(&format!("wss://127.0.0.1:{port}")).await,
+            Live::Lost(reason) if reason.starts_with("cannot connect to wss://127.0.0.1:")
+        ));
     }
 
     #[test]

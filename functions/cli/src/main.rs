@@ -37,8 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
-    // wss:// uses rustls: one process-wide crypto provider (ring, as reqwest's).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    follow::install_tls_provider();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
