@@ -34,7 +34,7 @@ export PATH="$VENV/bin:$PATH"
 PY="$VENV/bin/python"
 
 say "building the function binaries, functions/local and the mock LLM"
-cargo build --bins -p execute -p jobs -p catalog -p export -p batch-worker -p ws -p local -p mock-llm
+cargo build --bins -p execute -p jobs -p catalog -p export -p batch-worker -p ws -p local -p mock-llm -p llmgw
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug"
 
 PIDS=()
@@ -89,32 +89,15 @@ API="http://127.0.0.1:$HTTP_PORT"
 say "gateway API on $API, live progress on ws://127.0.0.1:$WS_PORT/?job_id=... (logs in $STATE)"
 
 say "submitting $(basename "$TRANSCRIPT") ($(wc -c <"$TRANSCRIPT") bytes) to the summarize service"
-"$PY" - "$API" "$TRANSCRIPT" "$STATE" <<'PYEOF'
-import json, os, sys, time, urllib.request, urllib.error
-api, path, state = sys.argv[1], sys.argv[2], sys.argv[3]
-service = "0b0d3f3e-0000-4000-8000-000000000201"
-body = json.dumps({"input": open(path, encoding="utf-8").read(), "organization_id": "demo"}).encode()
-req = urllib.request.Request(f"{api}/api/v1/services/{service}/execute", body, {"content-type": "application/json"})
-try:
-    job = json.load(urllib.request.urlopen(req))
-except urllib.error.HTTPError as e:
-    sys.exit(f"execute failed: {e.code} {e.read().decode()}")
-print(f"job {job['job_id']}: {job['status']}, {job['input_tokens']} input tokens, "
-      f"{job['total_turns']} turns, about {job['estimated_batches']} batches ({job['flavor_name']})")
-last = None
-deadline = time.time() + 600
-while time.time() < deadline:
-    job = json.load(urllib.request.urlopen(f"{api}/api/v1/jobs/{job['job_id']}?organization_id=demo"))
-    p = job["progress"]
-    line = f"  {p['phase']:<12} call {p['current_batch']}/{p['total_batches']}  turns {p['completed_turns']}/{p['total_turns']}  {p['percentage']}%  tokens {job['token_metrics']['total_tokens']}"
-    if line != last:
-        print(line, flush=True)
-        last = line
-    if job["status"] in ("completed", "failed"):
-        break
-    time.sleep(0.3)
-if job["status"] != "completed":
-    sys.exit(f"job did not complete: {job.get('error_code')}: {job.get('error')}")
+# The command-line client submits, follows the job live (progress on stderr) and prints the
+# final job as JSON.
+"$BIN/llmgw" --endpoint "$API" --ws "ws://127.0.0.1:$WS_PORT" --org demo --json \
+    run --service summarize "$TRANSCRIPT" >"$STATE/job.json"
+"$PY" - "$API" "$STATE/job.json" "$STATE" <<'PYEOF'
+import json, os, sys, time, urllib.request
+api, job_path, state = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(job_path, encoding="utf-8") as f:
+    job = json.load(f)
 m = job["token_metrics"]
 print("\n--- result ---")
 print(job["result"].get("output") or f"(large result, at {job['result'].get('url')})")
