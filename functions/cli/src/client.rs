@@ -183,6 +183,15 @@ impl ApiClient {
         }))
     }
 
+    /// PUTs `bytes` to an absolute URL the API handed out (an upload).
+    pub async fn put(&self, location: &str, bytes: Vec<u8>) -> CliResult<()> {
+        let url = Url::parse(location)
+            .map_err(|e| CliError::Protocol(format!("bad upload URL {location:?}: {e}")))?;
+        self.send(self.request(Method::PUT, url.clone()).body(bytes), &url)
+            .await?;
+        Ok(())
+    }
+
     /// Downloads an absolute URL the API handed out (a presigned result or export), or a
     /// path relative to the API.
     pub async fn download(&self, location: &str) -> CliResult<Vec<u8>> {

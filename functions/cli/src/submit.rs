@@ -1,4 +1,5 @@
-//! Submitting a document: staging it (inline today), building the execute body, and
+//! Submitting a document: staging it (inline, or above [`INLINE_LIMIT`] through
+//! `POST /api/v1/uploads` and a PUT to the URL it gives), building the execute body, and
 //! `POST /api/v1/services/{id}/execute`.
 
 use reqwest::Method;
@@ -9,20 +10,40 @@ use crate::client::ApiClient;
 use crate::error::CliResult;
 use crate::follow::segment;
 
+/// Larger documents are uploaded first (the gateway takes at most 5 MB inline).
+pub const INLINE_LIMIT: usize = 1_000_000;
+
 /// How the document reaches the gateway.
-///
-/// Today every document travels inline in the execute body. When `POST /api/v1/uploads`
-/// exists, [`stage`] uploads large documents first and returns an `Uploaded` reference,
-/// and [`execute_body`] names it instead of carrying the text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
     /// The text itself, sent as `input`.
     Inline(String),
+    /// Uploaded beforehand, named as `input_upload_id`.
+    Uploaded(String),
 }
 
-/// Prepares the document for submission: the step where an upload slots in.
-pub async fn stage(_client: &ApiClient, text: String) -> CliResult<Document> {
-    Ok(Document::Inline(text))
+/// Prepares the document for submission: small ones travel inline, larger ones are
+/// uploaded to the URL `POST /api/v1/uploads` hands out.
+pub async fn stage(client: &ApiClient, text: String) -> CliResult<Document> {
+    if text.len() <= INLINE_LIMIT {
+        return Ok(Document::Inline(text));
+    }
+    let query: Vec<(&str, String)> = client
+        .org()
+        .map(|org| ("organization_id", org.to_string()))
+        .into_iter()
+        .collect();
+    let upload = client
+        .json(Method::POST, "/api/v1/uploads", &query, None)
+        .await?;
+    let (Some(id), Some(url)) = (upload["upload_id"].as_str(), upload["url"].as_str()) else {
+        return Err(crate::error::CliError::Protocol(format!(
+            "the upload answer has no upload_id and url: {upload}"
+        )));
+    };
+    eprintln!("uploading {:.1} MB", text.len() as f64 / 1e6);
+    client.put(url, text.into_bytes()).await?;
+    Ok(Document::Uploaded(id.to_string()))
 }
 
 /// The execute body: the document, the flavor (`flavor_id` for an id, else
@@ -32,6 +53,9 @@ pub fn execute_body(document: Document, flavor: Option<&str>, org: Option<&str>)
     match document {
         Document::Inline(text) => {
             body.insert("input".into(), Value::String(text));
+        }
+        Document::Uploaded(id) => {
+            body.insert("input_upload_id".into(), Value::String(id));
         }
     }
     if let Some(flavor) = flavor.map(str::trim).filter(|f| !f.is_empty()) {
@@ -80,6 +104,10 @@ mod tests {
         assert_eq!(
             execute_body(doc(), None, None),
             json!({"input": "Alice: hi"})
+        );
+        assert_eq!(
+            execute_body(Document::Uploaded("u-1".into()), None, None),
+            json!({"input_upload_id": "u-1"})
         );
     }
 }
