@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// Write the result to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Run the job even when a completed job of the same document and settings could
+    /// answer from the result cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// The document to process; `-` reads stdin.
     #[arg(value_name = "FILE|-")]
     pub input: String,

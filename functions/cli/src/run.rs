@@ -22,7 +22,10 @@ pub async fn run(
     let text = files::read_input(&args.input)?;
     let service_id = services::resolve(client, &args.service).await?;
     let document = submit::stage(client, text).await?;
-    let body = submit::execute_body(document, args.flavor.as_deref(), client.org());
+    let mut body = submit::execute_body(document, args.flavor.as_deref(), client.org());
+    if args.no_cache {
+        body["cache"] = Value::Bool(false);
+    }
     let accepted = submit::execute(client, &service_id, &body).await?;
     let job_id = accepted
         .get("job_id")

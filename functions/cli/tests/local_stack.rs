@@ -350,6 +350,7 @@ async fn the_cli_runs_follows_lists_and_exports_jobs() {
         "--org",
         ORG,
         "run",
+        "--no-cache",
         "--service",
         "summarize",
         input,
@@ -375,7 +376,15 @@ async fn the_cli_runs_follows_lists_and_exports_jobs() {
     let output = llmgw(
         &run,
         &dir,
-        &["--timeout", "2", "run", "--service", "summarize", input],
+        &[
+            "--timeout",
+            "2",
+            "run",
+            "--no-cache",
+            "--service",
+            "summarize",
+            input,
+        ],
         None,
     )
     .await;
