@@ -674,3 +674,76 @@ async fn large_inputs_go_through_an_upload() {
     let too_large = execute(&stack, &service, submit("org-up", &id).as_bytes()).await;
     assert_eq!(too_large.status, 413, "{}", too_large.body);
 }
+
+#[tokio::test]
+async fn the_reference_multipart_run_submits_a_file() {
+    let stack = TestStack::start().await;
+    let service = seeds::SUMMARIZE_SERVICE_ID.to_string();
+    let form = |fields: &[(&str, &str)], file: Option<&str>| {
+        let mut body = String::new();
+        for (name, value) in fields {
+            body.push_str(&format!(
+                "--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        if let Some(file) = file {
+            body.push_str(&format!(
+                "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.txt\"\r\nContent-Type: text/plain\r\n\r\n{file}\r\n"
+            ));
+        }
+        body.push_str("--B--\r\n");
+        body
+    };
+    let run = |body: String| {
+        let stack = &stack;
+        let service = service.clone();
+        async move {
+            let request = gateway_test_support::api_request_of_type(
+                "POST",
+                "/api/v1/services/{id}/run",
+                &format!("/api/v1/services/{service}/run"),
+                &[("id", &service)],
+                &[],
+                Some(body.as_bytes()),
+                "multipart/form-data; boundary=B",
+            );
+            execute::handle(&stack.gateway, request).await
+        }
+    };
+    let flavor = seeds::SINGLE_PASS_FLAVOR_ID.to_string();
+    let accepted = run(form(
+        &[("flavor_id", &flavor), ("organization_id", "org-run")],
+        Some(&transcript(6)),
+    ))
+    .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    assert_eq!(accepted.body["flavor_name"], "single-pass");
+    assert_eq!(accepted.body["organization_id"], "org-run");
+
+    for (fields, file, field) in [
+        (vec![("flavor_id", flavor.as_str())], None, "file"),
+        (
+            vec![("flavor_id", flavor.as_str()), ("temperature", "0.9")],
+            Some("A : hi."),
+            "temperature",
+        ),
+        (
+            vec![("flavor_id", flavor.as_str()), ("context", "{not json")],
+            Some("A : hi."),
+            "context",
+        ),
+        (
+            vec![("flavor_id", flavor.as_str()), ("cache", "maybe")],
+            Some("A : hi."),
+            "cache",
+        ),
+    ] {
+        let refused = run(form(&fields, file)).await;
+        assert_eq!(refused.status, 422, "{field}: {}", refused.body);
+        assert_eq!(
+            refused.body["detail"][0]["loc"][1], field,
+            "{}",
+            refused.body
+        );
+    }
+}

@@ -26,6 +26,10 @@ pub const ROUTES: &[Route] = &[
         function: "execute",
     },
     Route {
+        resource: "/api/v1/services/{id}/run",
+        function: "execute",
+    },
+    Route {
         resource: "/healthcheck",
         function: "jobs",
     },

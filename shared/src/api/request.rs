@@ -15,6 +15,7 @@ pub const FORM_ROUTES: &[&str] = &[
     "/api/v1/flavor-presets/{id}/apply",
     "/api/v1/document-templates",
     "/api/v1/document-templates/{id}",
+    "/api/v1/services/{id}/run",
 ];
 
 /// A request body as delivered (for Lambda, `lambda_http::Body`).
