@@ -262,12 +262,12 @@ impl Filling {
         self.template
             .as_ref()
             .and_then(|template| {
-                template.placeholders.iter().find_map(|raw| {
-                    let (field, hint) = raw.split_once(':')?;
-                    (field.trim() == name).then(|| hint.trim().to_string())
-                })
+                template
+                    .placeholder_parts()
+                    .find_map(|(field, hint)| hint.filter(|_| field == name))
             })
             .unwrap_or_default()
+            .to_string()
     }
 
     /// Stores the extracted fields and the call's usage on the job; a concurrent change

@@ -8,7 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::api::multipart::{Form, UploadedFile};
@@ -20,6 +19,7 @@ use crate::engine::catalog::entity::{
 };
 use crate::engine::catalog::validate::text_length;
 use crate::engine::error::{EngineError, EngineResult, Location, Resource};
+use crate::engine::execute::sha256_hex;
 use crate::engine::{FileResponse, Gateway, JsonResponse};
 use crate::ports::{keys, CatalogWrite, RecordKind};
 
@@ -123,11 +123,19 @@ impl DocumentTemplate {
         self.name_en.as_deref().unwrap_or(&self.name_fr)
     }
 
-    /// The placeholder names, without hints, in document order.
-    pub fn placeholder_names(&self) -> impl Iterator<Item = &str> {
+    /// The placeholders as (name, hint), in document order (stored as `name: hint`).
+    pub fn placeholder_parts(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
         self.placeholders
             .iter()
-            .map(|raw| raw.split(':').next().unwrap_or_default().trim())
+            .map(|raw| match raw.split_once(':') {
+                Some((name, hint)) => (name.trim(), Some(hint.trim())),
+                None => (raw.trim(), None),
+            })
+    }
+
+    /// The placeholder names, without hints, in document order.
+    pub fn placeholder_names(&self) -> impl Iterator<Item = &str> {
+        self.placeholder_parts().map(|(name, _)| name)
     }
 }
 
@@ -153,13 +161,6 @@ fn checked_file(file: Option<&UploadedFile>) -> EngineResult<(&UploadedFile, Vec
         })
         .collect();
     Ok((file, placeholders))
-}
-
-fn hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 /// A boolean form field (`true`/`false`, 422 otherwise).
@@ -219,7 +220,7 @@ pub async fn create(gateway: &Gateway, scope: &Scope, form: &Form) -> EngineResu
         user_id: form.text("user_id").map(str::to_string),
         file_name: file_name(&file.file_name),
         file_size: file.bytes.len() as u64,
-        file_hash: hash(&file.bytes),
+        file_hash: sha256_hex(&file.bytes),
         placeholders,
         is_default: form_flag(form, "is_default")?.unwrap_or(false),
         created_at: now.clone(),
@@ -348,7 +349,7 @@ pub async fn update(
             let (file, placeholders) = checked_file(Some(file))?;
             template.file_name = file_name(&file.file_name);
             template.file_size = file.bytes.len() as u64;
-            template.file_hash = hash(&file.bytes);
+            template.file_hash = sha256_hex(&file.bytes);
             template.placeholders = placeholders;
             Some(file)
         }
@@ -443,13 +444,9 @@ pub async fn placeholders(
 ) -> EngineResult<JsonResponse> {
     let template: DocumentTemplate = load(gateway.records.as_ref(), id, scope).await?;
     let items = template
-        .placeholders
-        .iter()
-        .map(|raw| {
-            let (name, hint) = raw
-                .split_once(':')
-                .map_or((raw.as_str(), None), |(name, hint)| (name, Some(hint.trim())));
-            json!({"name": name.trim(), "description": hint, "is_standard": is_standard(name.trim())})
+        .placeholder_parts()
+        .map(|(name, hint)| {
+            json!({"name": name, "description": hint, "is_standard": is_standard(name)})
         })
         .collect();
     Ok(JsonResponse::new(200, Value::Array(items)))

@@ -46,8 +46,12 @@ struct CacheKey<'a> {
     input_sha256: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+/// The SHA-256 of `bytes` in lower-case hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The cache key of a planned job and its input.
@@ -79,10 +83,10 @@ pub fn cache_key(job: &Job, input: &str) -> String {
             .context
             .as_ref()
             .and_then(|context| serde_json::to_value(context).ok()),
-        input_sha256: hex(&Sha256::digest(input.as_bytes())),
+        input_sha256: sha256_hex(input.as_bytes()),
     };
     let encoded = serde_json::to_vec(&key).unwrap_or_default();
-    hex(&Sha256::digest(&encoded))
+    sha256_hex(&encoded)
 }
 
 /// Records a completed job as the answer for its key (if it has one). A failure only
