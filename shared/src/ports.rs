@@ -206,6 +206,13 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> IoResult<()>;
     /// None when the key does not exist.
     async fn get(&self, key: &str) -> IoResult<Option<Vec<u8>>>;
+    /// Up to `len` bytes from `offset` (fewer at the end of the object, none past it);
+    /// None when the key does not exist. How large objects are read in pieces.
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> IoResult<Option<Vec<u8>>>;
+    /// The object's size in bytes; None when the key does not exist.
+    async fn size(&self, key: &str) -> IoResult<Option<u64>>;
+    /// Copies an object inside the store (no bytes travel through the caller).
+    async fn copy(&self, from: &str, to: &str) -> IoResult<()>;
     /// Deletes one object (a missing key is not an error).
     async fn delete(&self, key: &str) -> IoResult<()>;
     /// Deletes every object whose key starts with `prefix`; returns how many.
@@ -272,17 +279,11 @@ pub mod keys {
     pub fn input(job: Uuid) -> String {
         format!("jobs/{job}/input.txt")
     }
-    /// The normalised turns (JSON), as cut at submission.
-    pub fn turns(job: Uuid) -> String {
-        format!("jobs/{job}/turns.json")
-    }
-    /// The turns of revision `revision`: 0 is [`turns`]; a failover to another model
-    /// writes the next revision (done turns kept, the rest cut again for the new model).
-    pub fn turns_revision(job: Uuid, revision: u32) -> String {
-        match revision {
-            0 => turns(job),
-            n => format!("jobs/{job}/turns-{n}.json"),
-        }
+    /// Page `page` of the normalised turns of revision `revision` (JSON). Revision 0 is
+    /// cut at planning; a failover to another model writes the next revision (the turns
+    /// not done yet, cut again for the new model).
+    pub fn turn_page(job: Uuid, revision: u32, page: u32) -> String {
+        format!("jobs/{job}/turns/{revision:02}/{page:06}.json")
     }
     /// The output of one step (JSON), written once.
     pub fn step(job: Uuid, step: u32) -> String {

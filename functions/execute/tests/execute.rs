@@ -77,13 +77,20 @@ async fn accepted_job_is_stored_and_enqueued() {
         .unwrap()
         .expect("input stored");
     assert_eq!(String::from_utf8(input).unwrap(), transcript(40));
-    assert!(stack
+    assert_eq!(
+        job.progress.turn_pages,
+        vec![0],
+        "40 short turns fit one page"
+    );
+    let page = stack
         .gateway
         .blobs
-        .get(&keys::turns(job_id))
+        .get(&keys::turn_page(job_id, 0, 0))
         .await
         .unwrap()
-        .is_some());
+        .expect("turns stored");
+    let turns: Vec<serde_json::Value> = serde_json::from_slice(&page).unwrap();
+    assert_eq!(turns.len() as u32, job.progress.total_turns);
 
     let event = stack
         .receive_event(&stack.env.job_queues.standard)

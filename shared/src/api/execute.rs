@@ -29,9 +29,7 @@ pub static TABLE: RouteTable = RouteTable {
 async fn decode(gateway: &Gateway, request: &ApiRequest) -> EngineResult<(Uuid, ExecuteRequest)> {
     let service_id = request.id("id", Resource::Service)?;
     let mut parsed = ExecuteRequest::parse(request.body(), gateway.limits.max_input_bytes)?;
-    if let Some(upload) = parsed.input_upload_id {
-        parsed.input = uploads::read(gateway, parsed.organization_id.as_deref(), upload).await?;
-    }
+    uploads::resolve_input(gateway, &mut parsed).await?;
     Ok((service_id, parsed))
 }
 

@@ -62,6 +62,68 @@ impl BlobStore for S3Blobs {
         Ok(Some(bytes.into_bytes().to_vec()))
     }
 
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> IoResult<Option<Vec<u8>>> {
+        if len == 0 {
+            return Ok(self.size(key).await?.map(|_| Vec::new()));
+        }
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={offset}-{}", offset + len - 1))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None)
+            }
+            // A range that starts past the end: the object is shorter than `offset`.
+            Err(error)
+                if error
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 416) =>
+            {
+                return Ok(Some(Vec::new()))
+            }
+            Err(error) => return Err(sdk_error("read blob range")(error)),
+        };
+        let bytes = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| IoError::new("read blob range", e))?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    async fn size(&self, key: &str) -> IoResult<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(output.content_length().unwrap_or(0).max(0) as u64)),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(error) => Err(sdk_error("read blob size")(error)),
+        }
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> IoResult<()> {
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{}", self.bucket, urlencoding_path(from)))
+            .key(to)
+            .send()
+            .await
+            .map_err(sdk_error("copy blob"))?;
+        Ok(())
+    }
+
     async fn delete(&self, key: &str) -> IoResult<()> {
         self.client
             .delete_object()
@@ -138,4 +200,16 @@ impl BlobStore for S3Blobs {
             .map_err(sdk_error("presign blob upload"))?;
         Ok(request.uri().to_string())
     }
+}
+
+/// A key as `CopySource` wants it: URL-encoded, slashes kept.
+fn urlencoding_path(key: &str) -> String {
+    key.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }

@@ -186,6 +186,9 @@ impl JobSettings {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// An input too large to plan before the 202 is read, counted and cut into turns
+    /// (the job's first step, before its first call).
+    Planning,
     /// The input, in one call or in batches of turns.
     #[default]
     Processing,
@@ -201,6 +204,7 @@ impl Phase {
     /// The phase's name as serialized (`"processing"`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::Planning => "planning",
             Phase::Processing => "processing",
             Phase::Reducing => "reducing",
             Phase::Extracting => "extracting",
@@ -248,9 +252,13 @@ pub struct JobProgress {
     /// When the current step first failed; the step is retried until the patience runs out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<String>,
-    /// Which turns object the steps read ([`crate::ports::keys::turns_revision`]).
+    /// Which revision of the turns the steps read ([`crate::ports::keys::turn_page`]).
     #[serde(default)]
     pub turns_revision: u32,
+    /// The first turn index of every page of that revision: a step reads only the
+    /// page(s) of its batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turn_pages: Vec<u32>,
     /// Times the sweeper re-sent the current step after its worker went silent.
     #[serde(default)]
     pub sweeps: u32,
@@ -357,6 +365,10 @@ pub struct Job {
     /// Answered from the result cache: the completed job whose result it copies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_from: Option<Uuid>,
+    /// The upload the input came from, when it was too large to plan before answering:
+    /// the first step copies it to the job's input and plans it (`Phase::Planning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_upload_id: Option<Uuid>,
 }
 
 /// Why a job runs on another flavor than the one requested (the reference's `fallback_*`).

@@ -13,6 +13,7 @@ pub mod notify;
 mod recovery;
 mod response;
 pub mod sweeper;
+pub mod turns;
 pub mod versions;
 pub mod views;
 pub mod worker;
@@ -34,6 +35,9 @@ pub struct Limits {
     pub max_input_bytes: usize,
     /// Largest uploaded input (`POST /api/v1/uploads`, `GATEWAY_MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: usize,
+    /// Largest upload that execute reads and plans before answering; a larger one is
+    /// planned by the job's first step, streamed from S3 (`GATEWAY_INLINE_PLAN_BYTES`).
+    pub inline_plan_bytes: usize,
     /// How long an execution environment keeps provider and model records and decrypted
     /// provider keys (`GATEWAY_CATALOG_CACHE_SECS`; 0 turns the caches off).
     pub catalog_cache_ttl: Duration,
@@ -80,7 +84,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_input_bytes: 5_000_000,
-            max_upload_bytes: 50_000_000,
+            max_upload_bytes: 200_000_000,
+            inline_plan_bytes: 2_000_000,
             catalog_cache_ttl: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             llm_timeout: Duration::from_secs(120),
@@ -113,6 +118,8 @@ impl Limits {
                 .map_or(defaults.max_input_bytes, |v| v as usize),
             max_upload_bytes: num("GATEWAY_MAX_UPLOAD_BYTES")
                 .map_or(defaults.max_upload_bytes, |v| v as usize),
+            inline_plan_bytes: num("GATEWAY_INLINE_PLAN_BYTES")
+                .map_or(defaults.inline_plan_bytes, |v| v as usize),
             catalog_cache_ttl: num("GATEWAY_CATALOG_CACHE_SECS")
                 .map_or(defaults.catalog_cache_ttl, Duration::from_secs),
             retry: RetryPolicy {

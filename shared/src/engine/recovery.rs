@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::breaker;
 use super::catalog::flavors::flavor_by_id;
 use super::execute::counter_for;
-use super::worker::{fail_job, load_turns, StepOutcome};
+use super::turns::{normalize_limits, recut_turns};
+use super::worker::{fail_job, StepOutcome};
 use super::Gateway;
 use crate::domain::{
     now_timestamp, FailoverHop, FailoverPolicy, FailureKind, Job, JobError, Phase, ProcessingMode,
@@ -20,7 +21,6 @@ use crate::domain::{
 use crate::llm::LlmFailure;
 use crate::ports::{keys, IoError, IoResult};
 use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
-use crate::text::normalize::{normalize_transcript, NormalizeLimits};
 use crate::tokens::TokenCounter;
 
 /// Decides the fate of a step whose provider failed.
@@ -227,32 +227,19 @@ async fn remaining_work_fits(
             Ok(counter.count(&String::from_utf8_lossy(&input)) <= budget.available())
         }
         (Phase::Processing, ProcessingMode::Iterative) => {
-            let mut turns = load_turns(gateway, job).await?;
-            let cursor = job.progress.cursor as usize;
-            let rest: Vec<&str> = turns[cursor..]
-                .iter()
-                .map(|turn| turn.text.as_str())
-                .collect();
-            let recut = normalize_transcript(
-                &rest.join("\n"),
-                counter,
-                NormalizeLimits {
-                    create_new_turn_after: job.settings.create_new_turn_after as usize,
-                    max_turn_tokens: budget.max_turn_tokens(),
-                },
-            );
-            turns.truncate(cursor);
-            turns.extend(recut);
-            let tokens: Vec<u32> = turns[cursor..].iter().map(|turn| turn.tokens).collect();
-            let remaining = budget.estimate_batches(&tokens, budget.context_reserve() / 2) as u32;
-            job.progress.total_turns = turns.len() as u32;
-            job.progress.total_batches = job.progress.phase_step + remaining;
-            job.progress.phase_total = job.progress.total_batches;
-            // A new object, so the job's current turns stay valid until the job is written.
-            job.progress.turns_revision += 1;
-            let json = serde_json::to_vec(&turns).map_err(|e| IoError::new("encode turns", e))?;
-            let key = keys::turns_revision(job.id, job.progress.turns_revision);
-            gateway.blobs.put(&key, json, "application/json").await?;
+            let cursor = job.progress.cursor;
+            // A new revision, so the job's current turns stay valid until the job is written.
+            let revision = job.progress.turns_revision + 1;
+            let limits = normalize_limits(&job.settings);
+            let stored = recut_turns(gateway, job, cursor, revision, counter, limits).await?;
+            let remaining =
+                budget.estimate_batches(&stored.tokens, budget.context_reserve() / 2) as u32;
+            let progress = &mut job.progress;
+            progress.total_turns = cursor + stored.tokens.len() as u32;
+            progress.total_batches = progress.phase_step + remaining;
+            progress.phase_total = progress.total_batches;
+            progress.turns_revision = revision;
+            progress.turn_pages = stored.pages;
             Ok(true)
         }
         (Phase::Reducing, _) => {
@@ -272,6 +259,6 @@ async fn remaining_work_fits(
             }
             Ok(true)
         }
-        (Phase::Extracting | Phase::Categorizing, _) => Ok(true),
+        (Phase::Planning | Phase::Extracting | Phase::Categorizing, _) => Ok(true),
     }
 }

@@ -56,6 +56,30 @@ impl BlobStore for MemoryBlobs {
         Ok(lock(&self.objects).get(key).map(|(body, _)| body.clone()))
     }
 
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> IoResult<Option<Vec<u8>>> {
+        Ok(lock(&self.objects).get(key).map(|(body, _)| {
+            let start = (offset as usize).min(body.len());
+            let end = start.saturating_add(len as usize).min(body.len());
+            body[start..end].to_vec()
+        }))
+    }
+
+    async fn size(&self, key: &str) -> IoResult<Option<u64>> {
+        Ok(lock(&self.objects)
+            .get(key)
+            .map(|(body, _)| body.len() as u64))
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> IoResult<()> {
+        let mut objects = lock(&self.objects);
+        let object = objects
+            .get(from)
+            .cloned()
+            .ok_or_else(|| IoError::new("copy blob", format!("object {from} missing")))?;
+        objects.insert(to.to_string(), object);
+        Ok(())
+    }
+
     async fn delete(&self, key: &str) -> IoResult<()> {
         lock(&self.objects).remove(key);
         Ok(())

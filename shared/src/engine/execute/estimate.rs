@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::domain::Job;
+use crate::domain::{Job, Phase};
 use crate::engine::views::with_flavor_choice;
 use crate::postprocess::reduce::estimate_calls;
 use crate::postprocess::{categorization, extraction, FINISHING_MAX_TOKENS};
@@ -14,6 +14,9 @@ use crate::tokens::{load_or_default, TokenCounter};
 /// and the estimated tokens and cost. The estimate assumes answers of half the generation
 /// budget; the range goes from answers of no tokens to answers of the whole budget.
 pub fn dry_run_json(job: &Job) -> Value {
+    if job.progress.phase == Phase::Planning {
+        return unplanned_json(job);
+    }
     let settings = &job.settings;
     let counter = load_or_default(&settings.tokenizer);
     let generation = u64::from(settings.max_generation_length);
@@ -49,6 +52,29 @@ pub fn dry_run_json(job: &Job) -> Value {
             "min": settings.cost_of(low.prompt_tokens, low.completion_tokens),
             "max": settings.cost_of(high.prompt_tokens, high.completion_tokens),
         },
+    });
+    with_flavor_choice(body, job)
+}
+
+/// The answer of a dry run over an upload too large to read before answering: the
+/// target is checked, the counts come when the job's first step plans the input.
+fn unplanned_json(job: &Job) -> Value {
+    let body = json!({
+        "valid": true,
+        "service_id": job.service_id,
+        "flavor_id": job.flavor_id,
+        "flavor_name": job.flavor_name,
+        "processing_mode": job.processing_mode,
+        "input_tokens": null,
+        "context_available": job.context_available,
+        "tokenizer": job.settings.tokenizer,
+        "total_turns": null,
+        "estimated_batches": null,
+        "planning": "first_step",
+        "reason": "the upload is too large to count before answering: the job's first step reads, counts and cuts it, so no estimate is given",
+        "estimated_calls": null,
+        "estimated_tokens": null,
+        "estimated_cost": null,
     });
     with_flavor_choice(body, job)
 }

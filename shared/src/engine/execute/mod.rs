@@ -20,21 +20,19 @@ use uuid::Uuid;
 
 use super::catalog::flavors::flavor_by_id;
 use super::catalog::validate::check_placeholders;
+use super::turns;
 use super::views::with_flavor_choice;
 use super::Gateway;
 use crate::domain::{
     now_timestamp, FailoverPolicy, Fallback, Flavor, Job, JobProgress, JobSettings, JobStatus,
-    Model, ProcessingMode, Provider, Service, StepMessage, UsageTotals,
+    Model, Phase, ProcessingMode, Provider, Service, StepMessage, UsageTotals,
     DEFAULT_CREATE_NEW_TURN_AFTER, DEFAULT_MAX_NEW_TURNS, DEFAULT_SUMMARY_TURNS,
 };
 use crate::engine::error::{ContextExceeded, EngineError, EngineResult, Resource, Rule};
 use crate::ports::keys;
 use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
-use crate::text::normalize::{normalize_transcript, NormalizeLimits};
+use crate::text::normalize::{normalize_transcript, NormalizedTurn};
 use crate::tokens::TokenCounter;
-
-/// Rolling-context size assumed per output line when estimating batches.
-const ESTIMATED_TOKENS_PER_CONTEXT_LINE: usize = 40;
 
 /// Everything the catalog says about a request's target.
 struct Target {
@@ -44,11 +42,12 @@ struct Target {
     provider: Provider,
 }
 
-/// A job ready to be stored: the queued record and, for iterative jobs, its turns.
+/// A job ready to be stored: the queued record and, for iterative jobs planned before
+/// the answer, its turns.
 pub struct Plan {
     pub job: Job,
-    /// The normalised turns (JSON), for iterative jobs.
-    pub turns_json: Option<Vec<u8>>,
+    /// The normalised turns (iterative jobs, unless planned by their first step).
+    pub turns: Option<Vec<NormalizedTurn>>,
 }
 
 /// Checks a request against the catalog and plans its job (flavor, tokens, turns,
@@ -205,17 +204,31 @@ async fn plan_on(
     };
     let counter = counter_for(&flavor, &model);
     settings.run_on(&flavor, &model, &provider, &counter);
-    let input_tokens = counter.count(&request.input);
     let budget = BatchBudget::from(&settings);
     let available = budget.available();
+    let input_tokens = match request.deferred_upload {
+        // Not read yet: no text has fewer tokens than this, so a single pass that cannot
+        // fit is known (and falls back) without reading it.
+        Some(bytes) => (bytes / uploads::MAX_BYTES_PER_TOKEN) as usize,
+        None => counter.count(&request.input),
+    };
 
     let job_id = Uuid::new_v4();
-    let (progress, turns_blob) = match flavor.processing_mode {
+    let (progress, turns) = match flavor.processing_mode {
         ProcessingMode::SinglePass => {
             if input_tokens > available {
                 return Err(
                     context_exceeded(gateway, &service, &flavor, input_tokens, &budget).await,
                 );
+            }
+            if request.deferred_upload.is_some() {
+                return Err(EngineError::invalid_field(
+                    "input_upload_id",
+                    format!(
+                        "an upload over {} bytes is planned in the background, which only iterative flavors do; flavor '{}' is single pass",
+                        gateway.limits.inline_plan_bytes, flavor.name
+                    ),
+                ));
             }
             (
                 JobProgress {
@@ -227,10 +240,16 @@ async fn plan_on(
                 None,
             )
         }
+        ProcessingMode::Iterative if request.deferred_upload.is_some() => {
+            check_iterative_room(&budget, &flavor)?;
+            let planning = JobProgress {
+                phase: Phase::Planning,
+                ..JobProgress::default()
+            };
+            (planning, None)
+        }
         ProcessingMode::Iterative => {
-            let (progress, turns_json) =
-                plan_iterative(&request.input, &counter, &settings, &budget, &flavor)?;
-            (progress, Some(turns_json))
+            plan_iterative(&request.input, &counter, &settings, &budget, &flavor)?
         }
     };
 
@@ -248,7 +267,11 @@ async fn plan_on(
         started_at: None,
         completed_at: None,
         updated_at: now,
-        input_tokens: input_tokens as u32,
+        input_tokens: if request.deferred_upload.is_some() {
+            0
+        } else {
+            input_tokens as u32
+        },
         input_chars: request.input.chars().count() as u64,
         context_available: available as u32,
         settings,
@@ -273,11 +296,9 @@ async fn plan_on(
         export_extractions: Default::default(),
         cache_key: None,
         cached_from: None,
+        input_upload_id: request.deferred_upload.and(request.input_upload_id),
     };
-    Ok(Plan {
-        job,
-        turns_json: turns_blob,
-    })
+    Ok(Plan { job, turns })
 }
 
 /// Submits a job: returns it queued, with its first step enqueued.
@@ -286,11 +307,8 @@ pub async fn submit(
     service_id: Uuid,
     request: ExecuteRequest,
 ) -> EngineResult<Job> {
-    let Plan {
-        mut job,
-        turns_json: turns_blob,
-    } = plan(gateway, service_id, &request).await?;
-    if request.use_cache {
+    let Plan { mut job, turns } = plan(gateway, service_id, &request).await?;
+    if request.use_cache && request.deferred_upload.is_none() {
         job.cache_key = Some(cache::cache_key(&job, &request.input));
         if let Some(answered) = cache::answer(gateway, &job).await? {
             return Ok(answered);
@@ -306,19 +324,19 @@ pub async fn submit(
         .await?
         >= share;
 
-    gateway
-        .blobs
-        .put(
-            &keys::input(job_id),
-            request.input.into_bytes(),
-            "text/plain; charset=utf-8",
-        )
-        .await?;
-    if let Some(turns_json) = turns_blob {
+    // An input planned by the first step is copied from its upload by that step.
+    if request.deferred_upload.is_none() {
         gateway
             .blobs
-            .put(&keys::turns(job_id), turns_json, "application/json")
+            .put(
+                &keys::input(job_id),
+                request.input.into_bytes(),
+                "text/plain; charset=utf-8",
+            )
             .await?;
+    }
+    if let Some(turns) = turns {
+        job.progress.turn_pages = super::turns::store_turns(gateway, job_id, turns).await?;
     }
     gateway.jobs.create(&job).await?;
     let first = StepMessage::of(&job, 0, Vec::new());
@@ -342,6 +360,7 @@ pub async fn submit(
 
 /// The 202 answer to a submitted job.
 pub fn accepted_json(job: &Job) -> Value {
+    let planned = job.progress.phase != Phase::Planning;
     let body = json!({
         "job_id": job.id,
         "status": job.status,
@@ -352,50 +371,31 @@ pub fn accepted_json(job: &Job) -> Value {
         "organization_id": job.organization_id,
         "processing_mode": job.processing_mode,
         "created_at": job.created_at,
-        "input_tokens": job.input_tokens,
+        "input_tokens": planned.then_some(job.input_tokens),
         "context_available": job.context_available,
         "tokenizer": job.settings.tokenizer,
-        "total_turns": job.progress.total_turns,
-        "estimated_batches": job.progress.total_batches,
+        "total_turns": planned.then_some(job.progress.total_turns),
+        "estimated_batches": planned.then_some(job.progress.total_batches),
+        // A large upload is read, counted and cut by the job's first step.
+        "planning": if planned { "done" } else { "first_step" },
         "estimated_completion_time": null,
     });
     with_flavor_choice(body, job)
 }
 
 /// Normalises the transcript into turns and estimates the batches; returns the progress
-/// and the turns as JSON for the blob store.
+/// and the turns, stored at submission.
 fn plan_iterative(
     input: &str,
     counter: &TokenCounter,
     settings: &JobSettings,
     budget: &BatchBudget,
     flavor: &Flavor,
-) -> EngineResult<(JobProgress, Vec<u8>)> {
-    if budget.available() < MIN_INPUT_TOKENS {
-        return Err(EngineError::ContextExceeded(Box::new(ContextExceeded {
-            flavor_id: flavor.id,
-            flavor_name: flavor.name.clone(),
-            input_tokens: None,
-            available_tokens: budget.available(),
-            context_length: budget.context_length,
-            max_generation_length: budget.max_generation,
-            prompt_tokens: budget.prompt_tokens,
-            suggestion:
-                "use a model with a larger context, or a shorter prompt or generation length".into(),
-        })));
-    }
-    let turns = normalize_transcript(
-        input,
-        counter,
-        NormalizeLimits {
-            create_new_turn_after: settings.create_new_turn_after as usize,
-            max_turn_tokens: budget.max_turn_tokens(),
-        },
-    );
+) -> EngineResult<(JobProgress, Option<Vec<NormalizedTurn>>)> {
+    check_iterative_room(budget, flavor)?;
+    let turns = normalize_transcript(input, counter, turns::normalize_limits(settings));
     let tokens: Vec<u32> = turns.iter().map(|turn| turn.tokens).collect();
-    let context_estimate = settings.summary_turns as usize * ESTIMATED_TOKENS_PER_CONTEXT_LINE;
-    let total_batches = budget.estimate_batches(&tokens, context_estimate) as u32;
-    let json = serde_json::to_vec(&turns).map_err(|e| EngineError::internal("encode turns", e))?;
+    let total_batches = turns::estimate_batches(settings, &tokens);
     Ok((
         JobProgress {
             total_turns: turns.len() as u32,
@@ -403,8 +403,26 @@ fn plan_iterative(
             phase_total: total_batches,
             ..JobProgress::default()
         },
-        json,
+        Some(turns),
     ))
+}
+
+/// Refuses an iterative flavor that leaves less than [`MIN_INPUT_TOKENS`] for input.
+fn check_iterative_room(budget: &BatchBudget, flavor: &Flavor) -> EngineResult<()> {
+    if budget.available() >= MIN_INPUT_TOKENS {
+        return Ok(());
+    }
+    Err(EngineError::ContextExceeded(Box::new(ContextExceeded {
+        flavor_id: flavor.id,
+        flavor_name: flavor.name.clone(),
+        input_tokens: None,
+        available_tokens: budget.available(),
+        context_length: budget.context_length,
+        max_generation_length: budget.max_generation,
+        prompt_tokens: budget.prompt_tokens,
+        suggestion: "use a model with a larger context, or a shorter prompt or generation length"
+            .into(),
+    })))
 }
 
 async fn resolve_target(

@@ -17,6 +17,9 @@ pub struct ExecuteRequest {
     pub input: String,
     /// An upload holding the input instead of `input` (`POST /api/v1/uploads`).
     pub input_upload_id: Option<Uuid>,
+    /// The size of that upload when it is too large to read before answering
+    /// (`Limits::inline_plan_bytes`): `input` stays empty and the job's first step plans it.
+    pub deferred_upload: Option<u64>,
     pub flavor_id: Option<Uuid>,
     pub flavor_name: Option<String>,
     pub organization_id: Option<String>,
@@ -114,6 +117,7 @@ impl ExecuteRequest {
         Ok(ExecuteRequest {
             input,
             input_upload_id,
+            deferred_upload: None,
             flavor_id,
             flavor_name,
             organization_id,

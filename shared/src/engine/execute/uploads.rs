@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::ExecuteRequest;
 use crate::engine::error::{BodyProblem, EngineError, EngineResult, Resource, Rule};
 use crate::engine::{Gateway, JsonResponse};
 use crate::ports::keys;
@@ -60,15 +61,31 @@ pub async fn create(
     ))
 }
 
-/// The text of upload `id` for `organization_id`: 404 when unknown or another
-/// organization's, 400 when expired or still empty, 413 above the upload limit, 400 when
-/// not UTF-8. Errors name `input_upload_id`.
-pub async fn read(
-    gateway: &Gateway,
-    organization_id: Option<&str>,
-    id: Uuid,
-) -> EngineResult<String> {
-    const FIELD: &str = "input_upload_id";
+/// Fewest bytes per token of any text: a bound on the tokens of an upload not read yet.
+pub const MAX_BYTES_PER_TOKEN: u64 = 10;
+
+const FIELD: &str = "input_upload_id";
+
+/// Fills the input of a request that names an upload: read into `input` when it is at most
+/// `Limits::inline_plan_bytes`, else only checked and left to the job's first step
+/// (`deferred_upload`).
+pub async fn resolve_input(gateway: &Gateway, request: &mut ExecuteRequest) -> EngineResult<()> {
+    let Some(id) = request.input_upload_id else {
+        return Ok(());
+    };
+    let size = check(gateway, request.organization_id.as_deref(), id).await?;
+    if size as usize > gateway.limits.inline_plan_bytes {
+        request.deferred_upload = Some(size);
+    } else {
+        request.input = read_checked(gateway, id).await?;
+    }
+    Ok(())
+}
+
+/// The size of upload `id` for `organization_id`: 404 when unknown or another
+/// organization's, 400 when expired or still empty, 413 above the upload limit. Errors
+/// name `input_upload_id`.
+async fn check(gateway: &Gateway, organization_id: Option<&str>, id: Uuid) -> EngineResult<u64> {
     let unknown = || EngineError::not_found_by(Resource::Upload, id, FIELD);
     let meta = gateway
         .blobs
@@ -90,7 +107,7 @@ pub async fn read(
         )
         .about("field", FIELD));
     }
-    let Some(bytes) = gateway.blobs.get(&keys::upload_data(id)).await? else {
+    let Some(size) = gateway.blobs.size(&keys::upload_data(id)).await? else {
         return Err(EngineError::refused(
             Rule::UploadEmpty,
             format!("nothing was uploaded to upload {id} yet: PUT the file to its url first"),
@@ -98,23 +115,37 @@ pub async fn read(
         .about("field", FIELD));
     };
     let limit = gateway.limits.max_upload_bytes;
-    if bytes.len() > limit {
+    if size as usize > limit {
         return Err(EngineError::InvalidBody(BodyProblem::TooLarge {
             field: FIELD,
-            size: bytes.len(),
+            size: size as usize,
             limit,
         }));
     }
+    if size == 0 {
+        return Err(empty(id));
+    }
+    Ok(size)
+}
+
+async fn read_checked(gateway: &Gateway, id: Uuid) -> EngineResult<String> {
+    let bytes = gateway
+        .blobs
+        .get(&keys::upload_data(id))
+        .await?
+        .ok_or_else(|| EngineError::not_found_by(Resource::Upload, id, FIELD))?;
     let text = String::from_utf8(bytes).map_err(|error| {
         EngineError::InvalidBody(BodyProblem::NotUtf8 {
             valid_up_to: error.utf8_error().valid_up_to(),
         })
     })?;
     if text.trim().is_empty() {
-        return Err(
-            EngineError::refused(Rule::UploadEmpty, format!("upload {id} holds no text"))
-                .about("field", FIELD),
-        );
+        return Err(empty(id));
     }
     Ok(text)
+}
+
+fn empty(id: Uuid) -> EngineError {
+    EngineError::refused(Rule::UploadEmpty, format!("upload {id} holds no text"))
+        .about("field", FIELD)
 }

@@ -2,6 +2,7 @@
 //! rolling context, a reduce group, or the final output for extraction or categorisation.
 
 use super::*;
+use crate::engine::turns::read_turns;
 
 /// What one step sends to the LLM.
 pub(super) struct Call {
@@ -52,15 +53,17 @@ pub(super) async fn build_call(
             )
         }
         (Phase::Processing, ProcessingMode::Iterative) => {
-            let turns = load_turns(gateway, job).await?;
+            // At most `max_new_turns` turns from the cursor: only their page(s) are read.
+            let cursor = job.progress.cursor;
+            let max_turns = (settings.max_new_turns as usize).max(1);
+            let turns = read_turns(gateway, job, cursor, max_turns).await?;
             let tokens: Vec<u32> = turns.iter().map(|turn| turn.tokens).collect();
-            let cursor = job.progress.cursor as usize;
-            let end = BatchBudget::from(settings).next_batch_end(
+            let taken = BatchBudget::from(settings).next_batch_end(
                 &tokens,
-                cursor,
+                0,
                 context_tokens(&message.context, counter),
             );
-            let batch: Vec<&str> = turns[cursor..end]
+            let batch: Vec<&str> = turns[..taken]
                 .iter()
                 .map(|turn| turn.text.as_str())
                 .collect();
@@ -73,7 +76,13 @@ pub(super) async fn build_call(
             } else {
                 PassType::Continuation
             };
-            flavor_call(prompt, pass_type, cursor as u32..end as u32)
+            flavor_call(prompt, pass_type, cursor..cursor + taken as u32)
+        }
+        (Phase::Planning, _) => {
+            return Err(IoError::new(
+                "plan step",
+                "the job's input is not planned yet",
+            ))
         }
         (Phase::Reducing, _) => {
             let (level, reduce) = reduce_step(job)?;

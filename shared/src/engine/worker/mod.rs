@@ -25,6 +25,7 @@ use phases::{
 };
 
 use super::breaker::{self, Breaker};
+use super::turns::plan_stored_input;
 use super::{recovery, Gateway};
 use crate::domain::{
     now_timestamp, Job, JobError, JobStatus, PassType, Phase, ProcessingMode, ReduceLevel,
@@ -37,7 +38,6 @@ use crate::postprocess::consolidate::consolidate;
 use crate::postprocess::reduce::{join_outputs, plan_groups, tidy_answer, MAX_LEVELS};
 use crate::postprocess::{categorization, extraction, FINISHING_MAX_TOKENS, FINISHING_TEMPERATURE};
 use crate::text::batching::{context_tokens, rolling_context, BatchBudget};
-use crate::text::normalize::NormalizedTurn;
 use crate::text::prompt::fill;
 use crate::tokens::{load_or_default, TokenCounter};
 
@@ -101,6 +101,29 @@ pub async fn process_step(gateway: &Gateway, message: &StepMessage) -> IoResult<
     }
 
     let counter = load_or_default(&job.settings.tokenizer);
+    let job = if job.progress.phase == Phase::Planning {
+        match plan_stored_input(gateway, job.clone(), &counter).await? {
+            Ok(mut planned) => {
+                planned.updated_at = now_timestamp();
+                if !gateway.jobs.replace(&planned, message.step).await? {
+                    return Ok(StepOutcome::Skipped("job changed while it was planned"));
+                }
+                tracing::info!(
+                    input_tokens = planned.input_tokens,
+                    total_turns = planned.progress.total_turns,
+                    pages = planned.progress.turn_pages.len(),
+                    "input planned"
+                );
+                planned
+            }
+            Err(error) => {
+                fail_job(gateway, job, error).await?;
+                return Ok(StepOutcome::Failed);
+            }
+        }
+    } else {
+        job
+    };
     let output = match load_step_output(gateway, &job, message.step).await? {
         Some(stored) => {
             tracing::info!(
@@ -338,15 +361,6 @@ async fn endpoint(gateway: &Gateway, job: &Job) -> IoResult<Result<Endpoint, Job
     Ok(Ok(gateway.endpoint_of(provider).await?))
 }
 
-pub(super) async fn load_turns(gateway: &Gateway, job: &Job) -> IoResult<Vec<NormalizedTurn>> {
-    let bytes = gateway
-        .blobs
-        .get(&keys::turns_revision(job.id, job.progress.turns_revision))
-        .await?
-        .ok_or_else(|| IoError::new("read job turns", "turns object missing"))?;
-    serde_json::from_slice(&bytes).map_err(|e| IoError::new("decode job turns", e))
-}
-
 /// The rolling context of the processing step after `message`.
 fn next_context(
     job: &Job,
@@ -393,6 +407,7 @@ async fn advance(
     job.heartbeat_at = None;
 
     let next = match job.progress.phase {
+        Phase::Planning => return Err(IoError::new("advance", "the job was not planned")),
         Phase::Processing => {
             job.progress.cursor = output.batch_end;
             if job.progress.cursor < job.progress.total_turns {
