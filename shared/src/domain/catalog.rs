@@ -12,6 +12,8 @@ pub const DEFAULT_SUMMARY_TURNS: u32 = 3;
 
 /// New turns per batch when a flavor leaves it unset.
 pub const DEFAULT_MAX_NEW_TURNS: u32 = 10;
+/// Chunks of a `map_reduce` job summarised at once when the flavor does not say.
+pub const DEFAULT_MAP_CONCURRENCY: u32 = 4;
 
 /// An OpenAI-compatible endpoint. The API key is stored KMS-encrypted, never in clear.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -151,6 +153,9 @@ pub enum ProcessingMode {
     SinglePass,
     /// Batches of turns with rolling context (two `{}`: summary so far, new turns).
     Iterative,
+    /// Chunks of turns summarised independently and concurrently (one `{}`: the chunk),
+    /// then reduced.
+    MapReduce,
 }
 
 impl ProcessingMode {
@@ -159,6 +164,7 @@ impl ProcessingMode {
         match self {
             ProcessingMode::SinglePass => 1,
             ProcessingMode::Iterative => 2,
+            ProcessingMode::MapReduce => 1,
         }
     }
 }
@@ -201,6 +207,9 @@ pub struct Flavor {
     pub summary_turns: Option<u32>,
     #[serde(default)]
     pub max_new_turns: Option<u32>,
+    /// Chunks of a `map_reduce` job summarised at once (1–32; default 4).
+    #[serde(default)]
+    pub map_concurrency: Option<u32>,
     #[serde(default)]
     pub reduce_summary: bool,
     #[serde(default)]

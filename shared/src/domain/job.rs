@@ -77,6 +77,9 @@ pub struct JobSettings {
     pub create_new_turn_after: u32,
     pub summary_turns: u32,
     pub max_new_turns: u32,
+    /// Chunks of a `map_reduce` job summarised at once.
+    #[serde(default = "one")]
+    pub map_concurrency: u32,
     /// Tokens of the user prompt template without placeholders (plus the system prompt).
     pub prompt_tokens: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,6 +262,9 @@ pub struct JobProgress {
     /// page(s) of its batch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub turn_pages: Vec<u32>,
+    /// The chunks of a `map_reduce` job in flight; `step` counts the chunks done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapState>,
     /// Times the sweeper re-sent the current step after its worker went silent.
     #[serde(default)]
     pub sweeps: u32,
@@ -268,6 +274,32 @@ pub struct JobProgress {
     /// messages from then on travel there.
     #[serde(default)]
     pub generation: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The map phase of a `map_reduce` job: chunk `n` is step `n`; chunks are sent in order,
+/// at most `JobSettings::map_concurrency` at once, and the job's `step` counts those done.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MapState {
+    /// Chunks sent so far.
+    pub sent: u32,
+    /// Chunks sent and not done yet.
+    pub in_flight: Vec<MapChunk>,
+}
+
+/// A chunk in flight: its step and its turns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MapChunk {
+    pub step: u32,
+    pub turns: std::ops::Range<u32>,
+    /// Failed tries of this chunk (each after its in-call retries) and since when.
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
 }
 
 /// Token and time totals of the passes done so far.
@@ -452,6 +484,8 @@ pub enum PassType {
     SinglePass,
     Initial,
     Continuation,
+    /// One chunk of a `map_reduce` job.
+    Map,
     Reduce,
     Extraction,
     Categorization,

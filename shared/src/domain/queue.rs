@@ -54,6 +54,10 @@ pub struct StepMessage {
     /// The job's message group generation ([`JobProgress::generation`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub generation: u32,
+    /// A chunk of a `map_reduce` job: step `step` is chunk `step`, run concurrently
+    /// with the other chunks in flight (each in its own message group).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chunk: bool,
 }
 
 pub(super) fn is_zero(value: &u32) -> bool {
@@ -68,6 +72,7 @@ impl StepMessage {
             step,
             context,
             generation: 0,
+            chunk: false,
         }
     }
 
@@ -79,19 +84,33 @@ impl StepMessage {
         }
     }
 
-    /// SQS FIFO deduplication id: one message per (job, step, generation).
+    /// The message of chunk `step` of a `map_reduce` job.
+    pub fn chunk_of(job: &Job, step: u32) -> Self {
+        StepMessage {
+            chunk: true,
+            ..StepMessage::of(job, step, Vec::new())
+        }
+    }
+
+    /// SQS FIFO deduplication id: one message per (job, step or chunk, generation).
     pub fn deduplication_id(&self) -> String {
+        let chunk = if self.chunk { "c" } else { "" };
         match self.generation {
-            0 => format!("{}:{}", self.job_id, self.step),
-            n => format!("{}:{}:g{n}", self.job_id, self.step),
+            0 => format!("{}:{chunk}{}", self.job_id, self.step),
+            n => format!("{}:{chunk}{}:g{n}", self.job_id, self.step),
         }
     }
 
     /// SQS FIFO message group: the job (one message in flight at a time), per generation.
     pub fn group_id(&self) -> String {
+        // Chunks each have their own group: a FIFO group hands out one message at a time.
+        let job = match self.chunk {
+            true => format!("{}:c{}", self.job_id, self.step),
+            false => self.job_id.to_string(),
+        };
         match self.generation {
-            0 => self.job_id.to_string(),
-            n => format!("{}:g{n}", self.job_id),
+            0 => job,
+            n => format!("{job}:g{n}"),
         }
     }
 }

@@ -465,6 +465,9 @@ fn placeholder_text(mode: ProcessingMode, actual: usize) -> String {
         ProcessingMode::Iterative => format!(
             "Iterative processing requires exactly 2 placeholders ({{}} for previous summary and {{}} for new content), but prompt has {actual}"
         ),
+        ProcessingMode::MapReduce => format!(
+            "Map-reduce processing requires exactly 1 placeholder ({{}} for the chunk), but prompt has {actual}"
+        ),
     }
 }
 

@@ -53,17 +53,8 @@ pub(super) async fn after_provider_failure(
         }
     }
 
-    let now = chrono::Utc::now();
-    let failing_since = job
-        .progress
-        .failing_since
-        .as_deref()
-        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
-        .map_or(now, |at| at.with_timezone(&chrono::Utc));
-    let patience =
-        chrono::Duration::from_std(gateway.limits.step_patience).unwrap_or(chrono::Duration::MAX);
     job.heartbeat_at = None;
-    if kind.is_transient() && now - failing_since < patience {
+    if kind.is_transient() && within_patience(gateway, job.progress.failing_since.as_deref()) {
         job.progress.failures += 1;
         job.progress.failing_since = Some(
             job.progress
@@ -92,6 +83,71 @@ pub(super) async fn after_provider_failure(
     let error = final_error(&job, kind, &failure);
     fail_job(gateway, job, error).await?;
     Ok(StepOutcome::Failed)
+}
+
+/// Whether a step failing since `failing_since` (None: it just failed) may still be
+/// retried.
+fn within_patience(gateway: &Gateway, failing_since: Option<&str>) -> bool {
+    let now = chrono::Utc::now();
+    let since = failing_since
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+        .map_or(now, |at| at.with_timezone(&chrono::Utc));
+    let patience =
+        chrono::Duration::from_std(gateway.limits.step_patience).unwrap_or(chrono::Duration::MAX);
+    now - since < patience
+}
+
+/// Decides the fate of a chunk of a `map_reduce` job whose provider failed: re-queued
+/// with back-off while the failure is transient and the chunk's patience lasts (its own
+/// failure count, recorded on the chunk), else the job fails. Map-reduce flavors do not
+/// fail over.
+pub(super) async fn after_chunk_failure(
+    gateway: &Gateway,
+    mut job: Job,
+    message: &StepMessage,
+    failure: LlmFailure,
+) -> IoResult<StepOutcome> {
+    let kind = failure.last.kind();
+    if failure.attempts > 0 && kind.is_transient() {
+        breaker::failed(gateway, &job.settings).await?;
+    }
+    for _ in 0..32 {
+        let expected = job.progress.step;
+        let lane = job.lane();
+        let Some(chunk) = job
+            .progress
+            .map
+            .as_mut()
+            .and_then(|map| map.in_flight.iter_mut().find(|c| c.step == message.step))
+        else {
+            return Ok(StepOutcome::Skipped("chunk already counted"));
+        };
+        if !(kind.is_transient() && within_patience(gateway, chunk.failing_since.as_deref())) {
+            let error = final_error(&job, kind, &failure);
+            fail_job(gateway, job, error).await?;
+            return Ok(StepOutcome::Failed);
+        }
+        chunk.failures += 1;
+        chunk.failing_since.get_or_insert_with(now_timestamp);
+        let failures = chunk.failures;
+        job.updated_at = now_timestamp();
+        if gateway.jobs.replace(&job, expected).await? {
+            let delay = requeue_delay(gateway, failures, failure.retry_after);
+            tracing::warn!(
+                chunk = message.step,
+                failures,
+                delay_ms = delay.as_millis() as u64,
+                reason = kind.as_str(),
+                "chunk re-queued"
+            );
+            return Ok(StepOutcome::RetryLater { delay, lane });
+        }
+        match gateway.jobs.get(job.id).await? {
+            Some(current) if !current.status.is_terminal() => job = current,
+            _ => return Ok(StepOutcome::Skipped("job finished meanwhile")),
+        }
+    }
+    Err(IoError::new("re-queue chunk", "the job kept changing"))
 }
 
 /// The wait before a re-queued step runs again: the back-off for its `failures`-th
@@ -260,5 +316,7 @@ async fn remaining_work_fits(
             Ok(true)
         }
         (Phase::Planning | Phase::Extracting | Phase::Categorizing, _) => Ok(true),
+        // Chunks in flight were cut for the old model; map_reduce flavors do not fail over.
+        (Phase::Processing, ProcessingMode::MapReduce) => Ok(false),
     }
 }

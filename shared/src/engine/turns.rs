@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::Gateway;
-use crate::domain::{Job, JobError, JobSettings, Phase};
+use crate::domain::{Job, JobError, JobSettings, Phase, ProcessingMode};
 use crate::ports::{keys, BlobStore, IoError, IoResult};
 use crate::text::batching::BatchBudget;
 use crate::text::normalize::{normalize_transcript, NormalizeLimits, NormalizedTurn};
@@ -211,9 +211,13 @@ pub async fn recut_turns(
     writer.finish().await
 }
 
-/// The batches a transcript of these turn counts is estimated to take.
-pub fn estimate_batches(settings: &JobSettings, tokens: &[u32]) -> u32 {
-    let context_estimate = settings.summary_turns as usize * ESTIMATED_TOKENS_PER_CONTEXT_LINE;
+/// The batches a transcript of these turn counts is estimated to take: exact for the
+/// chunks of `map_reduce`, which carry no rolling context.
+pub fn estimate_batches(settings: &JobSettings, mode: ProcessingMode, tokens: &[u32]) -> u32 {
+    let context_estimate = match mode {
+        ProcessingMode::MapReduce => 0,
+        _ => settings.summary_turns as usize * ESTIMATED_TOKENS_PER_CONTEXT_LINE,
+    };
     BatchBudget::from(settings).estimate_batches(tokens, context_estimate) as u32
 }
 
@@ -282,7 +286,7 @@ async fn plan_in_pieces(
             message: "the input holds no text".into(),
         }));
     }
-    let total_batches = estimate_batches(&job.settings, &stored.tokens);
+    let total_batches = estimate_batches(&job.settings, job.processing_mode, &stored.tokens);
     job.input_tokens = input_tokens.min(u64::from(u32::MAX)) as u32;
     job.input_chars = input_chars;
     let progress = &mut job.progress;

@@ -137,6 +137,7 @@ async fn planning_in_pieces_gives_the_turns_of_the_whole_text() {
             job.progress.total_batches,
             estimate_batches(
                 &job.settings,
+                job.processing_mode,
                 &whole.iter().map(|t| t.tokens).collect::<Vec<_>>()
             )
         );

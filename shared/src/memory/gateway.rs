@@ -251,9 +251,23 @@ impl MemoryGateway {
     /// Delivers queued messages to the worker until the queue is empty; every message,
     /// its lane and outcome, in order.
     pub async fn run_queue(&self) -> Vec<(StepMessage, QueueLane, StepOutcome)> {
+        self.run_queue_with(Vec::new()).await
+    }
+
+    /// [`Self::run_queue`], delivering `first` (messages taken from the queue before)
+    /// ahead of what is queued.
+    pub async fn run_queue_with(
+        &self,
+        first: Vec<StepMessage>,
+    ) -> Vec<(StepMessage, QueueLane, StepOutcome)> {
         let mut delivered = Vec::new();
+        let mut first: Vec<(StepMessage, QueueLane)> = first
+            .into_iter()
+            .map(|message| (message, QueueLane::Standard))
+            .collect();
         for _ in 0..50 {
-            let sent = self.queue.drain();
+            let mut sent = std::mem::take(&mut first);
+            sent.extend(self.queue.drain());
             if sent.is_empty() {
                 return delivered;
             }

@@ -86,6 +86,21 @@ impl Entity for Flavor {
         };
         whole("summary_turns", self.summary_turns, 1, 20)?;
         whole("max_new_turns", self.max_new_turns, 1, 50)?;
+        whole("map_concurrency", self.map_concurrency, 1, 32)?;
+        if self.map_concurrency.is_some() && self.processing_mode != ProcessingMode::MapReduce {
+            return Err(EngineError::validation(
+                Location::Body,
+                "map_concurrency",
+                "only map_reduce flavors run chunks concurrently",
+            ));
+        }
+        if self.processing_mode == ProcessingMode::MapReduce && self.failover_enabled {
+            return Err(EngineError::validation(
+                Location::Body,
+                "failover_enabled",
+                "map_reduce flavors do not fail over (chunks in flight were cut for this model); retries and re-queues still apply",
+            ));
+        }
         whole(
             "create_new_turn_after",
             self.create_new_turn_after,

@@ -45,7 +45,7 @@ pub(super) async fn finishing_prompts(
         )
         .about("field", field)
     };
-    let reduce = if flavor.processing_mode == ProcessingMode::Iterative && flavor.reduce_summary {
+    let reduce = if flavor.processing_mode != ProcessingMode::SinglePass && flavor.reduce_summary {
         let reduce = flavor
             .prompt_reduce_content
             .clone()

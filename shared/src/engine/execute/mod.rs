@@ -26,7 +26,8 @@ use super::Gateway;
 use crate::domain::{
     now_timestamp, FailoverPolicy, Fallback, Flavor, Job, JobProgress, JobSettings, JobStatus,
     Model, Phase, ProcessingMode, Provider, Service, StepMessage, UsageTotals,
-    DEFAULT_CREATE_NEW_TURN_AFTER, DEFAULT_MAX_NEW_TURNS, DEFAULT_SUMMARY_TURNS,
+    DEFAULT_CREATE_NEW_TURN_AFTER, DEFAULT_MAP_CONCURRENCY, DEFAULT_MAX_NEW_TURNS,
+    DEFAULT_SUMMARY_TURNS,
 };
 use crate::engine::error::{ContextExceeded, EngineError, EngineResult, Resource, Rule};
 use crate::ports::keys;
@@ -192,6 +193,7 @@ async fn plan_on(
             .unwrap_or(DEFAULT_CREATE_NEW_TURN_AFTER),
         summary_turns: flavor.summary_turns.unwrap_or(DEFAULT_SUMMARY_TURNS),
         max_new_turns: flavor.max_new_turns.unwrap_or(DEFAULT_MAX_NEW_TURNS),
+        map_concurrency: flavor.map_concurrency.unwrap_or(DEFAULT_MAP_CONCURRENCY),
         priority: flavor.priority,
         output_type: flavor.output_type.clone(),
         reduce_prompt: finishing.reduce,
@@ -240,7 +242,9 @@ async fn plan_on(
                 None,
             )
         }
-        ProcessingMode::Iterative if request.deferred_upload.is_some() => {
+        ProcessingMode::Iterative | ProcessingMode::MapReduce
+            if request.deferred_upload.is_some() =>
+        {
             check_iterative_room(&budget, &flavor)?;
             let planning = JobProgress {
                 phase: Phase::Planning,
@@ -248,9 +252,14 @@ async fn plan_on(
             };
             (planning, None)
         }
-        ProcessingMode::Iterative => {
-            plan_iterative(&request.input, &counter, &settings, &budget, &flavor)?
-        }
+        ProcessingMode::Iterative | ProcessingMode::MapReduce => plan_iterative(
+            &request.input,
+            &counter,
+            &settings,
+            flavor.processing_mode,
+            &budget,
+            &flavor,
+        )?,
     };
 
     let now = now_timestamp();
@@ -383,19 +392,20 @@ pub fn accepted_json(job: &Job) -> Value {
     with_flavor_choice(body, job)
 }
 
-/// Normalises the transcript into turns and estimates the batches; returns the progress
+/// Normalises the transcript into turns and estimates the batches (or chunks); returns the progress
 /// and the turns, stored at submission.
 fn plan_iterative(
     input: &str,
     counter: &TokenCounter,
     settings: &JobSettings,
+    mode: ProcessingMode,
     budget: &BatchBudget,
     flavor: &Flavor,
 ) -> EngineResult<(JobProgress, Option<Vec<NormalizedTurn>>)> {
     check_iterative_room(budget, flavor)?;
     let turns = normalize_transcript(input, counter, turns::normalize_limits(settings));
     let tokens: Vec<u32> = turns.iter().map(|turn| turn.tokens).collect();
-    let total_batches = turns::estimate_batches(settings, &tokens);
+    let total_batches = turns::estimate_batches(settings, mode, &tokens);
     Ok((
         JobProgress {
             total_turns: turns.len() as u32,

@@ -78,6 +78,16 @@ pub(super) async fn build_call(
             };
             flavor_call(prompt, pass_type, cursor..cursor + taken as u32)
         }
+        (Phase::Processing, ProcessingMode::MapReduce) => {
+            let turns = map::chunk_turns(job, message.step)?;
+            let chunk = read_turns(gateway, job, turns.start, turns.len()).await?;
+            let text: Vec<&str> = chunk.iter().map(|turn| turn.text.as_str()).collect();
+            flavor_call(
+                fill(&settings.prompt_user_content, &[&text.join("\n")]),
+                PassType::Map,
+                turns,
+            )
+        }
         (Phase::Planning, _) => {
             return Err(IoError::new(
                 "plan step",

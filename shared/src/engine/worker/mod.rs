@@ -13,6 +13,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
 pub(crate) mod call;
+mod map;
 mod phases;
 
 use call::{
@@ -86,6 +87,14 @@ pub async fn process_step(gateway: &Gateway, message: &StepMessage) -> IoResult<
     if job.status.is_terminal() {
         return Ok(StepOutcome::Skipped("job already finished"));
     }
+    if job.processing_mode == ProcessingMode::MapReduce
+        && matches!(job.progress.phase, Phase::Planning | Phase::Processing)
+    {
+        return map::process(gateway, job, message).await;
+    }
+    if message.chunk {
+        return Ok(StepOutcome::Skipped("chunk of a map phase already over"));
+    }
     let job_step = job.progress.step;
     if job_step == message.step + 1 {
         // The job advanced but the worker stopped before enqueueing the next step.
@@ -101,28 +110,9 @@ pub async fn process_step(gateway: &Gateway, message: &StepMessage) -> IoResult<
     }
 
     let counter = load_or_default(&job.settings.tokenizer);
-    let job = if job.progress.phase == Phase::Planning {
-        match plan_stored_input(gateway, job.clone(), &counter).await? {
-            Ok(mut planned) => {
-                planned.updated_at = now_timestamp();
-                if !gateway.jobs.replace(&planned, message.step).await? {
-                    return Ok(StepOutcome::Skipped("job changed while it was planned"));
-                }
-                tracing::info!(
-                    input_tokens = planned.input_tokens,
-                    total_turns = planned.progress.total_turns,
-                    pages = planned.progress.turn_pages.len(),
-                    "input planned"
-                );
-                planned
-            }
-            Err(error) => {
-                fail_job(gateway, job, error).await?;
-                return Ok(StepOutcome::Failed);
-            }
-        }
-    } else {
-        job
+    let job = match plan_if_needed(gateway, job, message.step, &counter).await? {
+        Ok(job) => job,
+        Err(outcome) => return Ok(outcome),
     };
     let output = match load_step_output(gateway, &job, message.step).await? {
         Some(stored) => {
@@ -146,6 +136,40 @@ pub async fn process_step(gateway: &Gateway, message: &StepMessage) -> IoResult<
     advance(gateway, job, message, output, &counter).await
 }
 
+/// Plans a job in `Phase::Planning` (its input too large to plan before the answer) and
+/// stores it: the planned job, or the outcome when it cannot go on.
+async fn plan_if_needed(
+    gateway: &Gateway,
+    job: Job,
+    step: u32,
+    counter: &TokenCounter,
+) -> IoResult<Result<Job, StepOutcome>> {
+    if job.progress.phase != Phase::Planning {
+        return Ok(Ok(job));
+    }
+    match plan_stored_input(gateway, job.clone(), counter).await? {
+        Ok(mut planned) => {
+            planned.updated_at = now_timestamp();
+            if !gateway.jobs.replace(&planned, step).await? {
+                return Ok(Err(StepOutcome::Skipped(
+                    "job changed while it was planned",
+                )));
+            }
+            tracing::info!(
+                input_tokens = planned.input_tokens,
+                total_turns = planned.progress.total_turns,
+                pages = planned.progress.turn_pages.len(),
+                "input planned"
+            );
+            Ok(Ok(planned))
+        }
+        Err(error) => {
+            fail_job(gateway, job, error).await?;
+            Ok(Err(StepOutcome::Failed))
+        }
+    }
+}
+
 /// Marks a job failed because its step message exhausted its deliveries (dead-letter queue).
 pub async fn fail_dead_letter(
     gateway: &Gateway,
@@ -158,15 +182,22 @@ pub async fn fail_dead_letter(
     if job.status.is_terminal() {
         return Ok(StepOutcome::Skipped("job already finished"));
     }
-    if job.progress.step != message.step {
+    let stale = if message.chunk {
+        map::chunk_turns(&job, message.step).is_err()
+    } else {
+        job.progress.step != message.step
+    };
+    if stale {
         // The job moved on (the step ran after all); the dead letter is stale.
         return Ok(StepOutcome::Skipped("stale dead letter"));
     }
     let error = JobError {
         code: "STEP_RETRIES_EXHAUSTED".into(),
         message: format!(
-            "step {} could not be processed after {receive_count} deliveries; see the worker logs for job {}",
-            message.step, job.id
+            "{} {} could not be processed after {receive_count} deliveries; see the worker logs for job {}",
+            if message.chunk { "chunk" } else { "step" },
+            message.step,
+            job.id
         ),
     };
     fail_job(gateway, job, error).await?;
@@ -252,7 +283,13 @@ async fn run_llm_step(
         gateway.limits.retry,
         deadline,
     );
-    let completion = match with_heartbeat(gateway, job.id, message.step, attempts).await {
+    // A chunk's heartbeat holds while no other chunk of its job is counted.
+    let beat_step = if message.chunk {
+        job.progress.step
+    } else {
+        message.step
+    };
+    let completion = match with_heartbeat(gateway, job.id, beat_step, attempts).await {
         Ok(completion) => completion,
         Err(failure) => {
             tracing::warn!(step = message.step, phase = ?job.progress.phase, kind = failure.last.kind().as_str(), error = %failure, "LLM call failed");
@@ -387,25 +424,8 @@ async fn advance(
     output: StepOutput,
     counter: &TokenCounter,
 ) -> IoResult<StepOutcome> {
-    let now = now_timestamp();
-    job.status = JobStatus::Processing;
-    job.started_at
-        .get_or_insert_with(|| output.started_at.clone());
-    job.updated_at = now.clone();
+    count_output(&mut job, &output);
     job.progress.step = message.step + 1;
-    job.progress.phase_step += 1;
-    job.usage.prompt_tokens += u64::from(output.prompt_tokens);
-    job.usage.completion_tokens += u64::from(output.completion_tokens);
-    job.usage.duration_ms += output.duration_ms;
-    job.usage.passes += 1;
-    if let Some(cost) = output.estimated_cost {
-        job.usage.cost = Some(job.usage.cost.unwrap_or(0.0) + cost);
-    }
-    job.progress.failures = 0;
-    job.progress.failing_since = None;
-    job.progress.sweeps = 0;
-    job.heartbeat_at = None;
-
     let next = match job.progress.phase {
         Phase::Planning => return Err(IoError::new("advance", "the job was not planned")),
         Phase::Processing => {
@@ -464,41 +484,74 @@ async fn advance(
         }
     };
 
+    Ok(commit_next(gateway, job, message.step, next)
+        .await?
+        .unwrap_or(StepOutcome::Skipped("job advanced concurrently")))
+}
+
+/// Adds a step's output to the job's usage and counts the call in its phase.
+fn count_output(job: &mut Job, output: &StepOutput) {
+    job.status = JobStatus::Processing;
+    job.started_at
+        .get_or_insert_with(|| output.started_at.clone());
+    job.updated_at = now_timestamp();
+    job.progress.phase_step += 1;
+    job.usage.prompt_tokens += u64::from(output.prompt_tokens);
+    job.usage.completion_tokens += u64::from(output.completion_tokens);
+    job.usage.duration_ms += output.duration_ms;
+    job.usage.passes += 1;
+    if let Some(cost) = output.estimated_cost {
+        job.usage.cost = Some(job.usage.cost.unwrap_or(0.0) + cost);
+    }
+    job.progress.failures = 0;
+    job.progress.failing_since = None;
+    job.progress.sweeps = 0;
+    job.heartbeat_at = None;
+}
+
+/// Writes the job moved on by a step (its step was `expected_step` in the store) and
+/// does what comes next: sends the next step, completes the job or fails it. None when
+/// the write found the job changed (another delivery or a cancel got there first).
+async fn commit_next(
+    gateway: &Gateway,
+    mut job: Job,
+    expected_step: u32,
+    next: Next,
+) -> IoResult<Option<StepOutcome>> {
     match next {
         Next::Step(context) => {
-            if !gateway.jobs.replace(&job, message.step).await? {
-                return Ok(StepOutcome::Skipped("job advanced concurrently"));
+            if !gateway.jobs.replace(&job, expected_step).await? {
+                return Ok(None);
             }
             let next = StepMessage::of(&job, job.progress.step, context);
             gateway.queue.send(&next, job.lane()).await?;
-            Ok(StepOutcome::Advanced {
+            Ok(Some(StepOutcome::Advanced {
                 next_step: next.step,
-            })
+            }))
         }
         Next::Complete => {
             write_metrics(gateway, &job).await?;
             job.status = JobStatus::Completed;
-            job.completed_at = Some(now);
+            job.completed_at = Some(now_timestamp());
             job.progress.reduce = None;
-            Ok(if gateway.jobs.replace(&job, message.step).await? {
-                super::execute::remember_result(gateway, &job).await;
-                tracing::info!(
-                    passes = job.usage.passes,
-                    prompt_tokens = job.usage.prompt_tokens,
-                    completion_tokens = job.usage.completion_tokens,
-                    "job completed"
-                );
-                StepOutcome::Completed
-            } else {
-                StepOutcome::Skipped("job advanced concurrently")
-            })
+            if !gateway.jobs.replace(&job, expected_step).await? {
+                return Ok(None);
+            }
+            super::execute::remember_result(gateway, &job).await;
+            tracing::info!(
+                passes = job.usage.passes,
+                prompt_tokens = job.usage.prompt_tokens,
+                completion_tokens = job.usage.completion_tokens,
+                "job completed"
+            );
+            Ok(Some(StepOutcome::Completed))
         }
         Next::Fail(error) => {
             // The step's output and usage count; the job keeps its step so the write
             // holds only if nothing else moved it.
-            job.progress.step = message.step;
+            job.progress.step = expected_step;
             fail_job(gateway, job, error).await?;
-            Ok(StepOutcome::Failed)
+            Ok(Some(StepOutcome::Failed))
         }
     }
 }
@@ -534,3 +587,7 @@ mod phase_tests;
 #[cfg(test)]
 #[path = "recovery_tests.rs"]
 mod recovery_tests;
+
+#[cfg(test)]
+#[path = "map_tests.rs"]
+mod map_tests;

@@ -26,7 +26,9 @@ pub(super) async fn after_processing(
             .first()
             .map(|output| tidy_answer(&output.output))
             .unwrap_or_default(),
-        ProcessingMode::Iterative => join_outputs(outputs.iter().map(|o| o.output.as_str())),
+        ProcessingMode::Iterative | ProcessingMode::MapReduce => {
+            join_outputs(outputs.iter().map(|o| o.output.as_str()))
+        }
     };
     finish_output(gateway, job, output, counter).await
 }
