@@ -356,11 +356,16 @@ async fn emulator_sqs() -> aws_sdk_sqs::Client {
 
 /// Creates a FIFO queue with a unique name and a 2 s visibility timeout; returns its URL.
 async fn create_fifo_queue(sqs: &aws_sdk_sqs::Client) -> String {
+    create_fifo_queue_with_visibility(sqs, 2).await
+}
+
+/// Creates a FIFO queue with a unique name and the given visibility timeout; returns its URL.
+async fn create_fifo_queue_with_visibility(sqs: &aws_sdk_sqs::Client, seconds: u32) -> String {
     let name = format!("local-it-{}.fifo", uuid::Uuid::new_v4().simple());
     sqs.create_queue()
         .queue_name(name)
         .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(QueueAttributeName::VisibilityTimeout, "2")
+        .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
         .send()
         .await
         .expect("create queue")
@@ -526,6 +531,140 @@ async fn sqs_poller_serves_priority_lanes_most_urgent_first() {
         ["urgent-1", "standard-1", "urgent-2", "bulk-1", "bulk-2"]
     );
     for queue_url in [urgent, standard, bulk] {
+        let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+    }
+}
+
+/// The body of the first record of every invocation so far, in order.
+fn invoked_bodies(recorded: &Recorded) -> Vec<String> {
+    invocations(recorded)
+        .iter()
+        .filter_map(|(_, event)| event["Records"][0]["body"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn sqs_poller_takes_a_message_on_any_lane_while_long_polling_the_others() {
+    let sqs = emulator_sqs().await;
+    let lanes = [
+        create_fifo_queue(&sqs).await,
+        create_fifo_queue(&sqs).await,
+        create_fifo_queue(&sqs).await,
+    ];
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(10)).expect("invoker");
+    let mapping = SqsMapping {
+        queue_urls: lanes.to_vec(),
+        function: "worker".to_string(),
+    };
+    // 5 s long polls: a message that waited for another lane's long poll to end would
+    // take seconds to be invoked.
+    let poller = SqsPoller::new(sqs.clone(), invoker, mapping, 1).with_wait_time_seconds(5);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(poller.run(stopped));
+
+    for (lane, queue_url) in lanes.iter().enumerate() {
+        // Let the poller settle in its long polls (they started on every lane at once).
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let body = format!("lane-{lane}");
+        let sent = std::time::Instant::now();
+        send(&sqs, queue_url, &body, &format!("job-{lane}")).await;
+        while !invoked_bodies(&recorded).contains(&body) {
+            assert!(
+                sent.elapsed() < Duration::from_secs(4),
+                "{body} not invoked: {:?}",
+                invoked_bodies(&recorded)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let latency = sent.elapsed();
+        assert!(
+            latency < Duration::from_secs(2),
+            "{body} invoked after {latency:?}, while 5 s long polls were outstanding"
+        );
+    }
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("poller stops")
+        .expect("poller task");
+    for queue_url in lanes {
+        assert!(visible_messages(&sqs, &queue_url).await.is_empty());
+        let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+    }
+}
+
+#[tokio::test]
+async fn sqs_poller_serves_urgent_first_and_hands_back_what_it_cannot_invoke_at_once() {
+    let sqs = emulator_sqs().await;
+    // A long visibility timeout: a message left invisible rather than handed back would
+    // come back only after the test's deadline.
+    let (urgent, standard, bulk) = (
+        create_fifo_queue_with_visibility(&sqs, 60).await,
+        create_fifo_queue_with_visibility(&sqs, 60).await,
+        create_fifo_queue_with_visibility(&sqs, 60).await,
+    );
+    let (invoke_url, recorded) = start_fake_invoke_api().await;
+    // One invocation at a time, each taking SLOW.
+    let invoker = Invoker::new(&invoke_url, Duration::from_secs(30))
+        .expect("invoker")
+        .with_concurrency(1);
+    let mapping = SqsMapping {
+        queue_urls: vec![urgent.clone(), standard.clone(), bulk.clone()],
+        function: "slow".to_string(),
+    };
+    let poller = SqsPoller::new(sqs.clone(), invoker, mapping, 1).with_wait_time_seconds(5);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = std::time::Instant::now();
+    let running = tokio::spawn(poller.run(stopped));
+
+    // The poller long-polls every lane; bulk-a takes the only slot.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(&sqs, &bulk, "bulk-a", "job-a").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While bulk-a runs, bulk and urgent work both arrive (the urgent lane's long poll takes
+    // urgent-u, which cannot be invoked yet).
+    send(&sqs, &bulk, "bulk-b", "job-b").await;
+    send(&sqs, &urgent, "urgent-u", "job-u").await;
+
+    let body = |event: &Value| {
+        event["Records"][0]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    while timings(&recorded, body).len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not all batches ran: {:?}",
+            timings(&recorded, body)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("poller stops")
+        .expect("poller task");
+
+    let mut runs = timings(&recorded, body);
+    runs.sort_by_key(|(_, start, _)| *start);
+    let order: Vec<&str> = runs.iter().map(|(body, _, _)| body.as_str()).collect();
+    assert_eq!(order, ["bulk-a", "urgent-u", "bulk-b"], "{runs:?}");
+    // urgent-u went as soon as the slot was free, not after its visibility timeout.
+    let gap = runs[1].1.saturating_sub(runs[0].2);
+    assert!(gap < 1_000, "urgent-u started {gap} ms after bulk-a ended");
+    // It was received at most twice: handed back at most once.
+    let calls = invocations(&recorded);
+    let receives = calls
+        .iter()
+        .map(|(_, event)| &event["Records"][0])
+        .find(|record| record["body"] == "urgent-u")
+        .and_then(|record| record["attributes"]["ApproximateReceiveCount"].as_str())
+        .unwrap_or_default();
+    assert!(matches!(receives, "1" | "2"), "received {receives} times");
+    for queue_url in [urgent, standard, bulk] {
+        assert!(visible_messages(&sqs, &queue_url).await.is_empty());
         let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
     }
 }
