@@ -12,6 +12,7 @@
 # `summarize` service, prints progress and the result. State (logs, the emulator's pid and
 # env file) goes under ${GATEWAY_STATE_DIR:-.local}. Without --serve everything it
 # started is stopped at the end; with --serve it keeps running until Ctrl-C.
+# GATEWAY_PROFILE=release builds and runs release binaries (what the benches measure).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,8 +35,11 @@ export PATH="$VENV/bin:$PATH"
 PY="$VENV/bin/python"
 
 say "building the function binaries, functions/local and the mock LLM"
-cargo build --bins -p execute -p jobs -p catalog -p export -p batch-worker -p ws -p local -p mock-llm -p llmgw
-BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug"
+PROFILE="${GATEWAY_PROFILE:-debug}"
+PROFILE_FLAG=()
+[ "$PROFILE" = release ] && PROFILE_FLAG=(--release)
+cargo build "${PROFILE_FLAG[@]}" --bins -p execute -p jobs -p catalog -p export -p batch-worker -p ws -p local -p mock-llm -p llmgw
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/$PROFILE"
 
 PIDS=()
 cleanup() {

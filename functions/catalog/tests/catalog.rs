@@ -592,7 +592,9 @@ async fn services_with_flavors_are_created_atomically_and_validated() {
             "default_ttl_seconds",
         ),
         (json!({"priority": 10}), "priority"),
-        (json!({"processing_mode": "map_reduce"}), "processing_mode"),
+        (json!({"processing_mode": "parallel"}), "processing_mode"),
+        // A map_reduce flavor does not fail over (this one has failover on).
+        (json!({"processing_mode": "map_reduce"}), "failover_enabled"),
         // Reduce needs a reduce prompt; extraction and categorisation prompts must be usable
         // for their phase (the seeded reduce prompt has one `{}` and no tags marker).
         (json!({"reduce_summary": true}), "reduce_prompt_id"),

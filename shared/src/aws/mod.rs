@@ -4,6 +4,7 @@
 
 mod blobs;
 mod breakers;
+mod calls;
 mod catalog;
 mod connections;
 mod jobs;
@@ -14,6 +15,7 @@ mod secrets;
 use crate::cached::{CachedCatalog, CachedSecrets};
 pub use blobs::S3Blobs;
 pub use breakers::DynamoBreakers;
+use calls::CallLog;
 pub use catalog::DynamoCatalog;
 pub use connections::DynamoConnectionStore;
 pub use jobs::DynamoJobStore;
@@ -111,12 +113,25 @@ impl AwsClients {
         let local = std::env::var("AWS_ENDPOINT_URL").is_ok();
         let s3_config = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(local)
+            .interceptor(CallLog)
             .build();
         AwsClients {
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&config)
+                    .interceptor(CallLog)
+                    .build(),
+            ),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            sqs: aws_sdk_sqs::Client::new(&config),
-            kms: aws_sdk_kms::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&config)
+                    .interceptor(CallLog)
+                    .build(),
+            ),
+            kms: aws_sdk_kms::Client::from_conf(
+                aws_sdk_kms::config::Builder::from(&config)
+                    .interceptor(CallLog)
+                    .build(),
+            ),
             config,
         }
     }
