@@ -73,7 +73,9 @@ def upload(stack, path):
         sys.exit(f"bench: upload not created ({status}): {created}")
     with open(path, "rb") as f:
         data = f.read()
-    request = urllib.request.Request(created["url"], data=data, method="PUT")
+    # A form content type (urllib's default) would have the emulator read the body as a form.
+    request = urllib.request.Request(created["url"], data=data, method="PUT",
+                                     headers={"content-type": "text/plain; charset=utf-8"})
     with urllib.request.urlopen(request, timeout=600) as response:
         response.read()
     return created["upload_id"]

@@ -21,6 +21,9 @@ use tokio::task::JoinSet;
 
 use crate::invoke::Invoker;
 
+/// How often a lane with a batch in flight is short-polled for its other message groups.
+const BUSY_LANE_POLL: Duration = Duration::from_millis(50);
+
 /// Most messages SQS returns per ReceiveMessage (and accepts per DeleteMessageBatch).
 pub const MAX_BATCH_SIZE: i32 = 10;
 
@@ -328,6 +331,14 @@ impl SqsPoller {
         outcome
     }
 
+    /// The most urgent lane with a batch in flight, if any.
+    fn busy_lane(&self) -> Option<usize> {
+        self.load
+            .in_flight
+            .iter()
+            .position(|count| count.load(Ordering::SeqCst) > 0)
+    }
+
     /// How many lanes, most urgent first, are open: up to the first with a batch in flight
     /// (the lanes after it wait), or all of them.
     fn open_lanes(&self) -> usize {
@@ -622,6 +633,7 @@ impl<'a> LanePolls<'a> {
                 }
             }
             self.long_poll_open_lanes();
+            let busy = poller.busy_lane().is_some();
             tokio::select! {
                 biased;
                 Some(ended) = self.ended() => {
@@ -631,6 +643,9 @@ impl<'a> LanePolls<'a> {
                     sweep = false;
                 }
                 () = idle => sweep = true,
+                // A lane with a batch in flight is not long-polled (see `long_poll_open_lanes`):
+                // its other message groups are looked at by short polls this often.
+                () = tokio::time::sleep(BUSY_LANE_POLL), if busy => sweep = true,
             }
         }
     }
@@ -650,11 +665,16 @@ impl<'a> LanePolls<'a> {
         Ok(None)
     }
 
-    /// Starts a long poll on every open lane that has none in progress.
+    /// Starts a long poll on every open lane that has none in progress, except a lane with a
+    /// batch in flight: the emulator's long poll does not see a message whose FIFO group
+    /// unblocks when that batch is deleted (a job's next step, sent during its step), and
+    /// holds up short polls of its queue until it ends. Such a lane is short-polled when its
+    /// batch ends (the idle wake-up) and every [`BUSY_LANE_POLL`] meanwhile.
     fn long_poll_open_lanes(&mut self) {
         let poller = self.poller;
+        let busy = poller.busy_lane();
         for lane in 0..poller.open_lanes() {
-            if !self.polling[lane] {
+            if !self.polling[lane] && Some(lane) != busy {
                 self.polling[lane] = true;
                 self.polls.push(
                     async move {

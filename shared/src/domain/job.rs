@@ -71,6 +71,16 @@ pub struct JobSettings {
     pub tokenizer: String,
     pub temperature: f32,
     pub top_p: f32,
+    /// The flavor's penalties and stop sequences, sent with its own calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop_sequences: Vec<String>,
+    /// The flavor's `custom_params` (a JSON object, as text), merged into every request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_params: Option<String>,
     pub prompt_user_content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_system_content: Option<String>,
@@ -149,6 +159,15 @@ impl JobSettings {
         self.tokenizer = counter.name().to_string();
         self.temperature = flavor.temperature as f32;
         self.top_p = flavor.top_p as f32;
+        let penalty = |value: f64| (value != 0.0).then_some(value as f32);
+        self.frequency_penalty = penalty(flavor.frequency_penalty);
+        self.presence_penalty = penalty(flavor.presence_penalty);
+        self.stop_sequences = flavor.stop_sequences.clone();
+        self.custom_params = flavor
+            .custom_params
+            .as_object()
+            .filter(|params| !params.is_empty())
+            .map(|params| Value::Object(params.clone()).to_string());
         self.estimated_cost_per_1k_tokens = flavor.estimated_cost_per_1k_tokens;
         self.input_price_per_million = model.input_price_per_million;
         self.output_price_per_million = model.output_price_per_million;

@@ -39,7 +39,30 @@ pub struct ChatRequest {
     pub temperature: f32,
     pub top_p: f32,
     pub max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Provider-specific fields (a flavor's `custom_params`), merged into the body.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Body fields a flavor's `custom_params` may not set: the gateway sets them.
+pub const RESERVED_BODY_FIELDS: [&str; 10] = [
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "frequency_penalty",
+    "presence_penalty",
+    "stop",
+    "stream",
+    "n",
+];
 
 /// Where to send requests.
 #[derive(Clone)]

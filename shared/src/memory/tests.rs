@@ -567,6 +567,10 @@ async fn llm_answers_deterministically_and_follows_its_script() {
         temperature: 0.0,
         top_p: 1.0,
         max_tokens: 10,
+        frequency_penalty: None,
+        presence_penalty: None,
+        stop: Vec::new(),
+        extra: Default::default(),
     };
     let answer = llm.chat(&endpoint, &request).await.unwrap();
     assert_eq!(answer.content, "summary of 6 words: John : hello there");

@@ -155,6 +155,18 @@ impl Entity for Flavor {
                 "must be an object",
             ));
         }
+        let reserved = self.custom_params.as_object().and_then(|params| {
+            crate::llm::RESERVED_BODY_FIELDS
+                .iter()
+                .find(|field| params.contains_key(**field))
+        });
+        if let Some(field) = reserved {
+            return Err(EngineError::validation(
+                Location::Body,
+                "custom_params",
+                format!("'{field}' is set by the gateway (from the flavor and model); remove it from custom_params"),
+            ));
+        }
         if self.failover_flavor_id == Some(self.id) {
             return Err(EngineError::validation(
                 Location::Body,

@@ -25,9 +25,9 @@ use crate::engine::catalog::flavors::flavor_by_id;
 use crate::engine::catalog::prompts::Prompt;
 use crate::engine::error::{EngineError, EngineResult, Location};
 use crate::engine::versions::{completed_job, version_with_content};
-use crate::engine::worker::call::finishing_max_tokens;
+use crate::engine::worker::call::{chat_request, finishing_max_tokens};
 use crate::engine::{FileResponse, Gateway, JsonResponse};
-use crate::llm::{chat_with_retries, ChatMessage, ChatRequest};
+use crate::llm::{chat_with_retries, ChatMessage};
 use crate::ports::keys;
 use crate::postprocess::answer::parse_json_object;
 use crate::postprocess::extraction::{fill_prompt, select_fields};
@@ -219,16 +219,16 @@ impl Filling {
             return Ok(());
         };
         let endpoint = gateway.endpoint_of(provider).await?;
-        let request = ChatRequest {
-            model: self.job.settings.model_identifier.clone(),
-            messages: vec![ChatMessage::new(
+        let request = chat_request(
+            &self.job.settings,
+            vec![ChatMessage::new(
                 "user",
                 fill_prompt(&template, &fields, &self.content),
             )],
-            temperature: FINISHING_TEMPERATURE,
-            top_p: self.job.settings.top_p,
-            max_tokens: finishing_max_tokens(&self.job),
-        };
+            FINISHING_TEMPERATURE,
+            finishing_max_tokens(&self.job),
+            false,
+        );
         let deadline = tokio::time::Instant::now() + EXTRACTION_DEADLINE;
         let started = std::time::Instant::now();
         let completion = match chat_with_retries(

@@ -2,6 +2,7 @@
 //! rolling context, a reduce group, or the final output for extraction or categorisation.
 
 use super::*;
+use crate::domain::JobSettings;
 use crate::engine::turns::read_turns;
 
 /// What one step sends to the LLM.
@@ -11,6 +12,8 @@ pub(super) struct Call {
     pub(super) temperature: f32,
     pub(super) max_tokens: u32,
     pub(super) pass_type: PassType,
+    /// A call of the flavor's own prompts (not extraction or categorisation).
+    pub(super) flavor_call: bool,
     /// Processing: the turns of the batch; reducing: the group of the level.
     pub(super) batch: Range<u32>,
 }
@@ -33,6 +36,7 @@ pub(super) async fn build_call(
         temperature: settings.temperature,
         max_tokens: settings.max_generation_length,
         pass_type,
+        flavor_call: true,
         batch,
     };
     let finishing_call = |prompt: String, pass_type: PassType| Call {
@@ -41,6 +45,7 @@ pub(super) async fn build_call(
         temperature: FINISHING_TEMPERATURE,
         max_tokens: finishing_max_tokens(job),
         pass_type,
+        flavor_call: false,
         batch: 0..0,
     };
     Ok(match (job.progress.phase, job.processing_mode) {
@@ -115,6 +120,37 @@ pub(super) async fn build_call(
             finishing_call(prompt, PassType::Categorization)
         }
     })
+}
+
+/// The chat request of one call of a job: the flavor's own calls carry its penalties and
+/// stop sequences; every call carries its `custom_params` (provider-specific fields).
+pub(crate) fn chat_request(
+    settings: &JobSettings,
+    messages: Vec<ChatMessage>,
+    temperature: f32,
+    max_tokens: u32,
+    flavor_call: bool,
+) -> ChatRequest {
+    let extra = settings
+        .custom_params
+        .as_deref()
+        .and_then(|params| serde_json::from_str::<Map<String, Value>>(params).ok())
+        .unwrap_or_default();
+    ChatRequest {
+        model: settings.model_identifier.clone(),
+        messages,
+        temperature,
+        top_p: settings.top_p,
+        max_tokens,
+        frequency_penalty: settings.frequency_penalty.filter(|_| flavor_call),
+        presence_penalty: settings.presence_penalty.filter(|_| flavor_call),
+        stop: if flavor_call {
+            settings.stop_sequences.clone()
+        } else {
+            Vec::new()
+        },
+        extra,
+    }
 }
 
 /// The current reduce level and the reduce prompt of a reducing job.

@@ -77,9 +77,13 @@ async fn run_chunk(
     if chunk_turns(&job, message.step).is_err() {
         return Ok(StepOutcome::Skipped("chunk already counted"));
     }
-    let output = match load_step_output(gateway, &job, message.step).await? {
+    let (stored, call) = tokio::join!(
+        load_step_output(gateway, &job, message.step),
+        build_call(gateway, &job, message, counter)
+    );
+    let output = match stored? {
         Some(stored) => stored,
-        None => match run_llm_step(gateway, &job, message, counter).await? {
+        None => match run_llm_step(gateway, &job, message, call?, counter).await? {
             Ok(output) => output,
             Err(StepFailure::Fatal(error)) => {
                 fail_job(gateway, job, error).await?;

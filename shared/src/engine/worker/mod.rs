@@ -17,8 +17,8 @@ mod map;
 mod phases;
 
 use call::{
-    build_call, categorization_prompt, extraction_prompt, finishing_max_tokens, read_text,
-    reduce_step,
+    build_call, categorization_prompt, chat_request, extraction_prompt, finishing_max_tokens,
+    read_text, reduce_step, Call,
 };
 use phases::{
     after_processing, enter_finishing, finish_output, load_outputs, note, plan_reduce_level,
@@ -114,7 +114,12 @@ pub async fn process_step(gateway: &Gateway, message: &StepMessage) -> IoResult<
         Ok(job) => job,
         Err(outcome) => return Ok(outcome),
     };
-    let output = match load_step_output(gateway, &job, message.step).await? {
+    // Independent reads at once: the stored output (a redelivery) and what the call needs.
+    let (stored, call) = tokio::join!(
+        load_step_output(gateway, &job, message.step),
+        build_call(gateway, &job, message, &counter)
+    );
+    let output = match stored? {
         Some(stored) => {
             tracing::info!(
                 step = message.step,
@@ -122,7 +127,7 @@ pub async fn process_step(gateway: &Gateway, message: &StepMessage) -> IoResult<
             );
             stored
         }
-        None => match run_llm_step(gateway, &job, message, &counter).await? {
+        None => match run_llm_step(gateway, &job, message, call?, &counter).await? {
             Ok(output) => output,
             Err(StepFailure::Fatal(error)) => {
                 fail_job(gateway, job, error).await?;
@@ -244,10 +249,10 @@ async fn run_llm_step(
     gateway: &Gateway,
     job: &Job,
     message: &StepMessage,
+    call: Call,
     counter: &TokenCounter,
 ) -> IoResult<Result<StepOutput, StepFailure>> {
     let deadline = tokio::time::Instant::now() + gateway.limits.step_deadline;
-    let call = build_call(gateway, job, message, counter).await?;
     let breaker = breaker::state(gateway, &job.settings).await?;
     if let Breaker::Open { until, wait } = &breaker {
         return Ok(Err(StepFailure::Provider(LlmFailure {
@@ -266,13 +271,13 @@ async fn run_llm_step(
         messages.push(ChatMessage::new("system", system));
     }
     messages.push(ChatMessage::new("user", call.prompt.clone()));
-    let request = ChatRequest {
-        model: job.settings.model_identifier.clone(),
+    let request = chat_request(
+        &job.settings,
         messages,
-        temperature: call.temperature,
-        top_p: job.settings.top_p,
-        max_tokens: call.max_tokens,
-    };
+        call.temperature,
+        call.max_tokens,
+        call.flavor_call,
+    );
 
     let started_at = now_timestamp();
     let clock = std::time::Instant::now();

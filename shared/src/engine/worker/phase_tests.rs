@@ -602,3 +602,47 @@ async fn execute_refuses_phases_the_flavor_cannot_run_and_estimates_every_call()
     );
     assert!(low < mid && mid < high, "{low} < {mid} < {high}");
 }
+
+#[tokio::test]
+async fn flavor_penalties_stop_sequences_and_custom_params_reach_the_provider() {
+    let setup = setup().await;
+    let flavor = setup
+        .reducing(
+            "sampling",
+            json!({
+                "frequency_penalty": 0.5, "presence_penalty": 0.25,
+                "stop_sequences": ["###", "END"],
+                "custom_params": {"seed": 7, "response_format": {"type": "text"}},
+            }),
+        )
+        .await;
+    let fields = json!({"extraction_fields": {"title": "short title"}});
+    let job = setup.submit(&flavor, &transcript(4), fields).await;
+    setup
+        .run(job.id, |job| job.status == JobStatus::Completed)
+        .await;
+    let calls = setup.memory.llm.calls();
+    assert!(calls.len() >= 4, "batches, reduce and extraction");
+    for call in &calls {
+        let body = serde_json::to_value(&call.request).unwrap();
+        assert_eq!(body["seed"], 7, "custom params on every call: {body}");
+        assert_eq!(body["response_format"]["type"], "text");
+        let finishing = call.request.temperature == FINISHING_TEMPERATURE;
+        if finishing {
+            assert!(body.get("stop").is_none() && body.get("frequency_penalty").is_none());
+        } else {
+            assert_eq!(body["stop"], json!(["###", "END"]));
+            assert_eq!(body["frequency_penalty"], 0.5);
+            assert_eq!(body["presence_penalty"], 0.25);
+        }
+    }
+    assert!(calls
+        .iter()
+        .any(|call| call.request.temperature == FINISHING_TEMPERATURE));
+
+    // The gateway's own body fields cannot be overridden.
+    let mut refused = flavor.clone();
+    refused.custom_params = json!({"max_tokens": 5});
+    let error = crate::engine::catalog::entity::Entity::validate(&refused).unwrap_err();
+    assert_eq!(error.field(), Some("custom_params"), "{error}");
+}
