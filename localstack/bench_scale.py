@@ -9,8 +9,8 @@ figures the scale issue asks for, side by side in one run.
 Inputs come from ../shared/tools/gen_transcript.py --mb N --seed 1. The stack runs the
 binaries of GATEWAY_PROFILE (release unless set) with RUST_LOG=info,aws_call=debug, so
 every AWS call of the batch worker is a log line: the AWS calls and S3 bytes read per step
-are counted from it. For each size it prints: upload and 202 times, time to plan, first
-LLM call after the 202, wall time against the sum of LLM time, gateway time per step, AWS
+are counted from it. For each size it prints: upload and 202 times, the first LLM call
+after the 202 (over GATEWAY_INLINE_PLAN_BYTES it includes planning the upload), wall time against the sum of LLM time, gateway time per step, AWS
 calls and S3 bytes read per step, and the batch worker's peak RSS so far.
 
 Started by localstack/bench-scale.sh (which provides the venv); it runs `localstack/demo.sh
@@ -133,12 +133,9 @@ def run_job(stack, flavor_id, source, label, profile):
     answered = time.time()
     if status != 202:
         sys.exit(f"bench: execute answered {status}: {accepted}")
-    job_id, planned_at = accepted["job_id"], None
+    job_id = accepted["job_id"]
     while True:
         status, job = http("GET", f"{stack.api}/api/v1/jobs/{job_id}?organization_id={ORG}")
-        phase = (job.get("progress") or {}).get("phase")
-        if planned_at is None and phase not in (None, "planning"):
-            planned_at = time.time()
         if job.get("status") in ("completed", "failed", "cancelled"):
             break
         time.sleep(0.2)
@@ -155,7 +152,6 @@ def run_job(stack, flavor_id, source, label, profile):
     return {
         "label": label,
         "execute_s": answered - sent,
-        "plan_s": (planned_at or answered) - answered,
         "first_call_ms": None if first_call is None else first_call - answered * 1000,
         "wall_s": wall,
         "llm_s": llm,
@@ -169,14 +165,14 @@ def run_job(stack, flavor_id, source, label, profile):
 
 def print_table(rows, title):
     print(f"\n{title}")
-    header = ("input", "upload s", "202 s", "plan s", "1st LLM ms", "wall s", "LLM s", "wall/LLM",
+    header = ("input", "upload s", "202 s", "1st LLM ms", "wall s", "LLM s", "wall/LLM",
               "passes", "gateway ms/step", "AWS calls/step", "S3 KB read/step", "worker RSS MB")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:
         ratio = f"{r['wall_s'] / r['llm_s']:.2f}" if r["llm_s"] > 0 else "-"
         first = "-" if r["first_call_ms"] is None else f"{r['first_call_ms']:.0f}"
-        print(f"| {r['label']} | {r.get('upload_s', 0):.2f} | {r['execute_s']:.2f} | {r['plan_s']:.1f} | {first} "
+        print(f"| {r['label']} | {r.get('upload_s', 0):.2f} | {r['execute_s']:.2f} | {first} "
               f"| {r['wall_s']:.1f} | {r['llm_s']:.1f} | {ratio} | {r['passes']} | {r['per_step_ms']:.1f} "
               f"| {r['calls_per_step']:.1f} | {r['read_per_step_kb']:.1f} | {r['rss_mb']:.0f} |", flush=True)
 

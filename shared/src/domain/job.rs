@@ -463,9 +463,11 @@ impl Job {
     /// The phase shown to clients: the status of a queued or finished job, else the phase
     /// of its next step.
     pub fn phase_name(&self) -> &'static str {
-        match self.status {
-            JobStatus::Processing => self.progress.phase.as_str(),
-            status => status.as_str(),
+        match (self.status, self.progress.phase) {
+            (JobStatus::Processing, phase) | (JobStatus::Queued, phase @ Phase::Planning) => {
+                phase.as_str()
+            }
+            (status, _) => status.as_str(),
         }
     }
 

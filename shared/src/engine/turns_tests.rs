@@ -225,6 +225,8 @@ async fn an_upload_over_the_inline_size_is_planned_by_the_first_step() {
     let accepted = crate::engine::execute::accepted_json(&job);
     assert_eq!(accepted["planning"], "first_step");
     assert!(accepted["input_tokens"].is_null());
+    let progress = crate::engine::views::progress_json(&job);
+    assert_eq!(progress["phase"], "planning");
 
     let delivered = memory.run_queue().await;
     assert_eq!(delivered.last().unwrap().2, StepOutcome::Completed);
