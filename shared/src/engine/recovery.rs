@@ -23,6 +23,20 @@ use crate::ports::{keys, IoError, IoResult};
 use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
 use crate::tokens::TokenCounter;
 
+/// The kind of a provider failure, counted by the breaker of the job's provider and model
+/// when a call was made and the failure is transient.
+async fn count_failure(
+    gateway: &Gateway,
+    job: &Job,
+    failure: &LlmFailure,
+) -> IoResult<FailureKind> {
+    let kind = failure.last.kind();
+    if failure.attempts > 0 && kind.is_transient() {
+        breaker::failed(gateway, &job.settings).await?;
+    }
+    Ok(kind)
+}
+
 /// Decides the fate of a step whose provider failed.
 pub(super) async fn after_provider_failure(
     gateway: &Gateway,
@@ -30,10 +44,7 @@ pub(super) async fn after_provider_failure(
     message: &StepMessage,
     failure: LlmFailure,
 ) -> IoResult<StepOutcome> {
-    let kind = failure.last.kind();
-    if failure.attempts > 0 && kind.is_transient() {
-        breaker::failed(gateway, &job.settings).await?;
-    }
+    let kind = count_failure(gateway, &job, &failure).await?;
     if let Some(target) = job.settings.failover.target_for(kind) {
         if let Some(hop) = fail_over(gateway, &mut job, message, kind, &failure, target).await? {
             if !gateway.jobs.replace(&job, message.step).await? {
@@ -107,10 +118,7 @@ pub(super) async fn after_chunk_failure(
     message: &StepMessage,
     failure: LlmFailure,
 ) -> IoResult<StepOutcome> {
-    let kind = failure.last.kind();
-    if failure.attempts > 0 && kind.is_transient() {
-        breaker::failed(gateway, &job.settings).await?;
-    }
+    let kind = count_failure(gateway, &job, &failure).await?;
     for _ in 0..32 {
         let expected = job.progress.step;
         let lane = job.lane();

@@ -23,15 +23,9 @@ pub fn dry_run_json(job: &Job) -> Value {
     let expected = estimate(job, &counter, generation / 2);
     let low = estimate(job, &counter, 0);
     let high = estimate(job, &counter, generation);
-    let body = json!({
-        "valid": true,
-        "service_id": job.service_id,
-        "flavor_id": job.flavor_id,
-        "flavor_name": job.flavor_name,
-        "processing_mode": job.processing_mode,
+    let mut body = target_json(job);
+    let figures = json!({
         "input_tokens": job.input_tokens,
-        "context_available": job.context_available,
-        "tokenizer": settings.tokenizer,
         "total_turns": job.progress.total_turns,
         "estimated_batches": job.progress.total_batches,
         "reason": match &job.fallback {
@@ -53,30 +47,47 @@ pub fn dry_run_json(job: &Job) -> Value {
             "max": settings.cost_of(high.prompt_tokens, high.completion_tokens),
         },
     });
+    extend(&mut body, figures);
     with_flavor_choice(body, job)
 }
 
 /// The answer of a dry run over an upload too large to read before answering: the
 /// target is checked, the counts come when the job's first step plans the input.
 fn unplanned_json(job: &Job) -> Value {
-    let body = json!({
+    let mut body = target_json(job);
+    extend(
+        &mut body,
+        json!({
+            "input_tokens": null,
+            "total_turns": null,
+            "estimated_batches": null,
+            "planning": "first_step",
+            "reason": "the upload is too large to count before answering: the job's first step reads, counts and cuts it, so no estimate is given",
+            "estimated_calls": null,
+            "estimated_tokens": null,
+            "estimated_cost": null,
+        }),
+    );
+    with_flavor_choice(body, job)
+}
+
+/// What every dry run answers: the target and its context.
+fn target_json(job: &Job) -> Value {
+    json!({
         "valid": true,
         "service_id": job.service_id,
         "flavor_id": job.flavor_id,
         "flavor_name": job.flavor_name,
         "processing_mode": job.processing_mode,
-        "input_tokens": null,
         "context_available": job.context_available,
         "tokenizer": job.settings.tokenizer,
-        "total_turns": null,
-        "estimated_batches": null,
-        "planning": "first_step",
-        "reason": "the upload is too large to count before answering: the job's first step reads, counts and cuts it, so no estimate is given",
-        "estimated_calls": null,
-        "estimated_tokens": null,
-        "estimated_cost": null,
-    });
-    with_flavor_choice(body, job)
+    })
+}
+
+fn extend(body: &mut Value, more: Value) {
+    if let (Some(body), Value::Object(more)) = (body.as_object_mut(), more) {
+        body.extend(more);
+    }
 }
 
 /// LLM calls and tokens of a planned job, for one assumed answer length.
