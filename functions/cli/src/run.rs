@@ -75,6 +75,9 @@ pub fn accepted_line(accepted: &Value, job_id: &str) -> String {
     if let Some(batches) = number("estimated_batches") {
         figures.push(format!("about {batches} batches"));
     }
+    if accepted.get("planning").and_then(Value::as_str) == Some("first_step") {
+        figures.push("the input is counted and cut by the job's first step".to_string());
+    }
     if !figures.is_empty() {
         line.push_str(": ");
         line.push_str(&figures.join(", "));
@@ -166,5 +169,16 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.exit_code(), 3);
+    }
+
+    #[test]
+    fn an_input_planned_by_the_first_step_says_so() {
+        let accepted = serde_json::json!({"status": "queued", "input_tokens": null,
+            "total_turns": null, "estimated_batches": null, "planning": "first_step",
+            "flavor_name": "iterative"});
+        assert_eq!(
+            accepted_line(&accepted, "j2"),
+            "job j2 queued: the input is counted and cut by the job's first step (iterative)"
+        );
     }
 }

@@ -9,6 +9,7 @@ mod request;
 pub mod uploads;
 
 pub use cache::remember as remember_result;
+#[cfg(feature = "documents")]
 pub(crate) use cache::sha256_hex;
 pub use estimate::dry_run_json;
 pub use finishing::counter_for;
