@@ -112,6 +112,45 @@ async fn listing_is_newest_first_filtered_and_paginated() {
     }
     assert_eq!(seen, ids.iter().rev().cloned().collect::<Vec<_>>());
 
+    // The reference's numbered pages: 5 jobs, 2 a page.
+    let newest: Vec<String> = ids.iter().rev().cloned().collect();
+    for (page, expected) in [
+        ("1", &newest[0..2]),
+        ("3", &newest[4..5]),
+        ("4", &newest[5..5]),
+    ] {
+        let numbered = list(
+            &stack,
+            &[
+                ("organization_id", "org-list"),
+                ("page_size", "2"),
+                ("page", page),
+            ],
+        )
+        .await;
+        assert_eq!(numbered.status, 200, "{}", numbered.body);
+        let items: Vec<&str> = numbered.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(items, expected, "page {page}");
+        assert_eq!(
+            (
+                &numbered.body["total"],
+                &numbered.body["total_pages"],
+                &numbered.body["page_size"]
+            ),
+            (
+                &serde_json::json!(5),
+                &serde_json::json!(3),
+                &serde_json::json!(2)
+            )
+        );
+        assert_eq!(numbered.body["page"], page.parse::<u64>().unwrap());
+    }
+
     // A well-formed cursor of another query is a 400 naming `cursor`, refused before
     // DynamoDB sees it (a foreign start key used to come back from DynamoDB as a 503).
     let first = list(
@@ -168,6 +207,9 @@ async fn listing_is_newest_first_filtered_and_paginated() {
         (vec![("page_size", "0")], "page_size"),
         (vec![("page_size", "101")], "page_size"),
         (vec![("cursor", "garbage!")], "cursor"),
+        (vec![("page", "0")], "page"),
+        (vec![("page", "two")], "page"),
+        (vec![("page", "1"), ("cursor", "abc")], "page"),
         (vec![("organization_id", " ")], "organization_id"),
     ] {
         let response = list(&stack, &query).await;

@@ -12,7 +12,8 @@ use crate::engine::lifecycle::{cancel, delete};
 use crate::engine::sweeper;
 use crate::engine::versions;
 use crate::engine::views::{
-    job_detail, job_json, job_metrics, list_jobs, ResultFormat, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+    job_detail, job_json, job_metrics, list_jobs, list_jobs_numbered, ResultFormat,
+    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
 use crate::engine::JsonResponse;
 use crate::ports::JobQuery;
@@ -48,8 +49,14 @@ pub static TABLE: RouteTable = RouteTable {
             operator_only(r)?;
             Ok(JsonResponse::new(200, sweeper::delete_expired(g).await?))
         }),
-        route!(Get "/api/v1/jobs", "List jobs, newest first (cursor pagination)", None, 200 => "object",
-            |g, r| Ok(JsonResponse::new(200, list_jobs(g, job_query(r)?).await?))),
+        route!(Get "/api/v1/jobs", "List jobs, newest first: cursor pages (page_size, cursor → next_cursor), or the reference's numbered pages (page, page_size → total, total_pages)", None, 200 => "object",
+        |g, r| {
+            let query = job_query(r)?;
+            Ok(JsonResponse::new(200, match numbered_page(r, &query)? {
+                Some(page) => list_jobs_numbered(g, query, page).await?,
+                None => list_jobs(g, query).await?,
+            }))
+        }),
         route!(Get "/api/v1/jobs/{id}", "Job status, progress, result (format=raw|json|md|text) and metrics", None, 200 => "object",
             |g, r| Ok(JsonResponse::new(200, job_detail(g, r.id("id", Resource::Job)?, r.organization_id()?, ResultFormat::parse(r.query("format"))?).await?))),
         route!(Get "/api/v1/jobs/{id}/metrics", "Token metrics of every pass, and the final summary of a completed job", None, 200 => "object",
@@ -96,6 +103,24 @@ fn timeout_minutes(request: &ApiRequest) -> EngineResult<u64> {
 }
 
 /// The filters and page of `GET /api/v1/jobs`.
+/// The reference's `page` (from 1), when asked for; never with a cursor.
+fn numbered_page(request: &ApiRequest, query: &JobQuery) -> EngineResult<Option<usize>> {
+    let Some(page) = request.query("page") else {
+        return Ok(None);
+    };
+    if query.cursor.is_some() {
+        return Err(EngineError::invalid_field(
+            "page",
+            "give page or cursor, not both",
+        ));
+    }
+    page.parse::<usize>()
+        .ok()
+        .filter(|page| *page >= 1)
+        .map(Some)
+        .ok_or_else(|| EngineError::invalid_field("page", "must be an integer from 1"))
+}
+
 fn job_query(request: &ApiRequest) -> EngineResult<JobQuery> {
     let service_id = request
         .query("service_id")

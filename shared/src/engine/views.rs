@@ -259,6 +259,52 @@ pub async fn job_metrics(
 }
 
 /// Lists jobs newest first: `{items, page_size, next_cursor}`.
+/// Most jobs a numbered page (`?page=`) counts through; past it, the cursor pages.
+pub const MAX_NUMBERED_JOBS: usize = 10_000;
+
+/// The reference's numbered pages: `{items, total, page, page_size, total_pages}` for
+/// page `page` (from 1). The total needs every matching job, read 100 at a time with the
+/// cursor: fine for the lists reference clients page through; past
+/// [`MAX_NUMBERED_JOBS`] the answer is a 400 pointing at the cursor.
+pub async fn list_jobs_numbered(
+    gateway: &Gateway,
+    mut query: JobQuery,
+    page: usize,
+) -> EngineResult<Value> {
+    let page_size = query.page_size;
+    let first = (page - 1).saturating_mul(page_size);
+    query.page_size = MAX_PAGE_SIZE;
+    query.cursor = None;
+    let (mut items, mut total) = (Vec::new(), 0usize);
+    loop {
+        let batch = gateway.jobs.list(&query).await?;
+        for job in &batch.jobs {
+            if total >= first && items.len() < page_size {
+                items.push(job_json(job));
+            }
+            total += 1;
+        }
+        if total > MAX_NUMBERED_JOBS {
+            return Err(EngineError::invalid_field(
+                "page",
+                format!("more than {MAX_NUMBERED_JOBS} jobs match: page with cursor and next_cursor instead"),
+            ));
+        }
+        match batch.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    Ok(json!({
+        "items": items,
+        "total": total,
+        "page": page,
+        "page_size": page_size,
+        "total_pages": total.div_ceil(page_size),
+    }))
+}
+
+/// Jobs newest first, a page at a time with an opaque cursor: `{items, page_size, next_cursor}`.
 pub async fn list_jobs(gateway: &Gateway, query: JobQuery) -> EngineResult<Value> {
     let page = gateway.jobs.list(&query).await?;
     Ok(json!({
