@@ -52,7 +52,7 @@ async fn run_form(gateway: &Gateway, request: &ApiRequest) -> EngineResult<JsonR
             request.content_type.clone().unwrap_or_default(),
         ));
     }
-    let form = parse_form(
+    let mut form = parse_form(
         request.content_type.as_deref().unwrap_or_default(),
         request.body(),
     )
@@ -68,9 +68,9 @@ async fn run_form(gateway: &Gateway, request: &ApiRequest) -> EngineResult<JsonR
     }
     let file = form
         .files
-        .get("file")
+        .remove("file")
         .ok_or_else(|| EngineError::validation(Location::Body, "file", "field required"))?;
-    let input = String::from_utf8(file.bytes.clone())
+    let input = String::from_utf8(file.bytes)
         .map_err(|_| EngineError::validation(Location::Body, "file", "must be UTF-8 text"))?;
     let mut body = serde_json::Map::new();
     body.insert("input".into(), json!(input));

@@ -5,8 +5,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::presigning::PresigningConfig;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use super::sdk_error;
 use crate::ports::{BlobStore, IoError, IoResult};
+
+/// A key as `CopySource` wants it: URL-encoded, its slashes kept.
+const COPY_SOURCE_KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 /// Blobs in one S3 bucket.
 #[derive(Clone, Debug)]
@@ -116,7 +126,11 @@ impl BlobStore for S3Blobs {
         self.client
             .copy_object()
             .bucket(&self.bucket)
-            .copy_source(format!("{}/{}", self.bucket, urlencoding_path(from)))
+            .copy_source(format!(
+                "{}/{}",
+                self.bucket,
+                utf8_percent_encode(from, COPY_SOURCE_KEY)
+            ))
             .key(to)
             .send()
             .await
@@ -200,16 +214,4 @@ impl BlobStore for S3Blobs {
             .map_err(sdk_error("presign blob upload"))?;
         Ok(request.uri().to_string())
     }
-}
-
-/// A key as `CopySource` wants it: URL-encoded, slashes kept.
-fn urlencoding_path(key: &str) -> String {
-    key.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (byte as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

@@ -12,7 +12,7 @@ use super::breaker;
 use super::catalog::flavors::flavor_by_id;
 use super::execute::counter_for;
 use super::turns::{normalize_limits, recut_turns};
-use super::worker::{fail_job, StepOutcome};
+use super::worker::{fail_job, StepOutcome, MAX_WRITE_TRIES};
 use super::Gateway;
 use crate::domain::{
     now_timestamp, FailoverHop, FailoverPolicy, FailureKind, Job, JobError, Phase, ProcessingMode,
@@ -119,7 +119,7 @@ pub(super) async fn after_chunk_failure(
     failure: LlmFailure,
 ) -> IoResult<StepOutcome> {
     let kind = count_failure(gateway, &job, &failure).await?;
-    for _ in 0..32 {
+    for _ in 0..MAX_WRITE_TRIES {
         let expected = job.progress.step;
         let lane = job.lane();
         let Some(chunk) = job

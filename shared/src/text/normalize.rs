@@ -14,8 +14,10 @@ use crate::tokens::TokenCounter;
 /// of [`Piece::flush`] is trusted without an exact count.
 const MAX_ESTIMATED_JOIN_RUN: usize = 12;
 
-/// Bytes per token above which a line is assumed to exceed the soft limit uncounted.
-const MAX_BYTES_PER_TOKEN: usize = 10;
+/// Natural text averages well under this many bytes per token: a line this long per
+/// token of a limit is assumed over it uncounted, and an upload not read yet is assumed
+/// to have at least its size / this many tokens.
+pub const MAX_BYTES_PER_TOKEN: usize = 10;
 
 /// A transcript turn ready for batching, with its exact token count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

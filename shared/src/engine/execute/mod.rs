@@ -33,7 +33,7 @@ use crate::domain::{
 use crate::engine::error::{ContextExceeded, EngineError, EngineResult, Resource, Rule};
 use crate::ports::keys;
 use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
-use crate::text::normalize::{normalize_transcript, NormalizedTurn};
+use crate::text::normalize::{normalize_transcript, NormalizedTurn, MAX_BYTES_PER_TOKEN};
 use crate::tokens::TokenCounter;
 
 /// Everything the catalog says about a request's target.
@@ -212,7 +212,7 @@ async fn plan_on(
     let input_tokens = match request.deferred_upload {
         // Not read yet: no text has fewer tokens than this, so a single pass that cannot
         // fit is known (and falls back) without reading it.
-        Some(bytes) => (bytes / uploads::MAX_BYTES_PER_TOKEN) as usize,
+        Some(bytes) => bytes as usize / MAX_BYTES_PER_TOKEN,
         None => counter.count(&request.input),
     };
 

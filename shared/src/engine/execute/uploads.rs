@@ -61,9 +61,6 @@ pub async fn create(
     ))
 }
 
-/// Fewest bytes per token of any text: a bound on the tokens of an upload not read yet.
-pub const MAX_BYTES_PER_TOKEN: u64 = 10;
-
 const FIELD: &str = "input_upload_id";
 
 /// Fills the input of a request that names an upload: read into `input` when it is at most

@@ -10,9 +10,6 @@ use super::*;
 use crate::domain::{MapChunk, MapState};
 use crate::engine::turns::read_turns;
 
-/// Conditional writes tried before the message is left for redelivery.
-const MAX_WRITE_TRIES: usize = 32;
-
 /// A message of a `map_reduce` job in its planning or map phase.
 pub(super) async fn process(
     gateway: &Gateway,

@@ -62,6 +62,10 @@ pub enum StepOutcome {
     },
 }
 
+/// Conditional writes of a job tried, re-reading it after each lost one, before the
+/// message is left for redelivery (the chunks of a map phase compete for the job).
+pub(crate) const MAX_WRITE_TRIES: usize = 32;
+
 /// Objects fetched or written at once when assembling a result or a reduce level.
 const BLOB_CONCURRENCY: usize = 16;
 
