@@ -4,41 +4,11 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use gateway_core::engine::JsonResponse;
 use gateway_test_support::{api_request, python, repo_root, seeds, TestStack, SEEDED_API_KEY};
+
+mod common;
+use common::{call, id_of};
 use serde_json::{json, Value};
-
-/// Calls the catalog handler like API Gateway would.
-async fn call(
-    stack: &TestStack,
-    method: &str,
-    resource: &str,
-    params: &[(&str, &str)],
-    query: &[(&str, &str)],
-    body: Option<Value>,
-) -> JsonResponse {
-    let mut path = resource.to_string();
-    for (name, value) in params {
-        path = path.replace(&format!("{{{name}}}"), value);
-    }
-    let body = body.map(|b| b.to_string());
-    let request = api_request(
-        method,
-        resource,
-        &path,
-        params,
-        query,
-        body.as_deref().map(str::as_bytes),
-    );
-    catalog::handle(&stack.gateway, request).await
-}
-
-fn id_of(response: &JsonResponse) -> String {
-    response.body["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {}", response.body))
-        .to_string()
-}
 
 async fn raw_item(stack: &TestStack, pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
     stack
@@ -1156,6 +1126,13 @@ async fn every_sample_event_is_answered_by_its_route() {
         ("catalog-flavor-update", 200),
         ("catalog-flavor-set-default", 200),
         ("catalog-openapi", 200),
+        ("catalog-provider-models-verify", 404),
+        ("catalog-model-verify", 404),
+        ("catalog-prompt-templates", 200),
+        ("catalog-prompt-duplicate", 404),
+        ("catalog-prompt-save-as-template", 404),
+        ("catalog-service-type-config", 200),
+        ("catalog-flavor-test", 404),
     ];
     let on_disk = std::fs::read_dir(repo_root().join("events"))
         .unwrap()

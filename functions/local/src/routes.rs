@@ -84,6 +84,10 @@ pub const ROUTES: &[Route] = &[
         function: "catalog",
     },
     Route {
+        resource: "/api/v1/providers/{id}/models/verify",
+        function: "catalog",
+    },
+    Route {
         resource: "/api/v1/models",
         function: "catalog",
     },
@@ -96,11 +100,27 @@ pub const ROUTES: &[Route] = &[
         function: "catalog",
     },
     Route {
+        resource: "/api/v1/models/{id}/verify",
+        function: "catalog",
+    },
+    Route {
         resource: "/api/v1/prompts",
         function: "catalog",
     },
     Route {
+        resource: "/api/v1/prompts/templates",
+        function: "catalog",
+    },
+    Route {
         resource: "/api/v1/prompts/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/prompts/{id}/duplicate",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/prompts/{id}/save-as-template",
         function: "catalog",
     },
     Route {
@@ -117,6 +137,10 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         resource: "/api/v1/service-types/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/service-types/config/{code}",
         function: "catalog",
     },
     Route {

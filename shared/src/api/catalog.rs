@@ -6,7 +6,9 @@ use uuid::Uuid;
 use super::request::ApiRequest;
 use super::routes::{route, RouteTable};
 use crate::engine::catalog::prompts::{PromptFilter, TypeList};
-use crate::engine::catalog::{failover, flavors, models, presets, prompts, providers, services};
+use crate::engine::catalog::{
+    failover, flavors, live, models, presets, prompts, providers, services,
+};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 use crate::engine::JsonResponse;
 
@@ -30,6 +32,8 @@ pub static TABLE: RouteTable = RouteTable {
             |g, r| models::create(g, &r.scope()?, Some(r.id("id", Resource::Provider)?), r.body()).await),
         route!(Get "/api/v1/providers/{id}/discover-models", "Models the provider lists, with limits", None, 200 => "array:object",
             |g, r| providers::discover_models(g, &r.scope()?, r.id("id", Resource::Provider)?).await),
+        route!(Post "/api/v1/providers/{id}/models/verify", "Check every model of the provider against its list; unlisted models become inactive", None, 200 => "object",
+            |g, r| live::verify_provider_models(g, &r.scope()?, r.id("id", Resource::Provider)?).await),
         route!(Get "/api/v1/models", "List models (page; filter provider_id)", None, 200 => "page:Model",
             |g, r| models::list_page(g, &r.scope()?, provider_filter(r)?, r.page(models::PAGE_SIZE)?).await),
         route!(Post "/api/v1/models", "Create a model", Some("Model"), 201 => "Model",
@@ -42,16 +46,24 @@ pub static TABLE: RouteTable = RouteTable {
             |g, r| models::delete(g, &r.scope()?, r.id("id", Resource::Model)?).await),
         route!(Get "/api/v1/models/{id}/limits", "Context split of a model", None, 200 => "object",
             |g, r| models::limits(g, &r.scope()?, r.id("id", Resource::Model)?).await),
+        route!(Post "/api/v1/models/{id}/verify", "Check that the provider still lists the model (recorded as health_status)", None, 200 => "object",
+            |g, r| live::verify_model(g, &r.scope()?, r.id("id", Resource::Model)?).await),
         route!(Get "/api/v1/prompts", "List prompts (page; filters name, service_type, prompt_category, prompt_type)", None, 200 => "page:Prompt",
             |g, r| prompts::list_page(g, &r.scope()?, prompt_filter(r), r.page(prompts::PAGE_SIZE)?).await),
         route!(Post "/api/v1/prompts", "Create a prompt", Some("Prompt"), 201 => "Prompt",
             |g, r| prompts::create(g, &r.scope()?, r.body()).await),
+        route!(Get "/api/v1/prompts/templates", "List prompt templates (page; filters category, prompt_type, service_type)", None, 200 => "page:Prompt",
+            |g, r| prompts::list_page(g, &r.scope()?, prompt_filter(r), r.page(prompts::TEMPLATE_PAGE_SIZE)?).await),
         route!(Get "/api/v1/prompts/{id}", "Get a prompt", None, 200 => "Prompt",
             |g, r| prompts::get(g, &r.scope()?, r.id("id", Resource::Prompt)?).await),
         route!(Patch "/api/v1/prompts/{id}", "Update a prompt", Some("object"), 200 => "Prompt",
             |g, r| prompts::update(g, &r.scope()?, r.id("id", Resource::Prompt)?, r.body()).await),
         route!(Delete "/api/v1/prompts/{id}", "Delete a prompt no flavor uses", None, 204 => "",
             |g, r| prompts::delete(g, &r.scope()?, r.id("id", Resource::Prompt)?).await),
+        route!(Post "/api/v1/prompts/{id}/duplicate", "Copy a prompt under new_name", Some("object"), 201 => "Prompt",
+            |g, r| prompts::duplicate(g, &r.scope()?, r.id("id", Resource::Prompt)?, r.body()).await),
+        route!(Post "/api/v1/prompts/{id}/save-as-template", "Copy a prompt as a template (template_name, category, prompt_type?, description?)", Some("object"), 201 => "Prompt",
+            |g, r| prompts::save_as_template(g, &r.scope()?, r.id("id", Resource::Prompt)?, r.body()).await),
         route!(Get "/api/v1/prompt-types", "List prompt types", None, 200 => "array:TypeEntry",
             |g, r| prompts::list_types(g, TypeList::Prompt, r.flag("active_only")?.unwrap_or(false)).await),
         route!(Post "/api/v1/prompt-types", "Create a prompt type", Some("TypeEntry"), 201 => "TypeEntry",
@@ -64,6 +76,8 @@ pub static TABLE: RouteTable = RouteTable {
             |g, r| prompts::delete_type(g, TypeList::Prompt, r.param("id")).await),
         route!(Get "/api/v1/service-types", "List service types", None, 200 => "array:TypeEntry",
             |g, r| prompts::list_types(g, TypeList::Service, r.flag("active_only")?.unwrap_or(false)).await),
+        route!(Get "/api/v1/service-types/config/{code}", "A service type's prompt fields and capabilities", None, 200 => "object",
+            |g, r| prompts::service_type_config(g, r.param("code")).await),
         route!(Post "/api/v1/service-types", "Create a service type", Some("TypeEntry"), 201 => "TypeEntry",
             |g, r| prompts::create_type(g, TypeList::Service, r.body()).await),
         route!(Get "/api/v1/service-types/{id}", "Get a service type (id or code)", None, 200 => "TypeEntry",
@@ -114,6 +128,8 @@ pub static TABLE: RouteTable = RouteTable {
             |g, r| { let (service, flavor) = flavor_ids(r)?; failover::fallback_available(g, &r.scope()?, service, flavor).await }),
         route!(Post "/api/v1/services/{id}/flavors/{flavor_id}/validate-failover", "Check a failover target for the flavor", Some("object"), 200 => "object",
             |g, r| { let (service, flavor) = flavor_ids(r)?; failover::validate_failover(g, &r.scope()?, service, flavor, r.body()).await }),
+        route!(Post "/api/v1/services/{id}/flavors/{flavor_id}/test", "Send a test prompt with the flavor's settings (live call)", Some("object"), 200 => "object",
+            |g, r| { let (service, flavor) = flavor_ids(r)?; live::test_flavor(g, &r.scope()?, service, flavor, r.body()).await }),
         route!(Get "/api/v1/flavors/{flavor_id}", "Get a flavor", None, 200 => "Flavor",
             |g, r| { let (service, flavor) = flavor_ids(r)?; flavors::get_flavor(g, &r.scope()?, service, flavor).await }),
         route!(Patch "/api/v1/flavors/{flavor_id}", "Update a flavor", Some("object"), 200 => "Flavor",
@@ -128,6 +144,8 @@ pub static TABLE: RouteTable = RouteTable {
             |g, r| { let (service, flavor) = flavor_ids(r)?; failover::fallback_available(g, &r.scope()?, service, flavor).await }),
         route!(Post "/api/v1/flavors/{flavor_id}/validate-failover", "Check a failover target for the flavor", Some("object"), 200 => "object",
             |g, r| { let (service, flavor) = flavor_ids(r)?; failover::validate_failover(g, &r.scope()?, service, flavor, r.body()).await }),
+        route!(Post "/api/v1/flavors/{flavor_id}/test", "Send a test prompt with the flavor's settings (live call)", Some("object"), 200 => "object",
+            |g, r| { let (service, flavor) = flavor_ids(r)?; live::test_flavor(g, &r.scope()?, service, flavor, r.body()).await }),
         route!(Get "/openapi.json", "This document", None, 200 => "object",
             |_g, _r| Ok(JsonResponse::new(200, super::openapi::document()))),
     ],

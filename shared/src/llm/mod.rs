@@ -50,6 +50,42 @@ pub struct ChatRequest {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl ChatRequest {
+    /// The request of one call of a job run with `settings`: the flavor's own calls
+    /// (`flavor_call`) carry its penalties and stop sequences; every call carries its
+    /// `custom_params` (provider-specific fields).
+    pub fn for_job(
+        settings: &crate::domain::JobSettings,
+        messages: Vec<ChatMessage>,
+        temperature: f32,
+        max_tokens: u32,
+        flavor_call: bool,
+    ) -> ChatRequest {
+        let extra = settings
+            .custom_params
+            .as_deref()
+            .and_then(|params| {
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(params).ok()
+            })
+            .unwrap_or_default();
+        ChatRequest {
+            model: settings.model_identifier.clone(),
+            messages,
+            temperature,
+            top_p: settings.top_p,
+            max_tokens,
+            frequency_penalty: settings.frequency_penalty.filter(|_| flavor_call),
+            presence_penalty: settings.presence_penalty.filter(|_| flavor_call),
+            stop: if flavor_call {
+                settings.stop_sequences.clone()
+            } else {
+                Vec::new()
+            },
+            extra,
+        }
+    }
+}
+
 /// Body fields a flavor's `custom_params` may not set: the gateway sets them.
 pub const RESERVED_BODY_FIELDS: [&str; 10] = [
     "model",
@@ -90,6 +126,8 @@ pub struct ChatCompletion {
     pub content: String,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
+    /// Why generation stopped (`stop`, `length`, ...), when the provider says.
+    pub finish_reason: Option<String>,
 }
 
 /// A failed attempt.

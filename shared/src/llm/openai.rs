@@ -71,6 +71,8 @@ struct CompletionBody {
 #[derive(Deserialize)]
 struct Choice {
     message: ChoiceMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +113,7 @@ impl LlmClient for OpenAiClient {
             content: choice.message.content.unwrap_or_default(),
             prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
             completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
+            finish_reason: choice.finish_reason,
         })
     }
 

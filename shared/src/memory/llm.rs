@@ -52,6 +52,7 @@ impl MemoryLlm {
             prompt_tokens: Some(request.messages.iter().map(|m| words(&m.content)).sum()),
             completion_tokens: Some(words(&content)),
             content,
+            finish_reason: Some("stop".to_string()),
         }
     }
 

@@ -588,6 +588,7 @@ async fn llm_answers_deterministically_and_follows_its_script() {
         content: "scripted".into(),
         prompt_tokens: None,
         completion_tokens: None,
+        finish_reason: None,
     });
     assert_eq!(llm.chat(&endpoint, &request).await.unwrap_err(), refused);
     assert_eq!(

@@ -14,9 +14,11 @@ pub mod page;
 
 pub use entity::{Entity, Scope};
 pub use page::PageRequest;
+pub mod live;
 pub mod models;
 pub mod presets;
 pub mod prompts;
 pub mod providers;
 pub mod services;
+pub mod tokenizers;
 pub mod validate;

@@ -1,6 +1,8 @@
 //! `/api/v1/prompts`: reusable prompt texts with their `{}` placeholder count, and the
 //! seeded `/api/v1/prompt-types` and `/api/v1/service-types` they are classified by.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -10,7 +12,7 @@ use super::entity::{
     merge_patch, new_object, parse_object, scoped_key, update_writes, Entity, Scope, SERVER_FIELDS,
 };
 use super::page::PageRequest;
-use super::validate::{one_of, text_length, translations};
+use super::validate::{one_of, required_text, text_length, translations};
 use crate::domain::{empty_object, now_timestamp, Flavor};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource, Rule};
 use crate::engine::Gateway;
@@ -20,6 +22,9 @@ use crate::text::prompt::placeholder_count;
 
 /// Default page size of prompt lists (the reference's).
 pub const PAGE_SIZE: usize = 20;
+
+/// Default page size of `/prompts/templates` (the reference's).
+pub const TEMPLATE_PAGE_SIZE: usize = 50;
 
 /// A stored prompt.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -117,6 +122,11 @@ pub struct TypeEntry {
     pub supports_chunking: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_processing_mode: Option<String>,
+    /// Service types only: the prompt fields a flavor of this type has (by default a
+    /// system prompt, a required user prompt, and a reduce prompt when it reduces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub prompts: Option<BTreeMap<String, PromptField>>,
     /// Prompt types only: the service type they belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_type_id: Option<Uuid>,
@@ -128,6 +138,31 @@ pub struct TypeEntry {
 
 fn yes() -> bool {
     true
+}
+
+/// One prompt field of a service type (`GET /service-types/config/{code}`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PromptField {
+    #[serde(default)]
+    pub required: bool,
+    /// `system` or `user`.
+    pub prompt_category: String,
+    #[serde(default)]
+    pub prompt_type: Option<String>,
+    /// Translations `{"en": ..., "fr": ...}`.
+    #[serde(default = "empty_object")]
+    pub description: Value,
+}
+
+impl PromptField {
+    fn new(required: bool, category: &str, prompt_type: &str, en: &str, fr: &str) -> Self {
+        PromptField {
+            required,
+            prompt_category: category.to_string(),
+            prompt_type: Some(prompt_type.to_string()),
+            description: json!({"en": en, "fr": fr}),
+        }
+    }
 }
 
 /// A service type record.
@@ -203,8 +238,16 @@ fn validate_type_entry(entry: &TypeEntry) -> EngineResult<()> {
         one_of(
             "default_processing_mode",
             mode,
-            &["single_pass", "iterative"],
+            &["single_pass", "iterative", "map_reduce"],
         )?;
+    }
+    for field in entry.prompts.iter().flat_map(BTreeMap::values) {
+        one_of(
+            "prompts.prompt_category",
+            &field.prompt_category,
+            &["system", "user"],
+        )?;
+        translations("prompts.description", &field.description)?;
     }
     Ok(())
 }
@@ -372,6 +415,169 @@ pub async fn delete(gateway: &Gateway, scope: &Scope, id: Uuid) -> EngineResult<
     }
     commit(store, delete_writes(&prompt), &[]).await?;
     Ok(JsonResponse::new(204, Value::Null))
+}
+
+/// `POST /prompts/{id}/duplicate` with `new_name` (and optionally `organization_id`) →
+/// 201: a copy of the prompt under a new name.
+pub async fn duplicate(
+    gateway: &Gateway,
+    scope: &Scope,
+    id: Uuid,
+    body: &[u8],
+) -> EngineResult<JsonResponse> {
+    let body = parse_object(body)?;
+    let name = required_text(&body, "new_name", 100)?;
+    let mut fields = serde_json::Map::new();
+    fields.insert("name".into(), Value::String(name));
+    copy_optional(&body, &mut fields, &["organization_id"]);
+    copy_prompt(gateway, scope, id, fields).await
+}
+
+/// `POST /prompts/{id}/save-as-template` with `template_name`, `category` (system or
+/// user), optionally `prompt_type` and `description` → 201: a copy of the prompt whose
+/// `parent_template_id` is the source.
+pub async fn save_as_template(
+    gateway: &Gateway,
+    scope: &Scope,
+    id: Uuid,
+    body: &[u8],
+) -> EngineResult<JsonResponse> {
+    let body = parse_object(body)?;
+    let name = required_text(&body, "template_name", 100)?;
+    let category = required_text(&body, "category", 10)?;
+    one_of("category", &category, &["system", "user"])?;
+    let mut fields = serde_json::Map::new();
+    fields.insert("name".into(), Value::String(name));
+    fields.insert("prompt_category".into(), Value::String(category));
+    fields.insert("parent_template_id".into(), json!(id));
+    copy_optional(
+        &body,
+        &mut fields,
+        &["prompt_type", "description", "organization_id"],
+    );
+    copy_prompt(gateway, scope, id, fields).await
+}
+
+/// Copies the `names` fields of `body` that have a value (not null, not `{}`).
+fn copy_optional(
+    body: &serde_json::Map<String, Value>,
+    fields: &mut serde_json::Map<String, Value>,
+    names: &[&str],
+) {
+    for &name in names {
+        match body.get(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) if map.is_empty() => {}
+            Some(value) => {
+                fields.insert(name.into(), value.clone());
+            }
+        }
+    }
+}
+
+/// Creates a copy of prompt `id` with `changes` applied. Without an `organization_id`
+/// in the changes the copy goes to the scope's organization, or for the operator to the
+/// source's own.
+async fn copy_prompt(
+    gateway: &Gateway,
+    scope: &Scope,
+    id: Uuid,
+    changes: serde_json::Map<String, Value>,
+) -> EngineResult<JsonResponse> {
+    let source: Prompt = load(gateway.records.as_ref(), id, scope).await?;
+    let Value::Object(mut fields) = source.to_json() else {
+        return Err(EngineError::internal("copy prompt", "not an object"));
+    };
+    fields.remove("placeholder_count");
+    if scope.organization_id.is_some() {
+        fields.remove("organization_id");
+    }
+    fields.extend(changes);
+    create(gateway, scope, Value::Object(fields).to_string().as_bytes()).await
+}
+
+/// `GET /service-types/config/{code}`: the type's prompt fields and capabilities, in the
+/// reference's flat shape (`name_en`, `description_fr`, ...). 404 for an unknown code.
+pub async fn service_type_config(gateway: &Gateway, code: &str) -> EngineResult<JsonResponse> {
+    let entries = type_entries(gateway, TypeList::Service).await?;
+    let entry = entries
+        .into_iter()
+        .find(|t| t.code == code)
+        .ok_or_else(|| EngineError::not_found(Resource::ServiceType, code))?;
+    Ok(JsonResponse::new(200, type_config_json(&entry)))
+}
+
+/// A service type's configuration (see [`service_type_config`]).
+fn type_config_json(entry: &TypeEntry) -> Value {
+    let text = |value: &Value, language: &str| value.get(language).cloned().unwrap_or(json!(""));
+    let prompts = entry
+        .prompts
+        .clone()
+        .unwrap_or_else(|| default_prompt_fields(entry.supports_reduce.unwrap_or(false)));
+    let prompts: serde_json::Map<String, Value> = prompts
+        .into_iter()
+        .map(|(key, field)| {
+            let config = json!({
+                "required": field.required,
+                "prompt_category": field.prompt_category,
+                "prompt_type": field.prompt_type,
+                "description_en": text(&field.description, "en"),
+                "description_fr": text(&field.description, "fr"),
+            });
+            (key, config)
+        })
+        .collect();
+    json!({
+        "type": entry.code,
+        "name_en": text(&entry.name, "en"),
+        "name_fr": text(&entry.name, "fr"),
+        "description_en": text(&entry.description, "en"),
+        "description_fr": text(&entry.description, "fr"),
+        "prompts": prompts,
+        "supports_reduce": entry.supports_reduce.unwrap_or(false),
+        "supports_chunking": entry.supports_chunking.unwrap_or(false),
+        "default_processing_mode": entry.default_processing_mode.as_deref().unwrap_or("single_pass"),
+    })
+}
+
+/// The prompt fields of a service type that does not list its own: an optional system
+/// prompt, a required user prompt, and an optional reduce prompt when the type reduces.
+fn default_prompt_fields(supports_reduce: bool) -> BTreeMap<String, PromptField> {
+    let mut fields = BTreeMap::from([
+        (
+            "system_prompt".to_string(),
+            PromptField::new(
+                false,
+                "system",
+                "standard",
+                "System instructions for the model",
+                "Instructions système pour le modèle",
+            ),
+        ),
+        (
+            "user_prompt".to_string(),
+            PromptField::new(
+                true,
+                "user",
+                "standard",
+                "Main prompt template",
+                "Modèle de prompt principal",
+            ),
+        ),
+    ]);
+    if supports_reduce {
+        fields.insert(
+            "reduce_prompt".to_string(),
+            PromptField::new(
+                false,
+                "user",
+                "reduce",
+                "Prompt merging the partial results (optional)",
+                "Prompt de fusion des résultats partiels (optionnel)",
+            ),
+        );
+    }
+    fields
 }
 
 /// Which type list a `/service-types` or `/prompt-types` request is about.

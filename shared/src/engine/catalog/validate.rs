@@ -18,7 +18,6 @@ pub fn text_length(field: &str, value: &str, min: usize, max: usize) -> EngineRe
     Ok(())
 }
 
-/// 422 unless `value` is one of `allowed`.
 /// 422 unless `value` is translations: an object of at most 50 language tags (1–16
 /// letters, digits, `-` or `_`) to strings of at most 4,000 characters.
 pub fn translations(field: &str, value: &serde_json::Value) -> EngineResult<()> {
@@ -48,6 +47,35 @@ pub fn translations(field: &str, value: &serde_json::Value) -> EngineResult<()> 
     Ok(())
 }
 
+/// The string field `name` of a request body, 1 to `max` characters once trimmed (422
+/// naming it when it is missing, not a string, blank or too long).
+pub fn required_text(
+    fields: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    max: usize,
+) -> EngineResult<String> {
+    let text = match fields.get(name) {
+        None | Some(serde_json::Value::Null) => {
+            return Err(EngineError::validation(
+                Location::Body,
+                name,
+                "field required",
+            ))
+        }
+        Some(serde_json::Value::String(text)) => text,
+        Some(_) => {
+            return Err(EngineError::validation(
+                Location::Body,
+                name,
+                "must be a string",
+            ))
+        }
+    };
+    text_length(name, text, 1, max)?;
+    Ok(text.clone())
+}
+
+/// 422 unless `value` is one of `allowed`.
 pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> EngineResult<()> {
     if allowed.contains(&value) {
         return Ok(());

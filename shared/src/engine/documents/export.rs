@@ -25,9 +25,9 @@ use crate::engine::catalog::flavors::flavor_by_id;
 use crate::engine::catalog::prompts::Prompt;
 use crate::engine::error::{EngineError, EngineResult, Location};
 use crate::engine::versions::{completed_job, version_with_content};
-use crate::engine::worker::call::{chat_request, finishing_max_tokens};
+use crate::engine::worker::call::finishing_max_tokens;
 use crate::engine::{FileResponse, Gateway, JsonResponse};
-use crate::llm::{chat_with_retries, ChatMessage};
+use crate::llm::{chat_with_retries, ChatMessage, ChatRequest};
 use crate::ports::keys;
 use crate::postprocess::answer::parse_json_object;
 use crate::postprocess::extraction::{fill_prompt, select_fields};
@@ -219,7 +219,7 @@ impl Filling {
             return Ok(());
         };
         let endpoint = gateway.endpoint_of(provider).await?;
-        let request = chat_request(
+        let request = ChatRequest::for_job(
             &self.job.settings,
             vec![ChatMessage::new(
                 "user",

@@ -1,27 +1,16 @@
-//! The tokenizer of a flavor's model, and the prompts of the phases after processing
+//! The prompts of the phases after processing
 //! (reduce, extraction, categorisation), checked and frozen into the job.
 
 use uuid::Uuid;
 
 use super::ExecuteRequest;
-use crate::domain::{Flavor, Model, ProcessingMode};
+use crate::domain::{Flavor, ProcessingMode};
 use crate::engine::catalog::entity::{load, Scope};
 use crate::engine::catalog::prompts::Prompt;
 use crate::engine::catalog::validate::check_placeholders;
 use crate::engine::error::{EngineError, EngineResult, Location, Rule};
 use crate::engine::Gateway;
 use crate::postprocess::{categorization, extraction};
-use crate::tokens::{load_or_default, resolve_tokenizer_name, TokenCounter};
-
-/// The token counter of a flavor on its model: the flavor's override, the model's
-/// tokenizer, or one derived from the model identifier.
-pub fn counter_for(flavor: &Flavor, model: &Model) -> TokenCounter {
-    load_or_default(&resolve_tokenizer_name(
-        flavor.tokenizer_override.as_deref(),
-        model.tokenizer_name.as_deref(),
-        &model.model_identifier,
-    ))
-}
 
 /// The prompts of the phases after processing, frozen into the job.
 pub(super) struct FinishingPrompts {

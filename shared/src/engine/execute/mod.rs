@@ -8,11 +8,11 @@ mod finishing;
 mod request;
 pub mod uploads;
 
+pub use crate::engine::catalog::tokenizers::counter_for;
 pub use cache::remember as remember_result;
 #[cfg(feature = "documents")]
 pub(crate) use cache::sha256_hex;
 pub use estimate::dry_run_json;
-pub use finishing::counter_for;
 pub use request::ExecuteRequest;
 
 use finishing::finishing_prompts;

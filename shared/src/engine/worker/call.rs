@@ -2,7 +2,6 @@
 //! rolling context, a reduce group, or the final output for extraction or categorisation.
 
 use super::*;
-use crate::domain::JobSettings;
 use crate::engine::turns::read_turns;
 
 /// What one step sends to the LLM.
@@ -120,37 +119,6 @@ pub(super) async fn build_call(
             finishing_call(prompt, PassType::Categorization)
         }
     })
-}
-
-/// The chat request of one call of a job: the flavor's own calls carry its penalties and
-/// stop sequences; every call carries its `custom_params` (provider-specific fields).
-pub(crate) fn chat_request(
-    settings: &JobSettings,
-    messages: Vec<ChatMessage>,
-    temperature: f32,
-    max_tokens: u32,
-    flavor_call: bool,
-) -> ChatRequest {
-    let extra = settings
-        .custom_params
-        .as_deref()
-        .and_then(|params| serde_json::from_str::<Map<String, Value>>(params).ok())
-        .unwrap_or_default();
-    ChatRequest {
-        model: settings.model_identifier.clone(),
-        messages,
-        temperature,
-        top_p: settings.top_p,
-        max_tokens,
-        frequency_penalty: settings.frequency_penalty.filter(|_| flavor_call),
-        presence_penalty: settings.presence_penalty.filter(|_| flavor_call),
-        stop: if flavor_call {
-            settings.stop_sequences.clone()
-        } else {
-            Vec::new()
-        },
-        extra,
-    }
 }
 
 /// The current reduce level and the reduce prompt of a reducing job.

@@ -17,8 +17,8 @@ mod map;
 mod phases;
 
 use call::{
-    build_call, categorization_prompt, chat_request, extraction_prompt, finishing_max_tokens,
-    read_text, reduce_step, Call,
+    build_call, categorization_prompt, extraction_prompt, finishing_max_tokens, read_text,
+    reduce_step, Call,
 };
 use phases::{
     after_processing, enter_finishing, finish_output, load_outputs, note, plan_reduce_level,
@@ -275,7 +275,7 @@ async fn run_llm_step(
         messages.push(ChatMessage::new("system", system));
     }
     messages.push(ChatMessage::new("user", call.prompt.clone()));
-    let request = chat_request(
+    let request = ChatRequest::for_job(
         &job.settings,
         messages,
         call.temperature,

@@ -32,6 +32,7 @@ fn reply(content: &str) -> ChatCompletion {
         content: content.to_string(),
         prompt_tokens: Some(10),
         completion_tokens: Some(5),
+        finish_reason: None,
     }
 }
 

@@ -678,6 +678,7 @@ async fn missing_provider_usage_is_counted_and_blank_lines_are_tidied() {
         content: content.into(),
         prompt_tokens: None,
         completion_tokens: None,
+        finish_reason: None,
     });
 
     assert_eq!(
