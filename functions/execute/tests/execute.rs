@@ -157,30 +157,30 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
         (
             summarize.clone(),
             b"{not json".to_vec(),
-            400,
+            422,
             "INVALID_JSON",
             None,
         ),
-        (summarize.clone(), b"".to_vec(), 400, "INVALID_JSON", None),
+        (summarize.clone(), b"".to_vec(), 422, "INVALID_JSON", None),
         (
             summarize.clone(),
             b"{}".to_vec(),
-            400,
-            "INVALID_REQUEST",
+            422,
+            "VALIDATION_ERROR",
             Some("input"),
         ),
         (
             summarize.clone(),
             br#"{"input": ""}"#.to_vec(),
-            400,
-            "INVALID_REQUEST",
+            422,
+            "VALIDATION_ERROR",
             Some("input"),
         ),
         (
             summarize.clone(),
             br#"{"input": ["x"]}"#.to_vec(),
-            400,
-            "INVALID_REQUEST",
+            422,
+            "VALIDATION_ERROR",
             Some("input"),
         ),
         (
@@ -195,7 +195,7 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
             huge.into_bytes(),
             413,
             "INPUT_TOO_LARGE",
-            Some("input"),
+            Some("body"),
         ),
         (
             Uuid::new_v4().to_string(),
@@ -237,8 +237,8 @@ async fn rejected_requests_name_the_problem_and_write_nothing() {
         (
             summarize.clone(),
             br#"{"input": "A : x", "organization_id": " "}"#.to_vec(),
-            400,
-            "INVALID_REQUEST",
+            422,
+            "VALIDATION_ERROR",
             Some("organization_id"),
         ),
         (

@@ -34,7 +34,7 @@ Options:
   --rest-timeout-secs N       REST invocations get 504 after this, like API Gateway's
                               integration timeout [default 29]; an SQS invocation's deadline
                               is its messages' visibility timeout
-  --max-body-bytes N          larger request bodies get 413 [default 6291456]
+  --max-body-bytes N          larger request bodies get 413 [default 10485760]
   --ws-port PORT              WebSocket front door + management API (POST/GET/DELETE /@connections/{id})
                               on 127.0.0.1, 0 for any free port [default 8081]
   --ws-function NAME          function for $connect, $disconnect and every route [default ws]
@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(config.invoke_timeout, Duration::from_secs(900));
         assert_eq!(config.rest_timeout, Duration::from_secs(29));
         assert_eq!(config.concurrency, 4);
-        assert_eq!(config.max_body_bytes, 6 * 1024 * 1024);
+        assert_eq!(config.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(config.ws_port, 8081);
         assert_eq!(config.ws_function, "ws");
         assert_eq!(config.ws_routes, vec!["subscribe", "unsubscribe"]);

@@ -17,8 +17,13 @@ use crate::proxy::{proxy_event, proxy_response_to_http, IncomingRequest};
 use crate::routes::{match_route, Route};
 use crate::wire::{source_ip, REQUEST_ID_HEADER};
 
-/// Lambda's synchronous invocation payload limit (6 MB), the default body limit.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+/// API Gateway REST's request payload limit (10 MB), the default body limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// Lambda's synchronous invocation request payload limit: an event larger than this is
+/// refused by Lambda before the function runs (the body is base64-encoded in the event,
+/// so bodies over about 4.7 MB never reach a handler).
+pub const LAMBDA_REQUEST_PAYLOAD_BYTES: usize = 6_291_556;
 
 /// Everything the front door needs to answer requests.
 #[derive(Clone, Debug)]
@@ -87,7 +92,7 @@ async fn respond(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
             format!(
-                "request body exceeds {} bytes (the Lambda synchronous payload limit)",
+                "request body exceeds {} bytes (API Gateway's payload limit)",
                 front_door.max_body_bytes
             ),
         )
@@ -119,6 +124,16 @@ async fn respond(
     };
     let event = proxy_event(&incoming, &route);
     let function = route.route.function;
+    let event_bytes = event.to_string().len();
+    if event_bytes > LAMBDA_REQUEST_PAYLOAD_BYTES {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!(
+                "the request's Lambda event is {event_bytes} bytes (the body is base64-encoded), over Lambda's {LAMBDA_REQUEST_PAYLOAD_BYTES}-byte payload limit; send large inputs with POST /api/v1/uploads"
+            ),
+        );
+    }
     let result = front_door
         .invoker
         .invoke_within(function, &event, front_door.timeout)
@@ -277,6 +292,25 @@ mod tests {
             .expect("valid request");
         let response = handle(&front_door(100), declared, "127.0.0.1").await;
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_body_whose_base64_event_exceeds_lambdas_payload_is_413_without_invoking() {
+        // Under the body limit, but about 6.7 MB once base64-encoded in the event.
+        let body = vec![b'a'; 5_000_000];
+        let response = handle(
+            &front_door(DEFAULT_MAX_BODY_BYTES),
+            request("POST", "/api/v1/services/s/execute", body),
+            "127.0.0.1",
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = json_body(response).await;
+        assert_eq!(body["error_code"], "PAYLOAD_TOO_LARGE");
+        assert!(
+            body["detail"].as_str().unwrap().contains("uploads"),
+            "{body}"
+        );
     }
 
     #[tokio::test]

@@ -34,17 +34,15 @@ pub struct IncomingRequest<'a> {
 
 /// Builds the API Gateway REST proxy event for a request that matched `route`, in the JSON
 /// shape of `aws_lambda_events::apigw::ApiGatewayProxyRequest`. Absent query strings and
-/// path parameters are `null`, as API Gateway sends them; a body that is not valid UTF-8
-/// is sent base64-encoded with `isBase64Encoded: true`.
+/// path parameters are `null`, as API Gateway sends them; a body is sent base64-encoded
+/// with `isBase64Encoded: true`, as the deployed API does for every body (the template's
+/// `BinaryMediaTypes: */*`), so payload limits apply to the encoded size here too.
 pub fn proxy_event(request: &IncomingRequest<'_>, route: &RouteMatch) -> Value {
     let (single_headers, multi_headers) = header_maps(request.headers);
     let (single_query, multi_query) = query_maps(request.query.unwrap_or(""));
     let (body, is_base64_encoded) = match request.body {
         [] => (Value::Null, false),
-        bytes => match std::str::from_utf8(bytes) {
-            Ok(text) => (Value::String(text.to_string()), false),
-            Err(_) => (Value::String(BASE64.encode(bytes)), true),
-        },
+        bytes => (Value::String(BASE64.encode(bytes)), true),
     };
     let path_parameters = if route.path_parameters.is_empty() {
         Value::Null
@@ -272,8 +270,9 @@ mod tests {
         );
         assert_eq!(event["requestContext"]["httpMethod"], "POST");
         assert_eq!(event["requestContext"]["identity"]["sourceIp"], "127.0.0.1");
-        assert_eq!(event["body"], r#"{"text":"hi"}"#);
-        assert_eq!(event["isBase64Encoded"], false);
+        assert_eq!(event["isBase64Encoded"], true);
+        let body = BASE64.decode(event["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body, br#"{"text":"hi"}"#);
 
         let parsed: ApiGatewayProxyRequest =
             serde_json::from_value(event).expect("lambda_http can read the event");

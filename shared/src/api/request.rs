@@ -109,7 +109,8 @@ impl ApiRequest {
     pub fn organization_id(&self) -> EngineResult<Option<&str>> {
         let organization_id = self.query("organization_id");
         if let Some(organization_id) = organization_id {
-            validate_organization_id(organization_id)?;
+            validate_organization_id(organization_id)
+                .map_err(|problem| EngineError::invalid_field("organization_id", problem))?;
         }
         Ok(organization_id)
     }

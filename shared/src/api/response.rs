@@ -49,6 +49,14 @@ pub fn error_body(error: &EngineError) -> Value {
         EngineError::InvalidBody(BodyProblem::TooLarge { limit, .. }) => {
             body.insert("max_input_bytes".into(), json!(limit));
         }
+        EngineError::InvalidBody(
+            BodyProblem::Empty | BodyProblem::NotJson(_) | BodyProblem::NotObject,
+        ) => {
+            body.insert(
+                "detail".into(),
+                json!([{"loc": ["body"], "msg": error.to_string(), "type": "json_invalid"}]),
+            );
+        }
         EngineError::ContextExceeded(figures) => {
             body.insert("input_tokens".into(), json!(figures.input_tokens));
             body.insert("available_tokens".into(), json!(figures.available_tokens));

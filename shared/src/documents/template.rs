@@ -7,8 +7,9 @@ use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 use super::DocumentError;
 
-/// Largest accepted template, compressed.
-pub const MAX_TEMPLATE_BYTES: usize = 10 * 1024 * 1024;
+/// Largest accepted template, compressed: it arrives in a request body, so within
+/// `engine::MAX_REQUEST_BODY_BYTES` (API Gateway base64-encodes it for Lambda).
+pub const MAX_TEMPLATE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest accepted total of the template's uncompressed parts (zip bomb guard).
 pub const MAX_UNCOMPRESSED_BYTES: u64 = 50 * 1024 * 1024;
 /// Most parts accepted in one template.

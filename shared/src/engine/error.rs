@@ -336,8 +336,10 @@ impl EngineError {
             EngineError::MethodNotAllowed(_) => 405,
             EngineError::UnsupportedMediaType(_) => 415,
             EngineError::InvalidBody(BodyProblem::TooLarge { .. }) => 413,
+            EngineError::InvalidBody(BodyProblem::NotUtf8 { .. }) => 400,
+            // FastAPI's answer to a body that is not a JSON object.
+            EngineError::InvalidBody(_) => 422,
             EngineError::InvalidField { .. }
-            | EngineError::InvalidBody(_)
             | EngineError::InvalidCursor
             | EngineError::ContextExceeded(_)
             | EngineError::PromptPlaceholders { .. }
@@ -430,7 +432,12 @@ fn body_problem_text(problem: &BodyProblem) -> String {
         BodyProblem::NotJson(error) => format!("request body is not valid JSON: {error}"),
         BodyProblem::NotObject => "request body must be a JSON object".into(),
         BodyProblem::TooLarge { field, size, limit } => {
-            format!("{field}: {size} bytes exceeds the limit of {limit} bytes")
+            // A request body (not an upload) this large is sent as an upload instead.
+            let hint = match *field {
+                "body" | "input" => "; send a larger input with POST /api/v1/uploads",
+                _ => "",
+            };
+            format!("{field}: {size} bytes exceeds the limit of {limit} bytes{hint}")
         }
     }
 }

@@ -28,10 +28,18 @@ use crate::ports::{
     BlobStore, Breakers, Catalog, CatalogStore, IoResult, JobQueue, JobStore, Secrets,
 };
 
+/// The largest request body a REST function accepts. API Gateway sends every body
+/// base64-encoded (the template declares `BinaryMediaTypes: */*` so that non-UTF-8 input
+/// reaches the handler), and the event must stay under Lambda's synchronous request
+/// payload of 6,291,556 bytes: 4,500,000 bytes encode to 6,000,000, which leaves room for
+/// the headers and request context. Larger inputs go by `POST /api/v1/uploads`.
+pub const MAX_REQUEST_BODY_BYTES: usize = 4_500_000;
+
 /// Operational limits, from the environment with safe defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest accepted `input`, in bytes (`GATEWAY_MAX_INPUT_BYTES`).
+    /// Largest accepted `input`, in bytes (`GATEWAY_MAX_INPUT_BYTES`; at most, and by
+    /// default, [`MAX_REQUEST_BODY_BYTES`]).
     pub max_input_bytes: usize,
     /// Largest uploaded input (`POST /api/v1/uploads`, `GATEWAY_MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: usize,
@@ -83,7 +91,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_input_bytes: 5_000_000,
+            max_input_bytes: MAX_REQUEST_BODY_BYTES,
             max_upload_bytes: 200_000_000,
             inline_plan_bytes: 2_000_000,
             catalog_cache_ttl: Duration::from_secs(30),
@@ -114,8 +122,9 @@ impl Limits {
         }
         let defaults = Limits::default();
         Limits {
-            max_input_bytes: num("GATEWAY_MAX_INPUT_BYTES")
-                .map_or(defaults.max_input_bytes, |v| v as usize),
+            max_input_bytes: num("GATEWAY_MAX_INPUT_BYTES").map_or(defaults.max_input_bytes, |v| {
+                (v as usize).min(MAX_REQUEST_BODY_BYTES)
+            }),
             max_upload_bytes: num("GATEWAY_MAX_UPLOAD_BYTES")
                 .map_or(defaults.max_upload_bytes, |v| v as usize),
             inline_plan_bytes: num("GATEWAY_INLINE_PLAN_BYTES")

@@ -115,7 +115,8 @@ async fn topic_for(
             Ok(Topic::Job(id))
         }
         (None, Some(org)) => {
-            super::catalog::validate::validate_organization_id(org)?;
+            super::catalog::validate::validate_organization_id(org)
+                .map_err(|problem| EngineError::invalid_field("organization_id", problem))?;
             Ok(Topic::Organization(org.to_string()))
         }
         (None, None) => Err(EngineError::invalid_field(

@@ -189,9 +189,14 @@ async fn summary_jobs_run_end_to_end() {
         seeds::SUMMARIZE_SERVICE_ID
     );
     let malformed = client.post(&url).body("{oops").send().await.unwrap();
-    assert_eq!(malformed.status(), 400);
+    assert_eq!(malformed.status(), 422);
     let body: Value = malformed.json().await.unwrap();
     assert_eq!(body["error_code"], "INVALID_JSON");
+    assert_eq!(
+        body["detail"][0]["loc"],
+        serde_json::json!(["body"]),
+        "FastAPI's list: {body}"
+    );
     let oversized = client
         .post(&url)
         .body(vec![b'a'; 7_000_000])
@@ -199,6 +204,24 @@ async fn summary_jobs_run_end_to_end() {
         .await
         .unwrap();
     assert_eq!(oversized.status(), 413);
+    // Over the handler's cap but still within Lambda's payload once base64-encoded: the
+    // handler's own 413, naming the body and the upload route.
+    let over_cap = client
+        .post(&url)
+        .body(vec![
+            b'a';
+            gateway_core::engine::MAX_REQUEST_BODY_BYTES + 50_000
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over_cap.status(), 413);
+    let body: Value = over_cap.json().await.unwrap();
+    assert_eq!(
+        (body["error_code"].as_str(), body["field"].as_str()),
+        (Some("INPUT_TOO_LARGE"), Some("body")),
+        "{body}"
+    );
     assert_eq!(
         listed_jobs(&client, &run).await,
         2,

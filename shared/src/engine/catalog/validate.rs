@@ -125,17 +125,14 @@ pub fn check_placeholders(mode: ProcessingMode, prompt: &str, field: &str) -> En
 const MAX_ORGANIZATION_ID_CHARS: usize = 100;
 
 /// Checks an organization id: 1–100 characters, not blank (only whitespace), no control
-/// characters.
-pub fn validate_organization_id(org: &str) -> EngineResult<()> {
+/// characters. The error is the problem, for the caller to attach to its field.
+pub fn validate_organization_id(org: &str) -> Result<(), String> {
     if org.trim().is_empty()
         || org.chars().count() > MAX_ORGANIZATION_ID_CHARS
         || org.chars().any(char::is_control)
     {
-        return Err(EngineError::invalid_field(
-            "organization_id",
-            format!(
-                "must be 1 to {MAX_ORGANIZATION_ID_CHARS} characters, not blank, without control characters"
-            ),
+        return Err(format!(
+            "must be 1 to {MAX_ORGANIZATION_ID_CHARS} characters, not blank, without control characters"
         ));
     }
     Ok(())
@@ -191,11 +188,10 @@ mod tests {
         assert!(validate_organization_id("org-1").is_ok());
         assert!(validate_organization_id(" org 1 ").is_ok());
         for bad in ["", " ", "\t", "   ", "a\u{0}", &"x".repeat(101)] {
-            let error = validate_organization_id(bad).unwrap_err();
-            assert_eq!(
-                (error.status(), error.field()),
-                (400, Some("organization_id")),
-                "{bad:?}"
+            let problem = validate_organization_id(bad).unwrap_err();
+            assert!(
+                problem.contains("1 to 100 characters"),
+                "{bad:?}: {problem}"
             );
         }
     }

@@ -30,7 +30,7 @@ use crate::domain::{
     DEFAULT_CREATE_NEW_TURN_AFTER, DEFAULT_MAP_CONCURRENCY, DEFAULT_MAX_NEW_TURNS,
     DEFAULT_SUMMARY_TURNS,
 };
-use crate::engine::error::{ContextExceeded, EngineError, EngineResult, Resource, Rule};
+use crate::engine::error::{ContextExceeded, EngineError, EngineResult, Location, Resource, Rule};
 use crate::ports::keys;
 use crate::text::batching::{BatchBudget, MIN_INPUT_TOKENS};
 use crate::text::normalize::{normalize_transcript, NormalizedTurn, MAX_BYTES_PER_TOKEN};
@@ -225,7 +225,8 @@ async fn plan_on(
                 );
             }
             if request.deferred_upload.is_some() {
-                return Err(EngineError::invalid_field(
+                return Err(EngineError::validation(
+                    Location::Body,
                     "input_upload_id",
                     format!(
                         "an upload over {} bytes is planned in the background, which only iterative flavors do; flavor '{}' is single pass",

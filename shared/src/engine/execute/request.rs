@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::engine::catalog::validate::validate_organization_id;
-use crate::engine::error::{BodyProblem, EngineError, EngineResult};
+use crate::engine::error::{BodyProblem, EngineError, EngineResult, Location};
 use crate::postprocess::categorization::{self, CategorizationContext};
 use crate::postprocess::extraction;
 
@@ -50,29 +50,28 @@ impl ExecuteRequest {
         };
         let input_upload_id = optional_string(&mut fields, "input_upload_id")?
             .map(|id| {
-                Uuid::parse_str(id.trim())
-                    .map_err(|_| EngineError::invalid_field("input_upload_id", "must be a UUID"))
+                Uuid::parse_str(id.trim()).map_err(|_| invalid("input_upload_id", "must be a UUID"))
             })
             .transpose()?;
         let input = match (fields.remove("input"), input_upload_id) {
             (None | Some(Value::Null), None) => {
-                return Err(EngineError::invalid_field(
+                return Err(invalid(
                     "input",
                     "is required (or input_upload_id, for a file sent to POST /api/v1/uploads)",
                 ))
             }
             (None | Some(Value::Null), Some(_)) => String::new(),
             (Some(_), Some(_)) => {
-                return Err(EngineError::invalid_field(
+                return Err(invalid(
                     "input_upload_id",
                     "give input or input_upload_id, not both",
                 ))
             }
             (Some(Value::String(input)), None) => input,
-            (Some(_), None) => return Err(EngineError::invalid_field("input", "must be a string")),
+            (Some(_), None) => return Err(invalid("input", "must be a string")),
         };
         if input_upload_id.is_none() && input.trim().is_empty() {
-            return Err(EngineError::invalid_field("input", "must not be empty"));
+            return Err(invalid("input", "must not be empty"));
         }
         if input.len() > max_input_bytes {
             return Err(EngineError::InvalidBody(BodyProblem::TooLarge {
@@ -82,24 +81,18 @@ impl ExecuteRequest {
             }));
         }
         let flavor_id = optional_string(&mut fields, "flavor_id")?
-            .map(|id| {
-                Uuid::parse_str(&id)
-                    .map_err(|_| EngineError::invalid_field("flavor_id", "must be a UUID"))
-            })
+            .map(|id| Uuid::parse_str(&id).map_err(|_| invalid("flavor_id", "must be a UUID")))
             .transpose()?;
         let flavor_name = optional_string(&mut fields, "flavor_name")?;
         if flavor_name
             .as_deref()
             .is_some_and(|name| name.trim().is_empty())
         {
-            return Err(EngineError::invalid_field(
-                "flavor_name",
-                "must not be empty",
-            ));
+            return Err(invalid("flavor_name", "must not be empty"));
         }
         let organization_id = optional_string(&mut fields, "organization_id")?;
         if let Some(org) = &organization_id {
-            validate_organization_id(org)?;
+            validate_organization_id(org).map_err(|problem| invalid("organization_id", problem))?;
         }
         let context = match fields.remove("context") {
             None | Some(Value::Null) => None,
@@ -112,7 +105,7 @@ impl ExecuteRequest {
         let use_cache = match fields.remove("cache") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(flag)) => flag,
-            Some(_) => return Err(EngineError::invalid_field("cache", "must be true or false")),
+            Some(_) => return Err(invalid("cache", "must be true or false")),
         };
         Ok(ExecuteRequest {
             input,
@@ -128,11 +121,16 @@ impl ExecuteRequest {
     }
 }
 
+/// 422 naming a body field, in FastAPI's list shape.
+fn invalid(field: &str, problem: impl std::fmt::Display) -> EngineError {
+    EngineError::validation(Location::Body, field, problem)
+}
+
 fn optional_string(fields: &mut Map<String, Value>, name: &str) -> EngineResult<Option<String>> {
     match fields.remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(value)) => Ok(Some(value)),
-        Some(_) => Err(EngineError::invalid_field(name, "must be a string")),
+        Some(_) => Err(invalid(name, "must be a string")),
     }
 }
 
@@ -161,33 +159,38 @@ mod tests {
             ("", "INVALID_JSON", None),
             ("{not json", "INVALID_JSON", None),
             ("[1]", "INVALID_JSON", None),
-            ("{}", "INVALID_REQUEST", Some("input")),
-            (r#"{"input":"   "}"#, "INVALID_REQUEST", Some("input")),
-            (r#"{"input":5}"#, "INVALID_REQUEST", Some("input")),
+            (
+                "{\"input\":\"x\",\"organization_id\":\"\\u0000\"}",
+                "VALIDATION_ERROR",
+                Some("organization_id"),
+            ),
+            ("{}", "VALIDATION_ERROR", Some("input")),
+            (r#"{"input":"   "}"#, "VALIDATION_ERROR", Some("input")),
+            (r#"{"input":5}"#, "VALIDATION_ERROR", Some("input")),
             (
                 r#"{"input":"x","cache":"no"}"#,
-                "INVALID_REQUEST",
+                "VALIDATION_ERROR",
                 Some("cache"),
             ),
             (
                 r#"{"input":"x","flavor_id":"nope"}"#,
-                "INVALID_REQUEST",
+                "VALIDATION_ERROR",
                 Some("flavor_id"),
             ),
             (
                 r#"{"input":"x","flavor_name":""}"#,
-                "INVALID_REQUEST",
+                "VALIDATION_ERROR",
                 Some("flavor_name"),
             ),
             (
                 r#"{"input":"x","organization_id":""}"#,
-                "INVALID_REQUEST",
+                "VALIDATION_ERROR",
                 Some("organization_id"),
             ),
         ];
         for (body, code, field) in cases {
             let error = parse(body).unwrap_err();
-            assert_eq!(error.status(), 400, "{body}");
+            assert_eq!(error.status(), 422, "{body}");
             assert_eq!(error.code(), code, "{body}");
             assert_eq!(error.field(), field, "{body}");
         }
