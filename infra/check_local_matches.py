@@ -15,6 +15,9 @@ Usage: check_local_matches.py   (with the project venv's python: moto, boto3, Py
    template: table names, key schemas, attributes, billing mode, GSIs, stream view type,
    TTL attribute, queue names, FIFO, deduplication, retention, redrive target and
    maxReceiveCount, bucket name, KMS alias.
+3. Seeds that stack as a deployed one is seeded (infra/seed.sh STACK): a CloudFormation
+   stack whose outputs name the provisioned table, bucket and key, seeded twice; the first
+   run writes the seeds, the second keeps them all (never overwrites).
 Exits 1 and lists every mismatch.
 """
 import json
@@ -305,6 +308,34 @@ def compare_stack(endpoint, exports, env):
                 equal(f"{alias} target = exported key id", aliases[alias], by_ref[key])
 
 
+def seed_deployed_stack(endpoint, exports):
+    """infra/seed.sh against a stack's outputs, as after `sam deploy`."""
+    kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+              aws_secret_access_key="test")
+    outputs = {"CatalogTableName": exports["GATEWAY_CATALOG_TABLE"],
+               "ArtifactsBucketName": exports["GATEWAY_BUCKET"],
+               "ProviderKeysKeyId": exports["GATEWAY_KMS_KEY_ID"]}
+    template = {"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+                "Outputs": {name: {"Value": value} for name, value in outputs.items()}}
+    boto3.client("cloudformation", **kw).create_stack(StackName="chk-deployed",
+                                                      TemplateBody=json.dumps(template))
+    env = {**os.environ, "GATEWAY_SEED_ENDPOINT": endpoint, "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "LLM_API_KEY": "sk-seed"}
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([os.path.join(REPO, "infra", "seed.sh"), "chk-deployed"], env=env,
+                             capture_output=True, text=True, check=False)
+        check(out.returncode == 0, f"infra/seed.sh failed: {out.stderr[-2000:]}")
+        runs.append(out.stderr)
+    check("wrote nothing" not in runs[0] and exports["GATEWAY_CATALOG_TABLE"] in runs[0],
+          f"infra/seed.sh wrote no seeds to the stack's table: {runs[0][-500:]}")
+    check(re.search(r"wrote nothing to", runs[1]) is not None,
+          f"infra/seed.sh overwrote seeds on a second run: {runs[1][-500:]}")
+    items = boto3.client("dynamodb", **kw).scan(TableName=exports["GATEWAY_CATALOG_TABLE"],
+                                                Select="COUNT")["Count"]
+    check(items > 20, f"the stack's catalog holds {items} items after seeding")
+
+
 def main():
     env = static_checks()
     from moto.server import ThreadedMotoServer
@@ -320,6 +351,7 @@ def main():
         again, second = provision(endpoint)
         equal("provision.py output on a second run (idempotent)", again, exports)
         compare_stack(endpoint, exports, env)
+        seed_deployed_stack(endpoint, exports)
     finally:
         server.stop()
     if FAILURES:

@@ -2,7 +2,10 @@
 """Load catalog seeds into the `P-catalog` table (docs/local-contract.md), idempotently and
 without overwriting edits: an object that already exists is kept as it is.
 
-Usage: load_seeds.py --endpoint http://127.0.0.1:4566 --prefix llmgw --seeds seeds/
+Usage: load_seeds.py --endpoint http://127.0.0.1:4566 --prefix llmgw --seeds seeds/   (local stack)
+       load_seeds.py --stack llmgw --seeds seeds/    (a deployed stack: AWS credentials and
+                     region from the environment, as the AWS CLI reads them; the stack's
+                     outputs name the catalog table, the artifacts bucket and the KMS key)
 
 Reads, relative to --seeds (each file optional):
   service-types.json    service types (code, name {en,fr}, supports_*, default_processing_mode)
@@ -173,21 +176,34 @@ class Loader:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--prefix", required=True)
+    ap.add_argument("--endpoint", help="an emulator's URL; without it, AWS")
+    names = ap.add_mutually_exclusive_group(required=True)
+    names.add_argument("--prefix", help="resource name prefix of a local stack")
+    names.add_argument("--stack", help="name of a deployed CloudFormation stack")
     ap.add_argument("--seeds", required=True, help="seeds directory")
     args = ap.parse_args()
     seeds = args.seeds
-    kw = dict(
-        endpoint_url=args.endpoint,
-        region_name=os.environ.get("AWS_REGION", "us-east-1"),
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
-    )
-    table = boto3.resource("dynamodb", **kw).Table(f"{args.prefix}-catalog")
+    kw = dict(config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    if args.endpoint:
+        kw.update(
+            endpoint_url=args.endpoint,
+            region_name=os.environ.get("AWS_REGION", "us-east-1"),
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+        )
+    if args.stack:
+        stack = boto3.client("cloudformation", **kw).describe_stacks(StackName=args.stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        missing = {"CatalogTableName", "ArtifactsBucketName", "ProviderKeysKeyId"} - outputs.keys()
+        if missing:
+            sys.exit(f"load_seeds: stack {args.stack} has no output {', '.join(sorted(missing))}")
+        table_name, bucket, alias = (outputs["CatalogTableName"], outputs["ArtifactsBucketName"],
+                                     outputs["ProviderKeysKeyId"])
+    else:
+        table_name, bucket, alias = (f"{args.prefix}-catalog", f"{args.prefix}-artifacts",
+                                     f"alias/{args.prefix}-provider-keys")
+    table = boto3.resource("dynamodb", **kw).Table(table_name)
     kms = boto3.client("kms", **kw)
-    alias = f"alias/{args.prefix}-provider-keys"
     loader = Loader(table)
 
     def entries(name):
@@ -236,8 +252,9 @@ def main():
             fl["service_id"] = sid
             loader.put("FLAVOR", fl, f"SERVICE#{sid}", f"FLAVOR#{fl['id']}")
 
+    # Path-style addressing for an emulator; AWS picks its own.
     s3 = boto3.client("s3", **{**kw, "config": Config(retries={"max_attempts": 3, "mode": "standard"},
-                                                      s3={"addressing_style": "path"})})
+                                                      s3={"addressing_style": "path" if args.endpoint else "auto"})})
     for i, template in entries("document-templates.json"):
         template = with_id("DOCUMENT_TEMPLATE", template, "name_fr", f"document-templates.json[{i}]")
         path = os.path.join(seeds, template.pop("file"))
@@ -247,13 +264,13 @@ def main():
                         file_hash=hashlib.sha256(data).hexdigest())
         pk = f"DOCUMENT_TEMPLATE#{template['id']}"
         if "Item" not in table.get_item(Key={"pk": pk, "sk": "#DOCUMENT_TEMPLATE"}):
-            s3.put_object(Bucket=f"{args.prefix}-artifacts", Key=f"templates/{template['id']}.docx", Body=data,
+            s3.put_object(Bucket=bucket, Key=f"templates/{template['id']}.docx", Body=data,
                           ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document")
         loader.top("DOCUMENT_TEMPLATE", template)
 
     def summary(counts):
         return ", ".join(f"{n} {k.lower().replace('_', ' ')}" for k, n in sorted(counts.items())) or "nothing"
-    print(f"load_seeds: wrote {summary(loader.written)} to {args.prefix}-catalog; "
+    print(f"load_seeds: wrote {summary(loader.written)} to {table_name}; "
           f"kept existing {summary(loader.kept)}", file=sys.stderr)
 
 
