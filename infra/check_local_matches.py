@@ -17,7 +17,8 @@ Usage: check_local_matches.py   (with the project venv's python: moto, boto3, Py
    maxReceiveCount, bucket name, KMS alias.
 3. Seeds that stack as a deployed one is seeded (infra/seed.sh STACK): a CloudFormation
    stack whose outputs name the provisioned table, bucket and key, seeded twice; the first
-   run writes the seeds, the second keeps them all (never overwrites).
+   run writes the seeds, the second keeps them all (never overwrites). Then stores a
+   tokenizer with infra/tokenizer.sh, and refuses a file that is not one.
 Exits 1 and lists every mismatch.
 """
 import json
@@ -334,6 +335,20 @@ def seed_deployed_stack(endpoint, exports):
     items = boto3.client("dynamodb", **kw).scan(TableName=exports["GATEWAY_CATALOG_TABLE"],
                                                 Select="COUNT")["Count"]
     check(items > 20, f"the stack's catalog holds {items} items after seeding")
+
+    # infra/tokenizer.sh stores a tokenizer.json where the functions load it from.
+    fixture = os.path.join(REPO, "tests", "fixtures", "tokenizer-word-level.json")
+    tokenizer = [os.path.join(REPO, "infra", "tokenizer.sh"), "chk-deployed", "test-owner/word-level"]
+    out = subprocess.run(tokenizer + [fixture], env=env, capture_output=True, text=True, check=False)
+    check(out.returncode == 0, f"infra/tokenizer.sh failed: {out.stderr[-2000:]}")
+    key = "tokenizers/test-owner--word-level/tokenizer.json"
+    stored = boto3.client("s3", **kw).get_object(Bucket=exports["GATEWAY_BUCKET"], Key=key)["Body"].read()
+    with open(fixture, "rb") as f:
+        equal("the stored tokenizer", stored, f.read())
+    bad = subprocess.run(tokenizer + [os.path.join(REPO, "README.md")], env=env, capture_output=True,
+                         text=True, check=False)
+    check(bad.returncode != 0 and "not a tokenizer.json" in bad.stderr,
+          f"infra/tokenizer.sh stored a file that is not a tokenizer: {bad.stderr[-500:]}")
 
 
 def main():

@@ -174,6 +174,29 @@ class Loader:
         self.put(kind, body, f"{kind}#{body['id']}", f"#{kind}")
 
 
+def client_kwargs(endpoint):
+    """boto3 client arguments: an emulator's (test credentials) or AWS's (the environment's)."""
+    kw = dict(config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    if endpoint:
+        kw.update(
+            endpoint_url=endpoint,
+            region_name=os.environ.get("AWS_REGION", "us-east-1"),
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+        )
+    return kw
+
+
+def stack_outputs(kw, stack_name, required):
+    """The outputs of a deployed stack; exits naming any of `required` it lacks."""
+    stack = boto3.client("cloudformation", **kw).describe_stacks(StackName=stack_name)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    missing = set(required) - outputs.keys()
+    if missing:
+        sys.exit(f"stack {stack_name} has no output {', '.join(sorted(missing))}")
+    return outputs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--endpoint", help="an emulator's URL; without it, AWS")
@@ -183,20 +206,9 @@ def main():
     ap.add_argument("--seeds", required=True, help="seeds directory")
     args = ap.parse_args()
     seeds = args.seeds
-    kw = dict(config=Config(retries={"max_attempts": 3, "mode": "standard"}))
-    if args.endpoint:
-        kw.update(
-            endpoint_url=args.endpoint,
-            region_name=os.environ.get("AWS_REGION", "us-east-1"),
-            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-        )
+    kw = client_kwargs(args.endpoint)
     if args.stack:
-        stack = boto3.client("cloudformation", **kw).describe_stacks(StackName=args.stack)["Stacks"][0]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        missing = {"CatalogTableName", "ArtifactsBucketName", "ProviderKeysKeyId"} - outputs.keys()
-        if missing:
-            sys.exit(f"load_seeds: stack {args.stack} has no output {', '.join(sorted(missing))}")
+        outputs = stack_outputs(kw, args.stack, ["CatalogTableName", "ArtifactsBucketName", "ProviderKeysKeyId"])
         table_name, bucket, alias = (outputs["CatalogTableName"], outputs["ArtifactsBucketName"],
                                      outputs["ProviderKeysKeyId"])
     else:

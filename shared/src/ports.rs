@@ -217,6 +217,8 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, key: &str) -> IoResult<()>;
     /// Deletes every object whose key starts with `prefix`; returns how many.
     async fn delete_prefix(&self, prefix: &str) -> IoResult<usize>;
+    /// Every object whose key starts with `prefix`, with its size, in key order.
+    async fn list(&self, prefix: &str) -> IoResult<Vec<(String, u64)>>;
     /// A URL that reads the object without credentials until `expires_in` has passed.
     async fn presigned_get(&self, key: &str, expires_in: std::time::Duration) -> IoResult<String>;
     /// A URL that writes the object (HTTP PUT) without credentials until `expires_in`.
@@ -271,6 +273,9 @@ pub trait Secrets: Send + Sync {
 pub mod keys {
     use uuid::Uuid;
 
+    /// Prefix of the HuggingFace tokenizer files ([`tokenizer`]).
+    pub const TOKENIZERS_PREFIX: &str = "tokenizers/";
+
     /// Prefix of every object of a job.
     pub fn job_prefix(job: Uuid) -> String {
         format!("jobs/{job}/")
@@ -317,6 +322,14 @@ pub mod keys {
     /// A result-cache entry: the completed job answering a cache key (JSON).
     pub fn cache_entry(key: &str) -> String {
         format!("cache/{key}.json")
+    }
+    /// A HuggingFace `tokenizer.json` by repo id (`owner/name`), which the counting of
+    /// every function loads from here (never from HuggingFace at run time).
+    pub fn tokenizer(repo: &str) -> String {
+        format!(
+            "{TOKENIZERS_PREFIX}{}/tokenizer.json",
+            repo.replacen('/', "--", 1)
+        )
     }
     /// The `.docx` file of a document template.
     pub fn template(template: Uuid) -> String {

@@ -12,6 +12,9 @@ pub const TOKENIZER_DIR_ENV: &str = "GATEWAY_TOKENIZER_DIR";
 /// The tokenizer used when nothing else matches.
 pub const DEFAULT_ENCODING: &str = "cl100k_base";
 
+/// The tiktoken encodings compiled into every function.
+pub const TIKTOKEN_ENCODINGS: [&str; 2] = ["cl100k_base", "o200k_base"];
+
 /// Counts tokens of text; cheap to clone.
 #[derive(Clone)]
 pub struct TokenCounter {
@@ -56,7 +59,39 @@ impl TokenCounter {
         let path =
             huggingface_path(name).ok_or_else(|| TokenizerError::Unknown(name.to_string()))?;
         let tokenizer = load_huggingface(&path)?;
+        huggingface_cache().insert(name.to_string(), tokenizer.clone());
         Ok(TokenCounter {
+            name: name.to_string(),
+            backend: Backend::HuggingFace(tokenizer),
+        })
+    }
+
+    /// A HuggingFace tokenizer from the bytes of its `tokenizer.json`, kept for the
+    /// process under `name` (see [`TokenCounter::cached`]).
+    pub fn from_huggingface_json(name: &str, json: &[u8]) -> Result<Self, TokenizerError> {
+        let tokenizer =
+            tokenizers::Tokenizer::from_bytes(json).map_err(|error| TokenizerError::File {
+                path: name.to_string(),
+                reason: error.to_string(),
+            })?;
+        let tokenizer = Arc::new(tokenizer);
+        huggingface_cache().insert(name.to_string(), tokenizer.clone());
+        Ok(TokenCounter {
+            name: name.to_string(),
+            backend: Backend::HuggingFace(tokenizer),
+        })
+    }
+
+    /// A compiled-in encoding, or a HuggingFace tokenizer this process already loaded.
+    pub fn cached(name: &str) -> Option<Self> {
+        if let Some(bpe) = tiktoken_encoding(name) {
+            return Some(TokenCounter {
+                name: name.to_string(),
+                backend: Backend::Tiktoken(bpe),
+            });
+        }
+        let tokenizer = huggingface_cache().get(name)?;
+        Some(TokenCounter {
             name: name.to_string(),
             backend: Backend::HuggingFace(tokenizer),
         })
@@ -136,19 +171,11 @@ pub fn resolve_tokenizer_name(
     }
 }
 
-/// Loads the tokenizer `name`, or cl100k_base (with a warning) if it cannot be loaded, so
-/// that an unavailable tokenizer file degrades counting precision instead of failing jobs.
-pub fn load_or_default(name: &str) -> TokenCounter {
-    TokenCounter::load(name).unwrap_or_else(|error| {
-        tracing::warn!(tokenizer = name, %error, "tokenizer unavailable, counting with cl100k_base");
-        TokenCounter::default_counter()
-    })
-}
-
 fn tiktoken_encoding(name: &str) -> Option<&'static tiktoken::CoreBpe> {
-    match name {
-        "cl100k_base" | "o200k_base" => tiktoken::get_encoding(name),
-        _ => None,
+    if TIKTOKEN_ENCODINGS.contains(&name) {
+        tiktoken::get_encoding(name)
+    } else {
+        None
     }
 }
 
@@ -169,22 +196,43 @@ fn huggingface_path(name: &str) -> Option<PathBuf> {
     )
 }
 
+/// HuggingFace tokenizers loaded by this process, by name or file path.
+struct HuggingFaceCache(Mutex<HashMap<String, Arc<tokenizers::Tokenizer>>>);
+
+impl HuggingFaceCache {
+    fn get(&self, key: &str) -> Option<Arc<tokenizers::Tokenizer>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn insert(&self, key: String, tokenizer: Arc<tokenizers::Tokenizer>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, tokenizer);
+    }
+}
+
+fn huggingface_cache() -> &'static HuggingFaceCache {
+    static CACHE: OnceLock<HuggingFaceCache> = OnceLock::new();
+    CACHE.get_or_init(|| HuggingFaceCache(Mutex::new(HashMap::new())))
+}
+
 fn load_huggingface(path: &Path) -> Result<Arc<tokenizers::Tokenizer>, TokenizerError> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<tokenizers::Tokenizer>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(found) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
-        return Ok(found.clone());
+    let key = path.display().to_string();
+    if let Some(found) = huggingface_cache().get(&key) {
+        return Ok(found);
     }
     let tokenizer =
         tokenizers::Tokenizer::from_file(path).map_err(|error| TokenizerError::File {
-            path: path.display().to_string(),
+            path: key.clone(),
             reason: error.to_string(),
         })?;
     let tokenizer = Arc::new(tokenizer);
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(path.to_path_buf(), tokenizer.clone());
+    huggingface_cache().insert(key, tokenizer.clone());
     Ok(tokenizer)
 }
 
@@ -214,6 +262,25 @@ mod tests {
             resolve_tokenizer_name(None, None, "mock-model"),
             "cl100k_base"
         );
+    }
+
+    #[test]
+    fn a_huggingface_tokenizer_loads_from_its_json_and_stays_cached() {
+        let json = include_bytes!("../../tests/fixtures/tokenizer-word-level.json");
+        let name = "test-owner/word-level";
+        assert!(TokenCounter::cached(name).is_none());
+        let counter = TokenCounter::from_huggingface_json(name, json).unwrap();
+        // One token per word or punctuation run: "Jean", ":", "Bonjour", "supercalifragilistic".
+        let text = "Jean : Bonjour supercalifragilistic";
+        assert_eq!(counter.count(text), 4);
+        assert_ne!(
+            counter.count(text),
+            TokenCounter::default_counter().count(text)
+        );
+        let again = TokenCounter::cached(name).expect("kept for the process");
+        assert_eq!((again.name(), again.count(text)), (name, 4));
+        assert!(TokenCounter::from_huggingface_json("x/y", b"{not json").is_err());
+        assert!(TokenCounter::cached("cl100k_base").is_some());
     }
 
     #[test]
@@ -258,7 +325,6 @@ mod tests {
             TokenCounter::load("not-a-tokenizer"),
             Err(TokenizerError::Unknown(_))
         ));
-        assert_eq!(load_or_default("nobody/missing").name(), "cl100k_base");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1133,6 +1133,9 @@ async fn every_sample_event_is_answered_by_its_route() {
         ("catalog-prompt-save-as-template", 404),
         ("catalog-service-type-config", 200),
         ("catalog-flavor-test", 404),
+        ("catalog-tokenizers-list", 200),
+        ("catalog-tokenizer-preload", 200),
+        ("catalog-tokenizer-delete", 404),
     ];
     let on_disk = std::fs::read_dir(repo_root().join("events"))
         .unwrap()

@@ -411,3 +411,101 @@ async fn a_flavor_test_calls_the_provider_and_models_are_verified_against_its_li
     .await;
     assert_eq!(seeded.body["is_active"], true);
 }
+
+#[tokio::test]
+async fn stored_tokenizers_are_listed_named_by_flavors_and_deleted() {
+    let stack = TestStack::start().await;
+    let fixture = std::fs::read(
+        gateway_test_support::repo_root().join("tests/fixtures/tokenizer-word-level.json"),
+    )
+    .unwrap();
+    let service = seeds::SUMMARIZE_SERVICE_ID.to_string();
+    let flavor = json!({
+        "name": "word-counted", "model_id": seeds::MODEL_ID, "temperature": 0.2,
+        "processing_mode": "single_pass", "prompt_user_content": "Summarise: {}",
+        "tokenizer_override": "e2e-owner/word-level",
+    });
+    let refused = call(
+        &stack,
+        "POST",
+        "/api/v1/services/{id}/flavors",
+        &[("id", &service)],
+        &[],
+        Some(flavor.clone()),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.body["field"].as_str()),
+        (422, Some("tokenizer_override")),
+        "{}",
+        refused.body
+    );
+
+    // What infra/tokenizer.sh does: the file in the bucket, under tokenizers/.
+    stack
+        .gateway
+        .blobs
+        .put(
+            "tokenizers/e2e-owner--word-level/tokenizer.json",
+            fixture.clone(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    let listed = call(&stack, "GET", "/api/v1/tokenizers", &[], &[], None).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let stored: Vec<&Value> = listed.body["tokenizers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["type"] == "huggingface")
+        .collect();
+    assert_eq!(stored.len(), 1, "{}", listed.body);
+    assert_eq!(stored[0]["source_repo"], "e2e-owner/word-level");
+    assert_eq!(stored[0]["size_bytes"], fixture.len());
+
+    let created = call(
+        &stack,
+        "POST",
+        "/api/v1/services/{id}/flavors",
+        &[("id", &service)],
+        &[],
+        Some(flavor),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let in_use = call(
+        &stack,
+        "DELETE",
+        "/api/v1/tokenizers/{id}",
+        &[("id", "e2e-owner--word-level")],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(in_use.status, 409, "{}", in_use.body);
+    let flavor_id = id_of(&created);
+    let removed = call(
+        &stack,
+        "DELETE",
+        "/api/v1/flavors/{flavor_id}",
+        &[("flavor_id", &flavor_id)],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    let deleted = call(
+        &stack,
+        "DELETE",
+        "/api/v1/tokenizers/{id}",
+        &[("id", "e2e-owner--word-level")],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(deleted.body["freed_bytes"], fixture.len());
+    let listed = call(&stack, "GET", "/api/v1/tokenizers", &[], &[], None).await;
+    assert_eq!(listed.body["total_size_bytes"], 0);
+}

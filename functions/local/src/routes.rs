@@ -188,6 +188,18 @@ pub const ROUTES: &[Route] = &[
         function: "catalog",
     },
     Route {
+        resource: "/api/v1/tokenizers",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/tokenizers/preload/{model_id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/tokenizers/{id}",
+        function: "catalog",
+    },
+    Route {
         resource: "/openapi.json",
         function: "catalog",
     },

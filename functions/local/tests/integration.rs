@@ -178,7 +178,10 @@ async fn front_door_proxies_through_the_invoke_api() {
     );
     assert_eq!(event["queryStringParameters"]["organization_id"], "org-1");
     assert_eq!(event["headers"]["content-type"], "application/json");
-    assert_eq!(event["isBase64Encoded"], true, "every body, as BinaryMediaTypes */* does");
+    assert_eq!(
+        event["isBase64Encoded"], true,
+        "every body, as BinaryMediaTypes */* does"
+    );
     assert_eq!(event["body"], "eyJ0ZXh0IjoiaGVsbG8ifQ==");
     assert_eq!(event["requestContext"]["stage"], "local");
     assert_eq!(event["requestContext"]["identity"]["sourceIp"], "127.0.0.1");

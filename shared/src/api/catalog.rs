@@ -7,7 +7,7 @@ use super::request::ApiRequest;
 use super::routes::{route, RouteTable};
 use crate::engine::catalog::prompts::{PromptFilter, TypeList};
 use crate::engine::catalog::{
-    failover, flavors, live, models, presets, prompts, providers, services,
+    failover, flavors, live, models, presets, prompts, providers, services, tokenizers,
 };
 use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 use crate::engine::JsonResponse;
@@ -146,6 +146,12 @@ pub static TABLE: RouteTable = RouteTable {
             |g, r| { let (service, flavor) = flavor_ids(r)?; failover::validate_failover(g, &r.scope()?, service, flavor, r.body()).await }),
         route!(Post "/api/v1/flavors/{flavor_id}/test", "Send a test prompt with the flavor's settings (live call)", Some("object"), 200 => "object",
             |g, r| { let (service, flavor) = flavor_ids(r)?; live::test_flavor(g, &r.scope()?, service, flavor, r.body()).await }),
+        route!(Get "/api/v1/tokenizers", "Tokenizers available to the deployment: compiled-in encodings and stored HuggingFace files", None, 200 => "object",
+            |g, _r| tokenizers::list_tokenizers(g).await),
+        route!(Post "/api/v1/tokenizers/preload/{model_id}", "Load a model's tokenizer (checks it is available)", None, 200 => "object",
+            |g, r| tokenizers::preload(g, &r.scope()?, r.id("model_id", Resource::Model)?).await),
+        route!(Delete "/api/v1/tokenizers/{id}", "Delete a stored tokenizer (owner--name) no model or flavor uses", None, 200 => "object",
+            |g, r| tokenizers::delete_tokenizer(g, &r.scope()?, r.param("id")).await),
         route!(Get "/openapi.json", "This document", None, 200 => "object",
             |_g, _r| Ok(JsonResponse::new(200, super::openapi::document()))),
     ],

@@ -187,6 +187,27 @@ impl BlobStore for S3Blobs {
         }
     }
 
+    async fn list(&self, prefix: &str) -> IoResult<Vec<(String, u64)>> {
+        let mut found = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(sdk_error("list blobs"))?;
+            found.extend(page.contents().iter().filter_map(|object| {
+                Some((
+                    object.key()?.to_string(),
+                    object.size().unwrap_or(0).max(0) as u64,
+                ))
+            }));
+        }
+        Ok(found)
+    }
+
     async fn presigned_get(&self, key: &str, expires_in: Duration) -> IoResult<String> {
         let config = PresigningConfig::expires_in(expires_in)
             .map_err(|e| IoError::new("presign blob", e))?;

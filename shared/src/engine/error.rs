@@ -26,6 +26,8 @@ pub enum Resource {
     DocumentTemplate,
     /// An uploaded input.
     Upload,
+    /// A stored HuggingFace tokenizer.
+    Tokenizer,
 }
 
 impl Resource {
@@ -46,6 +48,7 @@ impl Resource {
             Resource::Version => "version",
             Resource::DocumentTemplate => "template",
             Resource::Upload => "upload",
+            Resource::Tokenizer => "tokenizer",
         }
     }
 

@@ -234,7 +234,7 @@ async fn fail_over(
     if !flavor.is_active || !model.is_active {
         return Ok(None);
     }
-    let counter = counter_for(&flavor, &model);
+    let counter = counter_for(gateway, &flavor, &model).await;
     let (from_flavor, from_flavor_name) = job.final_flavor();
     let from_flavor_name = from_flavor_name.to_string();
     let from_provider = job.settings.provider_name.clone();

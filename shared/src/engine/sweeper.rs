@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use super::worker::{context_for_step, fail_job};
 use super::Gateway;
 use crate::domain::{now_timestamp, Job, JobError, StepMessage};
+use crate::engine::catalog::tokenizers::counter_or_default;
 use crate::engine::error::EngineResult;
 use crate::ports::keys;
-use crate::tokens::load_or_default;
 
 /// Jobs looked at per sweep (the oldest first); the next sweep takes the rest.
 const SWEEP_BATCH: usize = 500;
@@ -69,7 +69,7 @@ pub async fn sweep(
             fail_job(gateway, job, error).await?;
             continue;
         }
-        let counter = load_or_default(&job.settings.tokenizer);
+        let counter = counter_or_default(gateway, &job.settings.tokenizer).await;
         let context = context_for_step(gateway, &job, &counter).await?;
         let entry = entry(&job, if running { "requeued" } else { "requeued_lost" });
         job.progress.sweeps += 1;

@@ -5,10 +5,9 @@ use crate::domain::{JobStatus, ProcessingMode};
 use crate::engine::execute::{submit, uploads, ExecuteRequest};
 use crate::engine::worker::StepOutcome;
 use crate::memory::{sample_job, MemoryGateway};
-use crate::tokens::load_or_default;
 
 fn counter() -> TokenCounter {
-    load_or_default("cl100k_base")
+    crate::tokens::TokenCounter::default_counter()
 }
 
 /// A transcript of `lines` attributed lines of varied length, with accents.

@@ -92,6 +92,16 @@ impl BlobStore for MemoryBlobs {
         Ok(before - objects.len())
     }
 
+    async fn list(&self, prefix: &str) -> IoResult<Vec<(String, u64)>> {
+        let mut found: Vec<(String, u64)> = lock(&self.objects)
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, (body, _))| (key.clone(), body.len() as u64))
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     async fn presigned_get(&self, key: &str, expires_in: Duration) -> IoResult<String> {
         Ok(format!(
             "memory://{key}?expires_in={}",

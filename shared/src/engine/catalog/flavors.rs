@@ -13,6 +13,7 @@ use super::entity::{
     Scope, SERVER_FIELDS,
 };
 use super::prompts::Prompt;
+use super::tokenizers::check_available;
 use super::validate::{check_placeholders, one_of, text_length};
 use crate::domain::{now_timestamp, Flavor, Model, ProcessingMode, Service};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource, Rule};
@@ -351,6 +352,12 @@ pub(super) async fn build_flavor(
             format!("model '{}' is inactive", model.model_name),
         ));
     }
+    check_available(
+        gateway,
+        &format!("{field_prefix}tokenizer_override"),
+        flavor.tokenizer_override.as_deref(),
+    )
+    .await?;
     for (field, id) in [
         ("fallback_flavor_id", flavor.fallback_flavor_id),
         ("failover_flavor_id", flavor.failover_flavor_id),

@@ -73,7 +73,7 @@ pub async fn test_flavor(
         )
     })?;
 
-    let counter = counter_for(&flavor, &model);
+    let counter = counter_for(gateway, &flavor, &model).await;
     let mut settings = JobSettings {
         prompt_system_content: flavor.prompt_system_content.clone(),
         ..JobSettings::default()

@@ -9,6 +9,7 @@ use super::entity::{
     merge_patch, new_object, parse_object, update_writes, Entity, Scope, SERVER_FIELDS,
 };
 use super::page::PageRequest;
+use super::tokenizers::check_available;
 use super::validate::text_length;
 use crate::domain::{now_timestamp, Flavor, Model, Provider};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource};
@@ -185,6 +186,7 @@ pub async fn create(
             .map_or(Value::Null, Value::String),
     );
     let model: Model = from_json(Value::Object(fields))?;
+    check_available(gateway, "tokenizer_name", model.tokenizer_name.as_deref()).await?;
     commit(
         gateway.records.as_ref(),
         create_writes(&model)?,
@@ -260,6 +262,9 @@ pub async fn update(
     let current = current_json(&old, &now_timestamp())?;
     let protected = [SERVER_FIELDS, &["provider_id", "provider_name"]].concat();
     let model: Model = from_json(merge_patch(current, fields, &protected))?;
+    if model.tokenizer_name != old.tokenizer_name {
+        check_available(gateway, "tokenizer_name", model.tokenizer_name.as_deref()).await?;
+    }
     commit(store, update_writes(&old, &model)?, &model.unique_keys()).await?;
     let provider: Option<Provider> = load(store, model.provider_id, &Scope::default()).await.ok();
     Ok(JsonResponse::new(

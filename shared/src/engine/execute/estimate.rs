@@ -8,7 +8,7 @@ use crate::engine::views::with_flavor_choice;
 use crate::postprocess::reduce::estimate_calls;
 use crate::postprocess::{categorization, extraction, FINISHING_MAX_TOKENS};
 use crate::text::prompt::template_text;
-use crate::tokens::{load_or_default, TokenCounter};
+use crate::tokens::TokenCounter;
 
 /// The answer of a dry run whose plan fits: the figures, the LLM calls of every phase
 /// and the estimated tokens and cost. The estimate assumes answers of half the generation
@@ -18,7 +18,9 @@ pub fn dry_run_json(job: &Job) -> Value {
         return unplanned_json(job);
     }
     let settings = &job.settings;
-    let counter = load_or_default(&settings.tokenizer);
+    // Planning (just before, in this process) loaded the job's tokenizer.
+    let counter =
+        TokenCounter::cached(&settings.tokenizer).unwrap_or_else(TokenCounter::default_counter);
     let generation = u64::from(settings.max_generation_length);
     let expected = estimate(job, &counter, generation / 2);
     let low = estimate(job, &counter, 0);

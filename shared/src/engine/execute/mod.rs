@@ -205,7 +205,7 @@ async fn plan_on(
         failover: FailoverPolicy::of(&flavor),
         ..JobSettings::default()
     };
-    let counter = counter_for(&flavor, &model);
+    let counter = counter_for(gateway, &flavor, &model).await;
     settings.run_on(&flavor, &model, &provider, &counter);
     let budget = BatchBudget::from(&settings);
     let available = budget.available();

@@ -16,7 +16,7 @@ pub(super) async fn process(
     job: Job,
     message: &StepMessage,
 ) -> IoResult<StepOutcome> {
-    let counter = load_or_default(&job.settings.tokenizer);
+    let counter = counter_or_default(gateway, &job.settings.tokenizer).await;
     if message.chunk {
         return run_chunk(gateway, job, message, &counter).await;
     }

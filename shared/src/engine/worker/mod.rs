@@ -32,6 +32,7 @@ use crate::domain::{
     now_timestamp, Job, JobError, JobStatus, PassType, Phase, ProcessingMode, ReduceLevel,
     StepMessage, StepOutput,
 };
+use crate::engine::catalog::tokenizers::counter_or_default;
 use crate::llm::{chat_with_retries, ChatMessage, ChatRequest, Endpoint, LlmError, LlmFailure};
 use crate::ports::{keys, IoError, IoResult};
 use crate::postprocess::answer::parse_json_object;
@@ -40,7 +41,7 @@ use crate::postprocess::reduce::{join_outputs, plan_groups, tidy_answer, MAX_LEV
 use crate::postprocess::{categorization, extraction, FINISHING_MAX_TOKENS, FINISHING_TEMPERATURE};
 use crate::text::batching::{context_tokens, rolling_context, BatchBudget};
 use crate::text::prompt::fill;
-use crate::tokens::{load_or_default, TokenCounter};
+use crate::tokens::TokenCounter;
 
 /// What a message led to. Every variant means the message is done (delete it); errors
 /// returned as `Err` mean "retry the message later".
@@ -113,7 +114,7 @@ pub async fn process_step(gateway: &Gateway, message: &StepMessage) -> IoResult<
         return Ok(StepOutcome::Skipped("stale step message"));
     }
 
-    let counter = load_or_default(&job.settings.tokenizer);
+    let counter = counter_or_default(gateway, &job.settings.tokenizer).await;
     let job = match plan_if_needed(gateway, job, message.step, &counter).await? {
         Ok(job) => job,
         Err(outcome) => return Ok(outcome),
@@ -218,7 +219,7 @@ async fn resend_next(gateway: &Gateway, job: &Job, message: &StepMessage) -> IoR
         return Ok(StepOutcome::Skipped("stale step message"));
     };
     let context = if job.progress.phase == Phase::Processing {
-        let counter = load_or_default(&job.settings.tokenizer);
+        let counter = counter_or_default(gateway, &job.settings.tokenizer).await;
         next_context(job, message, &previous.output, &counter)
     } else {
         Vec::new()

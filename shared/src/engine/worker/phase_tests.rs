@@ -262,7 +262,7 @@ async fn hierarchical_reduce_on_a_small_context_covers_every_output() {
         )
         .await;
     let job = setup.submit(&flavor, &transcript(6), json!({})).await;
-    let counter = load_or_default(&job.settings.tokenizer);
+    let counter = crate::tokens::TokenCounter::load(&job.settings.tokenizer).unwrap();
     // Three batch outputs of about 400 tokens each: two never fit one reduce call.
     let outputs: Vec<String> = (0..3)
         .map(|batch| {

@@ -685,7 +685,7 @@ async fn missing_provider_usage_is_counted_and_blank_lines_are_tidied() {
         process_step(&memory.gateway, &message).await.unwrap(),
         StepOutcome::Completed
     );
-    let counter = load_or_default(&submitted.settings.tokenizer);
+    let counter = crate::tokens::TokenCounter::load(&submitted.settings.tokenizer).unwrap();
     let prompt = &memory.llm.calls()[0].request.messages[0].content;
     let done = job(&memory, submitted.id).await;
     assert_eq!(done.usage.prompt_tokens, counter.count(prompt) as u64);
