@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::{Flavor, Job, JobStatus, Model, Provider, QueueLane, Service, StepMessage};
+use crate::domain::{
+    Flavor, Job, JobStatus, JobUsage, Model, Provider, QueueLane, Service, StepMessage, UsageCounts,
+};
 
 /// A storage or transport failure (always worth a retry, never the caller's fault).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -198,6 +200,33 @@ pub trait CatalogStore: Send + Sync {
     async fn records(&self, kind: RecordKind) -> IoResult<Vec<Record>>;
     /// Applies the writes atomically (all or none).
     async fn write(&self, writes: Vec<CatalogWrite>) -> Result<(), WriteError>;
+}
+
+/// Usage analytics kept from the jobs stream: aggregates per organization, service, flavor,
+/// hour and day, and a record per finished job (`domain::usage`).
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Applies a finished job's [`JobUsage::entries`] atomically and once: `false` (and
+    /// nothing written) when this job was counted before, so a replayed stream record
+    /// counts once.
+    async fn record(&self, usage: &JobUsage) -> IoResult<bool>;
+    /// The aggregates of `series` whose bucket is in `from..=to`, in bucket order.
+    async fn aggregates(
+        &self,
+        series: &str,
+        from: &str,
+        to: &str,
+    ) -> IoResult<Vec<(String, UsageCounts)>>;
+    /// The job records of `series` whose bucket is at least `since` (all without it),
+    /// newest first, at most `limit`.
+    async fn records(
+        &self,
+        series: &str,
+        since: Option<&str>,
+        limit: usize,
+    ) -> IoResult<Vec<JobUsage>>;
+    /// How many job records of `series` have a bucket at least `since`.
+    async fn count_records(&self, series: &str, since: Option<&str>) -> IoResult<u64>;
 }
 
 /// Large text and artefacts, by key.

@@ -1136,6 +1136,11 @@ async fn every_sample_event_is_answered_by_its_route() {
         ("catalog-tokenizers-list", 200),
         ("catalog-tokenizer-preload", 200),
         ("catalog-tokenizer-delete", 404),
+        ("catalog-service-stats", 200),
+        ("catalog-service-flavor-stats", 200),
+        ("catalog-flavor-stats", 200),
+        ("catalog-flavor-usage-history", 200),
+        ("catalog-analytics-dashboard", 200),
     ];
     let on_disk = std::fs::read_dir(repo_root().join("events"))
         .unwrap()

@@ -168,6 +168,14 @@ pub const ROUTES: &[Route] = &[
         function: "catalog",
     },
     Route {
+        resource: "/api/v1/services/{id}/stats",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/services/{id}/flavor-stats",
+        function: "catalog",
+    },
+    Route {
         resource: "/api/v1/services/{id}/flavors/{flavor_id}",
         function: "catalog",
     },
@@ -197,6 +205,10 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         resource: "/api/v1/tokenizers/{id}",
+        function: "catalog",
+    },
+    Route {
+        resource: "/api/v1/analytics/dashboard",
         function: "catalog",
     },
     Route {

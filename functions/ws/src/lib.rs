@@ -1,15 +1,17 @@
 //! WebSocket API and job notifications in one function:
 //! - API Gateway WebSocket events: `$connect` (query `job_id=` and/or `organization_id=`),
 //!   `$disconnect`, and client messages (`subscribe` / `unsubscribe` / `$default`);
-//! - DynamoDB stream batches of the jobs table: every job update is pushed to its
-//!   subscribers; a failed record is reported so the stream retries from it.
+//! - DynamoDB stream batches of the jobs table: a job that finishes is counted in the usage
+//!   analytics (once, however often the record is replayed), and every job update is pushed
+//!   to its subscribers; a failed record is reported so the stream retries from it.
 //!
-//! All logic lives in `gateway_core::engine::notify`.
+//! All logic lives in `gateway_core::engine::notify` and `engine::catalog::analytics`.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use gateway_core::api::response::error_body;
 use gateway_core::domain::Job;
+use gateway_core::engine::catalog::analytics::record_change;
 use gateway_core::engine::notify::{client_message, connect, job_update, publish, Realtime};
 use gateway_core::engine::Gateway;
 use gateway_core::logging::job_span;
@@ -20,7 +22,7 @@ use tracing::Instrument;
 pub async fn handle(gateway: &Gateway, realtime: &Realtime, event: Value) -> Value {
     if event.get("Records").is_some() {
         match serde_json::from_value::<StreamEvent>(event) {
-            Ok(batch) => stream_batch(realtime, batch).await,
+            Ok(batch) => stream_batch(gateway, realtime, batch).await,
             Err(error) => {
                 tracing::error!(%error, "undecodable stream batch dropped");
                 json!({"batchItemFailures": []})
@@ -87,7 +89,7 @@ async fn websocket(
     }
 }
 
-async fn stream_batch(realtime: &Realtime, batch: StreamEvent) -> Value {
+async fn stream_batch(gateway: &Gateway, realtime: &Realtime, batch: StreamEvent) -> Value {
     for record in batch.records {
         let sequence_number = record.change.sequence_number.clone().unwrap_or_default();
         if record.event_name == "REMOVE" {
@@ -101,10 +103,23 @@ async fn stream_batch(realtime: &Realtime, batch: StreamEvent) -> Value {
             }
         };
         let old: Option<Job> = serde_dynamo::from_item(record.change.old_image).ok();
+        let span = job_span(&new.id, new.organization_id.as_deref());
+        match record_change(gateway, old.as_ref(), &new)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(true) => span.in_scope(
+                || tracing::info!(status = ?new.status, "job counted in the usage analytics"),
+            ),
+            Ok(false) => {}
+            Err(error) => {
+                span.in_scope(|| tracing::warn!(%error, "usage not recorded; the stream will retry from this record"));
+                return json!({"batchItemFailures": [{"itemIdentifier": sequence_number}]});
+            }
+        }
         let Some(message) = job_update(old.as_ref(), &new) else {
             continue;
         };
-        let span = job_span(&new.id, new.organization_id.as_deref());
         match publish(realtime, &new, &message).instrument(span.clone()).await {
             Ok(report) => {
                 span.in_scope(|| tracing::info!(sent = report.sent, gone = report.gone, event_type = %message["event_type"], "job update published"))

@@ -239,3 +239,104 @@ async fn sample_events_are_handled() {
         json!({"batchItemFailures": []})
     );
 }
+
+#[tokio::test]
+async fn a_finished_job_is_counted_once_however_often_its_record_is_replayed() {
+    let (stack, realtime) = setup().await;
+    let job = new_job(&stack, "org-u").await;
+    let mut done = job.clone();
+    done.status = JobStatus::Completed;
+    done.usage.prompt_tokens = 1_200;
+    done.usage.completion_tokens = 300;
+    done.usage.cost = Some(0.0042);
+    done.completed_at = Some(gateway_core::domain::now_timestamp());
+    let mut failed = stack
+        .submit("iterative", Some("org-u"), transcript(10))
+        .await;
+    let queued = failed.clone();
+    failed.status = JobStatus::Failed;
+    failed.error = Some(gateway_core::domain::JobError {
+        code: "PROVIDER_ERROR".into(),
+        message: "provider 'default' failed".into(),
+    });
+    failed.completed_at = Some(gateway_core::domain::now_timestamp());
+    let batch = json!({"Records": [
+        stream_record(Some(&job), &done, 11),
+        stream_record(Some(&queued), &failed, 12),
+        stream_record(Some(&done), &done, 13),
+    ]});
+    // Delivered three times (Lambda retries a batch, a stream replays records).
+    for _ in 0..3 {
+        let response = ws::handle(&stack.gateway, &realtime, batch.clone()).await;
+        assert_eq!(response, json!({"batchItemFailures": []}));
+    }
+
+    // The analytics routes of the catalog function.
+    let call = |path: &str, query: Vec<(&str, &str)>| {
+        let request = gateway_test_support::api_request("GET", path, path, &[], &query, None);
+        let path = path.to_string();
+        let gateway = stack.gateway.clone();
+        async move {
+            let request = gateway_core::api::ApiRequest::from_http(&path, request);
+            gateway_core::api::catalog::TABLE
+                .handle(&gateway, request)
+                .await
+        }
+    };
+    let dashboard = call(
+        "/api/v1/analytics/dashboard",
+        vec![("organization_id", "org-u")],
+    )
+    .await;
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    let overview = &dashboard.body["overview"];
+    assert_eq!(
+        overview["total_jobs"], 2,
+        "counted once each: {}",
+        dashboard.body
+    );
+    assert_eq!(overview["successful_jobs"], 1);
+    assert_eq!(overview["failed_jobs"], 1);
+    assert_eq!(overview["success_rate"], 50.0);
+    assert_eq!(overview["total_tokens"], 1_500);
+    assert_eq!(overview["total_cost"], 0.0042);
+    let summarize = dashboard.body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|service| service["service_id"] == json!(job.service_id))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            summarize["requests_24h"].as_u64(),
+            summarize["status"].as_str()
+        ),
+        (Some(2), Some("unhealthy"))
+    );
+    assert_eq!(
+        dashboard.body["recent_failures"][0]["job_id"],
+        json!(failed.id)
+    );
+
+    let other = call(
+        "/api/v1/analytics/dashboard",
+        vec![("organization_id", "org-other")],
+    )
+    .await;
+    assert_eq!(
+        other.body["overview"]["total_jobs"], 0,
+        "another organization sees none"
+    );
+    let operator = call("/api/v1/analytics/dashboard", vec![]).await;
+    assert_eq!(
+        operator.body["overview"]["total_jobs"], 2,
+        "the operator sees every organization"
+    );
+
+    let path = format!("/api/v1/flavors/{}/usage-history", done.flavor_id);
+    let history = call(&path, vec![("organization_id", "org-u"), ("limit", "1")]).await;
+    assert_eq!(history.status, 200, "{}", history.body);
+    assert_eq!(history.body["total"], 2);
+    assert_eq!(history.body["items"].as_array().unwrap().len(), 1);
+}

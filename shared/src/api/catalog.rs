@@ -7,7 +7,7 @@ use super::request::ApiRequest;
 use super::routes::{route, RouteTable};
 use crate::engine::catalog::prompts::{PromptFilter, TypeList};
 use crate::engine::catalog::{
-    failover, flavors, live, models, presets, prompts, providers, services, tokenizers,
+    analytics, failover, flavors, live, models, presets, prompts, providers, services, tokenizers,
 };
 use crate::engine::error::{EngineError, EngineResult, Location, Resource};
 use crate::engine::JsonResponse;
@@ -146,6 +146,17 @@ pub static TABLE: RouteTable = RouteTable {
             |g, r| { let (service, flavor) = flavor_ids(r)?; failover::validate_failover(g, &r.scope()?, service, flavor, r.body()).await }),
         route!(Post "/api/v1/flavors/{flavor_id}/test", "Send a test prompt with the flavor's settings (live call)", Some("object"), 200 => "object",
             |g, r| { let (service, flavor) = flavor_ids(r)?; live::test_flavor(g, &r.scope()?, service, flavor, r.body()).await }),
+        route!(Get "/api/v1/services/{id}/stats", "Usage of a service over period=24h|7d|30d|all", None, 200 => "object",
+            |g, r| analytics::service_stats(g, &r.scope()?, r.id("id", Resource::Service)?, analytics::parse_period(r.query("period"))?).await),
+        route!(Get "/api/v1/services/{id}/flavor-stats", "Usage of each flavor of a service over period=24h|7d|30d|all", None, 200 => "object",
+            |g, r| analytics::service_flavor_stats(g, &r.scope()?, r.id("id", Resource::Service)?, analytics::parse_period(r.query("period"))?).await),
+        route!(Get "/api/v1/flavors/{flavor_id}/stats", "Usage of a flavor over period=24h|7d|30d|all", None, 200 => "object",
+            |g, r| { let (service, flavor) = flavor_ids(r)?; analytics::flavor_stats(g, &r.scope()?, service, flavor, analytics::parse_period(r.query("period"))?).await }),
+        route!(Get "/api/v1/flavors/{flavor_id}/usage-history", "A flavor's finished jobs, newest first (period, limit 1-1000, offset)", None, 200 => "object",
+            |g, r| analytics::usage_history(g, &r.scope()?, r.id("flavor_id", Resource::Flavor)?, analytics::parse_period(r.query("period").or(Some("all")))?,
+                r.number("limit", 1..=analytics::MAX_HISTORY_LIMIT, 100)?, r.number("offset", 0..=usize::MAX, 0)?).await),
+        route!(Get "/api/v1/analytics/dashboard", "The last 24 hours: totals, each service's health, recent failures", None, 200 => "object",
+            |g, r| analytics::dashboard(g, &r.scope()?).await),
         route!(Get "/api/v1/tokenizers", "Tokenizers available to the deployment: compiled-in encodings and stored HuggingFace files", None, 200 => "object",
             |g, _r| tokenizers::list_tokenizers(g).await),
         route!(Post "/api/v1/tokenizers/preload/{model_id}", "Load a model's tokenizer (checks it is available)", None, 200 => "object",

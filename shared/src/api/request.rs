@@ -139,6 +139,33 @@ impl ApiRequest {
         }
     }
 
+    /// An integer query parameter within `range` (`default` when absent; 422 naming it
+    /// otherwise).
+    pub fn number(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<usize>,
+        default: usize,
+    ) -> EngineResult<usize> {
+        let Some(raw) = self.query(name) else {
+            return Ok(default);
+        };
+        raw.parse::<usize>()
+            .ok()
+            .filter(|value| range.contains(value))
+            .ok_or_else(|| {
+                EngineError::validation(
+                    Location::Query,
+                    name,
+                    format!(
+                        "must be an integer from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            })
+    }
+
     /// The declared media type of the body (`Content-Type` without parameters, lower
     /// case), if there is a non-blank one.
     pub fn media_type(&self) -> Option<String> {

@@ -11,6 +11,7 @@ mod jobs;
 mod notifier;
 mod queue;
 mod secrets;
+mod usage;
 
 use crate::cached::{CachedCatalog, CachedSecrets};
 pub use blobs::S3Blobs;
@@ -22,6 +23,7 @@ pub use jobs::DynamoJobStore;
 pub use notifier::ApiGatewayNotifier;
 pub use queue::SqsJobQueue;
 pub use secrets::KmsSecrets;
+pub use usage::DynamoUsage;
 
 use std::sync::Arc;
 
@@ -51,6 +53,7 @@ pub struct GatewayEnv {
     pub job_queues: LaneQueueUrls,
     pub kms_key_id: Option<String>,
     pub breakers_table: String,
+    pub usage_table: String,
 }
 
 /// URLs of the job queue of each priority lane.
@@ -91,6 +94,7 @@ impl GatewayEnv {
             },
             kms_key_id: std::env::var("GATEWAY_KMS_KEY_ID").ok(),
             breakers_table: var("GATEWAY_BREAKERS_TABLE")?,
+            usage_table: var("GATEWAY_USAGE_TABLE")?,
         })
     }
 }
@@ -155,6 +159,7 @@ pub fn gateway(env: GatewayEnv, clients: &AwsClients, limits: Limits) -> Gateway
         )),
         records: catalog,
         blobs: Arc::new(S3Blobs::new(clients.s3.clone(), env.bucket)),
+        usage: Arc::new(DynamoUsage::new(clients.dynamodb.clone(), env.usage_table)),
         breakers: Arc::new(DynamoBreakers::new(
             clients.dynamodb.clone(),
             env.breakers_table,

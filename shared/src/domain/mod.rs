@@ -5,11 +5,13 @@ mod catalog;
 mod failover;
 mod job;
 mod queue;
+mod usage;
 
 pub use catalog::*;
 pub use failover::*;
 pub use job::*;
 pub use queue::*;
+pub use usage::*;
 
 /// Rounds to 6 decimals (cost figures).
 pub fn round6(value: f64) -> f64 {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::llm::{Endpoint, LlmClient, RetryPolicy};
 use crate::ports::{
-    BlobStore, Breakers, Catalog, CatalogStore, IoResult, JobQueue, JobStore, Secrets,
+    BlobStore, Breakers, Catalog, CatalogStore, IoResult, JobQueue, JobStore, Secrets, UsageStore,
 };
 
 /// The largest request body a REST function accepts. API Gateway sends every body
@@ -180,6 +180,8 @@ pub struct Gateway {
     pub blobs: Arc<dyn BlobStore>,
     /// Circuit breakers per provider and model, shared by every worker.
     pub breakers: Arc<dyn Breakers>,
+    /// Usage aggregates and records (analytics), kept from the jobs stream.
+    pub usage: Arc<dyn UsageStore>,
     pub queue: Arc<dyn JobQueue>,
     pub secrets: Arc<dyn Secrets>,
     pub llm: Arc<dyn LlmClient>,

@@ -23,6 +23,7 @@ use super::jobs::MemoryJobStore;
 use super::llm::MemoryLlm;
 use super::realtime::{MemoryConnections, MemoryNotifier};
 use super::stores::{MemoryBlobs, MemoryBreakers, MemoryQueue, MemorySecrets};
+use super::usage::MemoryUsage;
 
 /// API key of the seeded provider (stored encrypted with [`MemorySecrets`]).
 pub const SEEDED_API_KEY: &str = "sk-memory-test";
@@ -83,6 +84,8 @@ pub struct MemoryGateway {
     pub secrets: Arc<MemorySecrets>,
     /// `gateway.llm`.
     pub llm: Arc<MemoryLlm>,
+    /// `gateway.usage`.
+    pub usage: Arc<MemoryUsage>,
     /// `realtime.connections`.
     pub connections: Arc<MemoryConnections>,
     /// `realtime.notifier`.
@@ -104,6 +107,7 @@ impl MemoryGateway {
         let queue = Arc::new(MemoryQueue::default());
         let secrets = Arc::new(MemorySecrets::default());
         let llm = Arc::new(MemoryLlm::default());
+        let usage = Arc::new(MemoryUsage::default());
         let connections = Arc::new(MemoryConnections::default());
         let notifier = Arc::new(MemoryNotifier::default());
         MemoryGateway {
@@ -113,6 +117,7 @@ impl MemoryGateway {
                 records: catalog.clone(),
                 blobs: blobs.clone(),
                 breakers: Arc::new(MemoryBreakers::default()),
+                usage: usage.clone(),
                 queue: queue.clone(),
                 secrets: secrets.clone(),
                 llm: llm.clone(),
@@ -128,6 +133,7 @@ impl MemoryGateway {
             queue,
             secrets,
             llm,
+            usage,
             connections,
             notifier,
         }

@@ -17,6 +17,7 @@ mod stores;
 mod support;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 pub use catalog::MemoryCatalog;
 pub use gateway::*;
@@ -24,3 +25,4 @@ pub use jobs::MemoryJobStore;
 pub use llm::{LlmCall, MemoryLlm};
 pub use realtime::{MemoryConnections, MemoryNotifier};
 pub use stores::{MemoryBlobs, MemoryBreakers, MemoryQueue, MemorySecrets};
+pub use usage::MemoryUsage;

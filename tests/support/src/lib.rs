@@ -164,6 +164,7 @@ impl TestStack {
             },
             kms_key_id: Some(var("GATEWAY_KMS_KEY_ID")),
             breakers_table: var("GATEWAY_BREAKERS_TABLE"),
+            usage_table: var("GATEWAY_USAGE_TABLE"),
         };
         let dead_letter_queue_url = var("GATEWAY_JOB_DLQ_URL");
         let clients = AwsClients::load().await;

@@ -7,6 +7,7 @@
 //! [`CatalogStore`](crate::ports::CatalogStore); names that must be unique are claimed in
 //! the same atomic write as the record, so a conflict (409) writes nothing.
 
+pub mod analytics;
 pub mod entity;
 pub mod failover;
 pub mod flavors;
