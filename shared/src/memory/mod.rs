@@ -21,6 +21,6 @@ mod tests;
 pub use catalog::MemoryCatalog;
 pub use gateway::*;
 pub use jobs::MemoryJobStore;
-pub use llm::{LlmCall, MemoryLlm};
+pub use llm::{deltas_of, LlmCall, MemoryLlm};
 pub use realtime::{MemoryConnections, MemoryNotifier};
 pub use stores::{MemoryBlobs, MemoryBreakers, MemoryQueue, MemorySecrets};
