@@ -38,7 +38,7 @@ say "building the function binaries, functions/local and the mock LLM"
 PROFILE="${GATEWAY_PROFILE:-debug}"
 PROFILE_FLAG=()
 [ "$PROFILE" = release ] && PROFILE_FLAG=(--release)
-cargo build "${PROFILE_FLAG[@]}" --bins -p execute -p jobs -p catalog -p export -p batch-worker -p ws -p local -p mock-llm -p llmgw
+cargo build "${PROFILE_FLAG[@]}" --bins -p execute -p jobs -p catalog -p export -p batch-worker -p ws -p chat -p local -p mock-llm -p llmgw
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/$PROFILE"
 
 PIDS=()
@@ -57,7 +57,7 @@ done
 
 if [ -z "${LLM_BASE_URL:-}" ]; then
     say "starting the mock LLM (set LLM_BASE_URL to use a real OpenAI-compatible server)"
-    "$BIN/mock-llm" --port 0 --latency-ms "${MOCK_LATENCY_MS:-200}" >"$STATE/mock-llm.out" 2>"$STATE/mock-llm.log" &
+    "$BIN/mock-llm" --port 0 --latency-ms "${MOCK_LATENCY_MS:-200}" --delta-delay-ms "${MOCK_DELTA_DELAY_MS:-40}" >"$STATE/mock-llm.out" 2>"$STATE/mock-llm.log" &
     PIDS+=($!)
     for _ in $(seq 50); do grep -q listening "$STATE/mock-llm.out" 2>/dev/null && break; sleep 0.1; done
     export LLM_BASE_URL="$(sed -n 's/^mock-llm listening on //p' "$STATE/mock-llm.out")"
@@ -76,7 +76,7 @@ export GATEWAY_WS_MANAGEMENT_URL="http://127.0.0.1:$WS_PORT"
 # Like Lambda's execution environments: CONCURRENCY processes of each function poll the same
 # Runtime API, and functions/local runs up to that many invocations of a function at once.
 CONCURRENCY="${GATEWAY_LOCAL_CONCURRENCY:-4}"
-for fn in execute jobs catalog export batch-worker ws; do
+for fn in execute jobs catalog export batch-worker ws chat; do
     : >"$STATE/$fn.log"
     for _ in $(seq "$CONCURRENCY"); do
         AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$RUNTIME_PORT/.rt/$fn" AWS_LAMBDA_FUNCTION_NAME="$fn" \

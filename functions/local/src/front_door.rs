@@ -1,5 +1,6 @@
 //! The API Gateway REST front door: an axum server that turns HTTP requests into proxy
-//! events, invokes the function that owns the route and converts its proxy response back.
+//! events, invokes the function that owns the route and converts its proxy response back,
+//! or, for a function that streams its answer, passes the answer on as it arrives.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::invoke::{InvokeError, Invoker};
+use crate::invoke::{Answer, InvokeError, Invoker, STREAMING_MODE_HEADER};
 use crate::proxy::{proxy_event, proxy_response_to_http, IncomingRequest};
 use crate::routes::{match_route, Route};
 use crate::wire::{source_ip, REQUEST_ID_HEADER};
@@ -136,7 +137,7 @@ async fn respond(
     }
     let result = front_door
         .invoker
-        .invoke_within(function, &event, front_door.timeout)
+        .invoke_answer(function, &event, front_door.timeout)
         .await;
     let response = match result {
         Err(error @ InvokeError::Timeout { .. }) => {
@@ -155,7 +156,12 @@ async fn respond(
                 format!("function {function} failed: {error}"),
             )
         }
-        Ok(result) => match proxy_response_to_http(&result) {
+        Ok(Answer::Streamed {
+            status,
+            headers,
+            body,
+        }) => streamed_response(status, &headers, body),
+        Ok(Answer::Result(result)) => match proxy_response_to_http(&result) {
             Ok(reply) => {
                 let mut response = Response::new(Body::from(reply.body));
                 *response.status_mut() = reply.status;
@@ -181,6 +187,40 @@ async fn respond(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "request"
     );
+    response
+}
+
+/// Headers of `cargo lambda watch`'s streamed answer that are its own, not the function's.
+const STREAM_TRANSPORT_HEADERS: [&str; 6] = [
+    STREAMING_MODE_HEADER,
+    "transfer-encoding",
+    "content-length",
+    "connection",
+    "date",
+    "x-amzn-remapped-content-length",
+];
+
+/// The HTTP response of a streamed answer (API Gateway's response transfer mode
+/// `STREAM`): the function's status and headers, then its body as it arrives. A body
+/// that breaks off ends the response early (the client sees the connection close).
+fn streamed_response(
+    status: StatusCode,
+    headers: &axum::http::HeaderMap,
+    body: futures_util::stream::BoxStream<'static, Result<Bytes, InvokeError>>,
+) -> Response {
+    let body = body.map(|piece| {
+        piece.map_err(|error| {
+            tracing::warn!(%error, "streamed answer broke off");
+            std::io::Error::other(error.to_string())
+        })
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        if !STREAM_TRANSPORT_HEADERS.contains(&name.as_str()) {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
     response
 }
 

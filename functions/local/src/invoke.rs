@@ -6,14 +6,52 @@
 //! rather than in `cargo lambda watch`'s queue. Every invocation has a deadline, because
 //! `cargo lambda watch` never answers an invocation whose runtime process died (SIGKILL,
 //! crash): the caller picks it (API Gateway's 29 s, an SQS message's visibility timeout).
+//!
+//! A function that answers in response streaming mode (Lambda's `StreamResponse`) is
+//! answered by `cargo lambda watch` with the status and headers of its metadata prelude,
+//! then the body as the function writes it (`Lambda-Runtime-Function-Response-Mode:
+//! streaming`); [`Invoker::invoke_answer`] hands such a body on as it arrives.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The header `cargo lambda watch` marks a streamed answer with.
+pub const STREAMING_MODE_HEADER: &str = "lambda-runtime-function-response-mode";
+
+/// What an invocation answered.
+pub enum Answer {
+    /// A result (JSON; `null` when empty).
+    Result(Value),
+    /// A streamed HTTP answer: the status and headers of its metadata prelude, then the
+    /// body as the function produces it. The function's concurrency slot is held until
+    /// the body ends or is dropped.
+    Streamed {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: BoxStream<'static, Result<Bytes, InvokeError>>,
+    },
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Result(value) => formatter.debug_tuple("Result").field(value).finish(),
+            Self::Streamed { status, .. } => formatter
+                .debug_struct("Streamed")
+                .field("status", status)
+                .finish_non_exhaustive(),
+        }
+    }
+}
 
 /// Invocations of one function at once when nothing else is configured.
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -123,21 +161,41 @@ impl Invoker {
 
     /// Like [`Invoker::invoke`], but fails with [`InvokeError::Timeout`] unless the result
     /// arrives within `deadline` (capped by the invoker's timeout), the wait for a free
-    /// instance included.
+    /// instance included. A streamed answer is not a result here
+    /// ([`InvokeError::InvalidResult`]).
     pub async fn invoke_within(
         &self,
         function: &str,
         event: &Value,
         deadline: Duration,
     ) -> Result<Value, InvokeError> {
+        match self.invoke_answer(function, event, deadline).await? {
+            Answer::Result(value) => Ok(value),
+            Answer::Streamed { .. } => Err(InvokeError::InvalidResult(format!(
+                "{function} answered with a stream where a result was expected"
+            ))),
+        }
+    }
+
+    /// Invokes `function` with `event`: its result, or its streamed answer once the
+    /// status and headers are in. `deadline` (capped by the invoker's timeout) bounds the
+    /// wait for a free instance and for the result, or for the head of a streamed answer
+    /// (whose body then takes as long as the function streams, as with API Gateway's
+    /// response streaming).
+    pub async fn invoke_answer(
+        &self,
+        function: &str,
+        event: &Value,
+        deadline: Duration,
+    ) -> Result<Answer, InvokeError> {
         let after = deadline.min(self.timeout);
         let slots = self.slots(function);
         let call = async {
-            let _slot = slots
-                .acquire()
+            let slot = slots
+                .acquire_owned()
                 .await
                 .map_err(|error| InvokeError::Transport(error.to_string()))?;
-            self.call(function, event).await
+            self.call(function, event, slot).await
         };
         tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
             Err(InvokeError::Timeout {
@@ -159,7 +217,12 @@ impl Invoker {
             .clone()
     }
 
-    async fn call(&self, function: &str, event: &Value) -> Result<Value, InvokeError> {
+    async fn call(
+        &self,
+        function: &str,
+        event: &Value,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Answer, InvokeError> {
         let url = format!(
             "{}/2015-03-31/functions/{function}/invocations",
             self.base_url
@@ -172,6 +235,39 @@ impl Invoker {
             .await
             .map_err(|error| InvokeError::Transport(format!("{url}: {}", with_causes(&error))))?;
         let status = response.status();
+        let streamed = response
+            .headers()
+            .get(STREAMING_MODE_HEADER)
+            .is_some_and(|mode| mode == "streaming");
+        if streamed {
+            let headers = response.headers().clone();
+            let body = futures_util::stream::unfold(
+                (response, Some(slot), url),
+                |(mut response, slot, url)| async move {
+                    slot.as_ref()?;
+                    match response.chunk().await {
+                        Ok(Some(bytes)) => Some((Ok(bytes), (response, slot, url))),
+                        // The end frees the function's slot.
+                        Ok(None) => None,
+                        Err(error) => Some((
+                            Err(InvokeError::Transport(format!(
+                                "{url}: the streamed answer broke off: {}",
+                                with_causes(&error)
+                            ))),
+                            (response, None, url),
+                        )),
+                    }
+                },
+            )
+            .boxed();
+            return Ok(Answer::Streamed {
+                status,
+                headers,
+                body,
+            });
+        }
+        // A result is read whole before the function's slot is free.
+        let _slot = slot;
         let function_error = response.headers().contains_key("x-amz-function-error");
         let body = response.bytes().await.map_err(|error| {
             InvokeError::Transport(format!(
@@ -186,9 +282,11 @@ impl Invoker {
             });
         }
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
+            return Ok(Answer::Result(Value::Null));
         }
-        serde_json::from_slice(&body).map_err(|error| InvokeError::InvalidResult(error.to_string()))
+        serde_json::from_slice(&body)
+            .map(Answer::Result)
+            .map_err(|error| InvokeError::InvalidResult(error.to_string()))
     }
 }
 

@@ -27,7 +27,7 @@ use std::future::Future;
 
 pub use config::{parse_args, Command, Config};
 pub use front_door::{router, FrontDoor};
-pub use invoke::{InvokeError, Invoker};
+pub use invoke::{Answer, InvokeError, Invoker};
 pub use sqs::{sqs_event, SqsMapping, SqsPoller};
 pub use streams::{stream_event, StreamMapping, StreamPoller};
 pub use websocket::{serve_ws, ws_router, WsFrontDoor};

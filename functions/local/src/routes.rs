@@ -215,6 +215,11 @@ pub const ROUTES: &[Route] = &[
         resource: "/openapi.json",
         function: "catalog",
     },
+    // Answered as a stream (the function's response streaming, passed on as it arrives).
+    Route {
+        resource: "/api/v1/chat/completions",
+        function: "chat",
+    },
 ];
 
 /// A request path matched to a route, with its path parameters (percent-decoded).

@@ -1,8 +1,9 @@
 //! The REST edge of the core: requests decoded once ([`request`]), one route table per
-//! function ([`catalog`], [`jobs`], [`execute`], [`export`]) from which both the routing and the
-//! OpenAPI document ([`openapi`]) come, and the error bodies ([`response`]).
+//! function ([`catalog`], [`jobs`], [`execute`], [`export`], [`chat`]) from which both the
+//! routing and the OpenAPI document ([`openapi`]) come, and the error bodies ([`response`]).
 
 pub mod catalog;
+pub mod chat;
 pub mod execute;
 pub mod export;
 pub mod jobs;
@@ -20,4 +21,5 @@ pub const TABLES: &[&routes::RouteTable] = &[
     &jobs::TABLE,
     &catalog::TABLE,
     &export::TABLE,
+    &chat::TABLE,
 ];

@@ -72,7 +72,8 @@ fn operation(function: &str, route: &Route) -> Operation {
             );
         }
     }
-    if route.path.starts_with("/api/v1/") && function != "execute" {
+    // Execute and chat read the organization from the body.
+    if route.path.starts_with("/api/v1/") && !matches!(function, "execute" | "chat") {
         builder = builder.parameter(
             ParameterBuilder::new()
                 .name("organization_id")
@@ -118,6 +119,21 @@ fn operation(function: &str, route: &Route) -> Operation {
                 "application/json",
                 ContentBuilder::new()
                     .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                    .build(),
+            )
+            .build()
+    } else if api.response == "event-stream" {
+        ResponseBuilder::new()
+            .description(
+                "Server-sent events: `event: token` (`{content}`) per piece of the answer, then \
+                 `event: done` (`{usage: {prompt_tokens, completion_tokens, total_tokens, \
+                 cached_tokens?}, estimated_cost?, job_id}`) or `event: error` \
+                 (`{error, error_code}`, e.g. `PROVIDER_RATE_LIMITED`)",
+            )
+            .content(
+                "text/event-stream",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
                     .build(),
             )
             .build()
@@ -253,6 +269,11 @@ mod tests {
         }
         let execute = &doc["paths"]["/api/v1/services/{id}/execute"]["post"];
         assert!(execute["responses"]["415"].is_object(), "{execute}");
+        let chat = &doc["paths"]["/api/v1/chat/completions"]["post"];
+        assert!(
+            chat["responses"]["200"]["content"]["text/event-stream"].is_object(),
+            "{chat}"
+        );
         let secret = &doc["components"]["schemas"]["Provider"]["properties"]["api_key"];
         assert!(secret.is_null(), "the schema never offers the key back");
     }

@@ -1,9 +1,11 @@
 //! The HTTP body of an [`EngineError`]: `{"detail": ..., "error_code": ..., ...}` with the
 //! reference's shapes where it has one (FastAPI's 422 list, `prompt_validation_error`,
-//! `"<Resource> not found"`). The only place error bodies are built.
+//! `"<Resource> not found"`), and the data of a stream's `error` event. The only place
+//! error bodies are built.
 
 use serde_json::{json, Map, Value};
 
+use crate::domain::JobError;
 use crate::engine::error::{BodyProblem, EngineError, Resource};
 use crate::engine::JsonResponse;
 
@@ -103,6 +105,13 @@ pub fn error_body(error: &EngineError) -> Value {
         _ => {}
     }
     Value::Object(body)
+}
+
+/// The data of a stream's `error` event (a chat answer that failed or broke off): the
+/// cause's `error_code`, as a failed job's, and its message (`error`, the reference's
+/// field).
+pub fn stream_error_body(error: &JobError) -> Value {
+    json!({"error": error.message, "error_code": error.code})
 }
 
 impl From<EngineError> for JsonResponse {

@@ -194,7 +194,7 @@ impl UsageStore for DynamoUsage {
         let marker = HashMap::from([
             (
                 "series".to_string(),
-                s(&format!("counted#{}", usage.job_id)),
+                s(&format!("counted#{}", usage.counted_key())),
             ),
             ("bucket".to_string(), s("#")),
             (

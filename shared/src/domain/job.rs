@@ -420,6 +420,21 @@ pub struct Job {
     /// the first step copies it to the job's input and plans it (`Phase::Planning`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_upload_id: Option<Uuid>,
+    /// Set on the job that counts the usage of chat answers (`POST /api/v1/chat/completions`):
+    /// one job per answer, or per session. Its `usage.passes` is the number of answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatRecord>,
+}
+
+/// What a chat job holds besides its usage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChatRecord {
+    /// The client's `session_id`, when its answers accumulate on this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Prompt tokens the providers reported as served from their cache, over all answers.
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 /// Why a job runs on another flavor than the one requested (the reference's `fallback_*`).

@@ -23,5 +23,19 @@ pub fn now_timestamp() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// A timestamp after `previous`: now, or `previous` + 1 µs when the clock is not ahead
+/// of it, so every change gives a record a new `updated_at` (what conditional writes
+/// compare).
+pub fn fresh_timestamp(previous: &str) -> String {
+    let now = now_timestamp();
+    if now.as_str() > previous {
+        return now;
+    }
+    chrono::DateTime::parse_from_rfc3339(previous).map_or(now, |previous| {
+        (previous.with_timezone(&chrono::Utc) + chrono::Duration::microseconds(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    })
+}
+
 #[cfg(test)]
 mod tests;

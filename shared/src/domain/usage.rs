@@ -127,13 +127,20 @@ pub struct JobUsage {
     pub error: Option<String>,
     /// When it finished (RFC 3339).
     pub finished_at: String,
+    /// A chat session's answer number: each answer of a session counts as one request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<u32>,
 }
 
 impl JobUsage {
     /// The usage a job change adds: a job that becomes completed, failed or cancelled
-    /// (from any other status, or created finished). None for every other change, so
-    /// replaying progress updates adds nothing.
+    /// (from any other status, or created finished), or a chat session's new answer (its
+    /// tokens and cost since the previous one). None for every other change, so replaying
+    /// progress updates adds nothing.
     pub fn of_change(old: Option<&Job>, new: &Job) -> Option<JobUsage> {
+        if new.chat.is_some() {
+            return Self::of_chat_answer(old, new);
+        }
         if !new.status.is_terminal() || old.is_some_and(|old| old.status.is_terminal()) {
             return None;
         }
@@ -163,7 +170,45 @@ impl JobUsage {
                 .as_ref()
                 .map(|error| format!("{}: {}", error.code, error.message)),
             finished_at,
+            answer: None,
         })
+    }
+
+    /// A chat job's change that adds an answer (its pass count grows): the answer's share.
+    fn of_chat_answer(old: Option<&Job>, new: &Job) -> Option<JobUsage> {
+        let (passes, prompt, completion, cost) = old.map_or((0, 0, 0, None), |old| {
+            (
+                old.usage.passes,
+                old.usage.prompt_tokens,
+                old.usage.completion_tokens,
+                old.estimated_cost(),
+            )
+        });
+        if new.usage.passes <= passes {
+            return None;
+        }
+        let plain = Job {
+            chat: None,
+            ..new.clone()
+        };
+        let mut usage = Self::of_change(None, &plain)?;
+        usage.prompt_tokens = new.usage.prompt_tokens.saturating_sub(prompt);
+        usage.completion_tokens = new.usage.completion_tokens.saturating_sub(completion);
+        usage.cost = new
+            .estimated_cost()
+            .map(|total| (total - cost.unwrap_or(0.0)).max(0.0));
+        usage.duration_ms = 0;
+        usage.answer = Some(new.usage.passes);
+        Some(usage)
+    }
+
+    /// What identifies this usage to the store, which counts each once: the job, or a
+    /// chat session's answer.
+    pub fn counted_key(&self) -> String {
+        match self.answer {
+            Some(answer) => format!("{}#{answer}", self.job_id),
+            None => self.job_id.to_string(),
+        }
     }
 
     /// The counters this job adds to each of its aggregates.
@@ -230,7 +275,7 @@ impl JobUsage {
                 },
                 UsageEntry::Record {
                     series: UsageSeries::FlavorJobs(self.flavor_id).key(&org),
-                    bucket: format!("{}#{}", self.finished_at, self.job_id),
+                    bucket: format!("{}#{}", self.finished_at, self.counted_key()),
                 },
             ]);
             if self.status == JobStatus::Failed {
@@ -420,6 +465,26 @@ mod tests {
         );
         assert_eq!(counts.cost_micros, 1_234);
         assert_eq!(counts.histogram[3], 1, "7.5 s is in the 5-10 s bucket");
+    }
+
+    #[test]
+    fn each_answer_of_a_chat_session_counts_as_one_request_with_its_own_tokens() {
+        let (_, mut first) = finished(JobStatus::Completed);
+        first.chat = Some(crate::domain::ChatRecord::default());
+        first.usage.passes = 1;
+        let created = JobUsage::of_change(None, &first).expect("the first answer");
+        assert_eq!((created.prompt_tokens, created.answer), (100, Some(1)));
+        let mut second = first.clone();
+        second.usage.passes = 2;
+        second.usage.prompt_tokens = 250;
+        second.usage.completion_tokens = 30;
+        second.usage.cost = Some(0.002);
+        let added = JobUsage::of_change(Some(&first), &second).expect("a new answer");
+        assert_eq!((added.prompt_tokens, added.completion_tokens), (150, 10));
+        assert!((added.cost.unwrap() - 0.000766).abs() < 1e-9);
+        assert_eq!(added.counted_key(), format!("{}#2", second.id));
+        assert_eq!(added.counts().requests, 1);
+        assert!(JobUsage::of_change(Some(&second), &second).is_none(), "no new answer");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod breaker;
 pub mod catalog;
+pub mod chat;
 #[cfg(feature = "documents")]
 pub mod documents;
 pub mod error;
@@ -86,6 +87,9 @@ pub struct Limits {
     /// Active jobs an organization may have on its flavors' lanes; its further jobs run on
     /// the bulk lane (`GATEWAY_ORGANIZATION_SHARE`).
     pub organization_share: usize,
+    /// The longest a chat answer may take to its first token, retries and failover
+    /// included; then the client gets an error event (`GATEWAY_CHAT_FIRST_TOKEN_SECS`).
+    pub chat_first_token: Duration,
 }
 
 impl Default for Limits {
@@ -110,6 +114,7 @@ impl Default for Limits {
             breaker_window: Duration::from_secs(60),
             breaker_cool_down: Duration::from_secs(30),
             organization_share: 20,
+            chat_first_token: Duration::from_secs(60),
         }
     }
 }
@@ -166,6 +171,8 @@ impl Limits {
                 .map_or(defaults.breaker_cool_down, Duration::from_secs),
             organization_share: num("GATEWAY_ORGANIZATION_SHARE")
                 .map_or(defaults.organization_share, |v| v.max(1) as usize),
+            chat_first_token: num("GATEWAY_CHAT_FIRST_TOKEN_SECS")
+                .map_or(defaults.chat_first_token, |v| Duration::from_secs(v.max(1))),
         }
     }
 }

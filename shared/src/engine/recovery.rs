@@ -172,21 +172,36 @@ fn requeue_delay(gateway: &Gateway, failures: u32, provider_wait: Option<Duratio
 /// The error of a job that no provider could serve: every failover hop and the last
 /// failure, each with its provider and reason.
 fn final_error(job: &Job, kind: FailureKind, failure: &LlmFailure) -> JobError {
-    let last = format!(
-        "provider '{}' ({}): {}: {}",
-        job.settings.provider_name,
+    provider_failure_error(
+        &job.failover_chain,
+        &job.settings.provider_name,
         job.final_flavor().1,
+        kind,
+        failure,
+    )
+}
+
+/// The error of a call no provider could serve: the last failure, of `provider` on
+/// `flavor_name`, with its kind's code; after failovers (`chain`), `ALL_PROVIDERS_FAILED`
+/// naming every provider tried and why.
+pub(super) fn provider_failure_error(
+    chain: &[FailoverHop],
+    provider: &str,
+    flavor_name: &str,
+    kind: FailureKind,
+    failure: &LlmFailure,
+) -> JobError {
+    let last = format!(
+        "provider '{provider}' ({flavor_name}): {}: {failure}",
         kind.as_str(),
-        failure
     );
-    if job.failover_chain.is_empty() {
+    if chain.is_empty() {
         return JobError {
             code: kind.job_error_code().into(),
             message: last,
         };
     }
-    let tried: Vec<String> = job
-        .failover_chain
+    let tried: Vec<String> = chain
         .iter()
         .map(|hop| {
             format!(

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::catalog::entity::parse_object;
 use super::views::{job_detail, visible_job, ResultFormat};
 use super::Gateway;
-use crate::domain::{now_timestamp, Job, JobStatus, ResultVersion};
+use crate::domain::{fresh_timestamp, Job, JobStatus, ResultVersion};
 use crate::engine::error::{EngineError, EngineResult, Location, Resource, Rule};
 use crate::ports::keys;
 
@@ -164,19 +164,6 @@ fn summary_json(version: &ResultVersion) -> Value {
         "created_at": version.created_at,
         "created_by": version.created_by,
         "content_length": version.content_length,
-    })
-}
-
-/// A timestamp after `previous`: now, or `previous` + 1 µs when the clock is not ahead
-/// of it, so every change gives the job a new `updated_at`.
-fn fresh_timestamp(previous: &str) -> String {
-    let now = now_timestamp();
-    if now.as_str() > previous {
-        return now;
-    }
-    chrono::DateTime::parse_from_rfc3339(previous).map_or(now, |previous| {
-        (previous.with_timezone(&chrono::Utc) + chrono::Duration::microseconds(1))
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     })
 }
 

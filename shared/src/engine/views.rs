@@ -59,6 +59,13 @@ pub fn token_metrics_json(job: &Job, passes: Option<Value>) -> Value {
     if let Some(passes) = passes {
         metrics["passes"] = passes;
     }
+    // A chat job counts answers (the reference's `message_count`).
+    if let Some(chat) = &job.chat {
+        metrics["message_count"] = json!(usage.passes);
+        if chat.cached_tokens > 0 {
+            metrics["total_cached_tokens"] = json!(chat.cached_tokens);
+        }
+    }
     metrics
 }
 
@@ -97,7 +104,11 @@ pub fn job_json(job: &Job) -> Value {
         "categorization": job.categorization,
         "provider": job.settings.provider_name,
     });
-    with_flavor_choice(body, job)
+    let mut body = with_flavor_choice(body, job);
+    if let Some(chat) = &job.chat {
+        body["chat_session_id"] = json!(chat.session_id);
+    }
+    body
 }
 
 /// `body` plus what answers the job and why, in the reference's fields: `fallback_*`

@@ -1,15 +1,20 @@
-//! The LLM port: OpenAI-shaped chat requests and answers, the [`LlmClient`] trait (one
-//! attempt), and retries (exponential backoff with full jitter, honouring Retry-After) on
-//! 429, 5xx, timeouts and transport errors; never on other 4xx. The HTTP adapter is
-//! [`openai::OpenAiClient`].
+//! The LLM port: OpenAI-shaped chat requests and answers, whole or streamed, the
+//! [`LlmClient`] trait (one attempt), and retries (exponential backoff with full jitter,
+//! honouring Retry-After) on 429, 5xx, timeouts and transport errors; never on other 4xx.
+//! A streamed answer is retried only until its first token ([`open_stream_with_retries`]).
+//! The HTTP adapter is [`openai::OpenAiClient`].
 
 mod openai;
+pub mod sse;
 
 pub use openai::OpenAiClient;
 
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::FailureKind;
@@ -87,7 +92,7 @@ impl ChatRequest {
 }
 
 /// Body fields a flavor's `custom_params` may not set: the gateway sets them.
-pub const RESERVED_BODY_FIELDS: [&str; 10] = [
+pub const RESERVED_BODY_FIELDS: [&str; 11] = [
     "model",
     "messages",
     "temperature",
@@ -97,6 +102,7 @@ pub const RESERVED_BODY_FIELDS: [&str; 10] = [
     "presence_penalty",
     "stop",
     "stream",
+    "stream_options",
     "n",
 ];
 
@@ -129,6 +135,27 @@ pub struct ChatCompletion {
     /// Why generation stopped (`stop`, `length`, ...), when the provider says.
     pub finish_reason: Option<String>,
 }
+
+/// One item of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatChunk {
+    /// The next piece of the answer (never empty).
+    Delta(String),
+    /// The provider's token usage (its last chunk, asked for with `stream_options`).
+    Usage(StreamUsage),
+}
+
+/// Token usage of a streamed answer, as the provider reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamUsage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// Prompt tokens served from the provider's cache (`prompt_tokens_details`), if told.
+    pub cached_tokens: Option<u32>,
+}
+
+/// A streamed answer: its chunks as they arrive; an `Err` item breaks it off.
+pub type ChatStream = BoxStream<'static, Result<ChatChunk, LlmError>>;
 
 /// A failed attempt.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -225,6 +252,15 @@ pub trait LlmClient: Send + Sync {
         request: &ChatRequest,
     ) -> Result<ChatCompletion, LlmError>;
 
+    /// Sends one request as a stream (`stream: true`, usage asked for in the last chunk).
+    /// `Err` when the provider refuses it (like [`LlmClient::chat`]); otherwise the chunks
+    /// as they arrive, ending after the provider's end marker.
+    async fn chat_stream(
+        &self,
+        endpoint: &Endpoint,
+        request: &ChatRequest,
+    ) -> Result<ChatStream, LlmError>;
+
     /// The provider's model list (`GET {base}/models`): the `data` entries as sent.
     async fn models(&self, endpoint: &Endpoint) -> Result<Vec<serde_json::Value>, LlmError>;
 }
@@ -287,15 +323,67 @@ pub async fn chat_with_retries(
     policy: RetryPolicy,
     deadline: tokio::time::Instant,
 ) -> Result<ChatCompletion, LlmFailure> {
+    with_retries(endpoint, policy, deadline, move || {
+        client.chat(endpoint, request)
+    })
+    .await
+}
+
+/// A streamed answer whose first token has arrived.
+pub struct OpenedStream {
+    /// The chunks received so far: the first delta (last), or, for an answer without any
+    /// text, everything the provider sent.
+    pub first: Vec<ChatChunk>,
+    /// The chunks still to come.
+    pub rest: ChatStream,
+}
+
+/// Opens a streamed answer with the retries and deadline of [`chat_with_retries`], each
+/// attempt counting until the answer's first token: a failure before it is retried (per
+/// [`LlmError::is_retryable`]); once a token has arrived nothing is retried, a failure
+/// can only break the stream off.
+pub async fn open_stream_with_retries(
+    client: &dyn LlmClient,
+    endpoint: &Endpoint,
+    request: &ChatRequest,
+    policy: RetryPolicy,
+    deadline: tokio::time::Instant,
+) -> Result<OpenedStream, LlmFailure> {
+    with_retries(endpoint, policy, deadline, move || async move {
+        let mut rest = client.chat_stream(endpoint, request).await?;
+        let mut first = Vec::new();
+        while let Some(chunk) = rest.next().await {
+            let token = matches!(chunk, Ok(ChatChunk::Delta(_)));
+            first.push(chunk?);
+            if token {
+                break;
+            }
+        }
+        Ok(OpenedStream { first, rest })
+    })
+    .await
+}
+
+/// Runs `attempt` until it succeeds, fails for good or `policy` / `deadline` stop it.
+async fn with_retries<T, Attempt, Outcome>(
+    endpoint: &Endpoint,
+    policy: RetryPolicy,
+    deadline: tokio::time::Instant,
+    mut attempt_once: Attempt,
+) -> Result<T, LlmFailure>
+where
+    Attempt: FnMut() -> Outcome,
+    Outcome: Future<Output = Result<T, LlmError>>,
+{
     let mut attempt = 1;
     loop {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let result = match tokio::time::timeout(remaining, client.chat(endpoint, request)).await {
+        let result = match tokio::time::timeout(remaining, attempt_once()).await {
             Ok(result) => result,
             Err(_) => Err(LlmError::Timeout(remaining)),
         };
         let error = match result {
-            Ok(completion) => return Ok(completion),
+            Ok(value) => return Ok(value),
             Err(error) => error,
         };
         let provider_wait = match &error {

@@ -4,8 +4,11 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 
-use crate::llm::{ChatCompletion, ChatRequest, Endpoint, LlmClient, LlmError};
+use crate::llm::{
+    ChatChunk, ChatCompletion, ChatRequest, ChatStream, Endpoint, LlmClient, LlmError, StreamUsage,
+};
 
 use super::support::lock;
 
@@ -16,20 +19,45 @@ pub struct LlmCall {
     pub endpoint: Endpoint,
     /// What was asked.
     pub request: ChatRequest,
+    /// Whether the answer was asked for as a stream ([`LlmClient::chat_stream`]).
+    pub streamed: bool,
+}
+
+/// What the next call gets instead of [`MemoryLlm::answer_for`].
+#[derive(Debug, Clone)]
+enum Scripted {
+    Answer(ChatCompletion),
+    Fail(LlmError),
+    /// A streamed answer that breaks off with `error` after `after` deltas (a whole
+    /// answer fails with `error` at once).
+    BreakOff {
+        after: usize,
+        error: LlmError,
+    },
 }
 
 /// A scripted [`LlmClient`]: answers with [`MemoryLlm::answer_for`] unless a scripted
-/// answer or failure is queued, and records every call (failed attempts included).
+/// answer or failure is queued, and records every call (failed attempts included). A
+/// streamed answer is the same text in deltas of one word (with the whitespace after
+/// it), then its usage.
 #[derive(Debug, Default)]
 pub struct MemoryLlm {
     calls: Mutex<Vec<LlmCall>>,
-    script: Mutex<VecDeque<Result<ChatCompletion, LlmError>>>,
+    script: Mutex<VecDeque<Scripted>>,
     models: Mutex<Vec<serde_json::Value>>,
 }
 
 /// Whitespace-separated words: the fake's token count.
 fn words(text: &str) -> u32 {
     text.split_whitespace().count() as u32
+}
+
+/// The deltas a streamed `content` comes in: one word each, with the whitespace after it.
+pub fn deltas_of(content: &str) -> Vec<String> {
+    content
+        .split_inclusive(char::is_whitespace)
+        .map(str::to_string)
+        .collect()
 }
 
 impl MemoryLlm {
@@ -60,12 +88,18 @@ impl MemoryLlm {
     /// policy waits at least that long).
     pub fn fail_next(&self, times: usize, error: LlmError) {
         let mut script = lock(&self.script);
-        script.extend(std::iter::repeat_n(Err(error), times));
+        script.extend(std::iter::repeat_n(Scripted::Fail(error), times));
     }
 
     /// Makes the next call (after those already scripted) answer `completion`.
     pub fn respond_next(&self, completion: ChatCompletion) {
-        lock(&self.script).push_back(Ok(completion));
+        lock(&self.script).push_back(Scripted::Answer(completion));
+    }
+
+    /// Makes the next streamed call (after those already scripted) send the first
+    /// `after` deltas of its answer, then break off with `error`.
+    pub fn break_off_next(&self, after: usize, error: LlmError) {
+        lock(&self.script).push_back(Scripted::BreakOff { after, error });
     }
 
     /// The model list [`LlmClient::models`] returns (empty until set).
@@ -82,6 +116,18 @@ impl MemoryLlm {
     pub fn calls(&self) -> Vec<LlmCall> {
         lock(&self.calls).clone()
     }
+
+    /// Records a call and takes what the script says for it.
+    fn receive(&self, endpoint: &Endpoint, request: &ChatRequest, streamed: bool) -> Scripted {
+        lock(&self.calls).push(LlmCall {
+            endpoint: endpoint.clone(),
+            request: request.clone(),
+            streamed,
+        });
+        lock(&self.script)
+            .pop_front()
+            .unwrap_or_else(|| Scripted::Answer(Self::answer_for(request)))
+    }
 }
 
 #[async_trait]
@@ -91,14 +137,46 @@ impl LlmClient for MemoryLlm {
         endpoint: &Endpoint,
         request: &ChatRequest,
     ) -> Result<ChatCompletion, LlmError> {
-        lock(&self.calls).push(LlmCall {
-            endpoint: endpoint.clone(),
-            request: request.clone(),
-        });
-        match lock(&self.script).pop_front() {
-            Some(scripted) => scripted,
-            None => Ok(Self::answer_for(request)),
+        match self.receive(endpoint, request, false) {
+            Scripted::Answer(completion) => Ok(completion),
+            Scripted::Fail(error) | Scripted::BreakOff { error, .. } => Err(error),
         }
+    }
+
+    async fn chat_stream(
+        &self,
+        endpoint: &Endpoint,
+        request: &ChatRequest,
+    ) -> Result<ChatStream, LlmError> {
+        let (completion, broken) = match self.receive(endpoint, request, true) {
+            Scripted::Answer(completion) => (completion, None),
+            Scripted::Fail(error) => return Err(error),
+            Scripted::BreakOff { after, error } => {
+                (Self::answer_for(request), Some((after, error)))
+            }
+        };
+        let mut chunks: Vec<Result<ChatChunk, LlmError>> = deltas_of(&completion.content)
+            .into_iter()
+            .map(|delta| Ok(ChatChunk::Delta(delta)))
+            .collect();
+        match broken {
+            Some((after, error)) => {
+                chunks.truncate(after);
+                chunks.push(Err(error));
+            }
+            None => {
+                if let (Some(prompt_tokens), Some(completion_tokens)) =
+                    (completion.prompt_tokens, completion.completion_tokens)
+                {
+                    chunks.push(Ok(ChatChunk::Usage(StreamUsage {
+                        prompt_tokens,
+                        completion_tokens,
+                        cached_tokens: None,
+                    })));
+                }
+            }
+        }
+        Ok(futures_util::stream::iter(chunks).boxed())
     }
 
     async fn models(&self, _endpoint: &Endpoint) -> Result<Vec<serde_json::Value>, LlmError> {

@@ -22,7 +22,7 @@ mod usage;
 pub use catalog::MemoryCatalog;
 pub use gateway::*;
 pub use jobs::MemoryJobStore;
-pub use llm::{LlmCall, MemoryLlm};
+pub use llm::{deltas_of, LlmCall, MemoryLlm};
 pub use realtime::{MemoryConnections, MemoryNotifier};
 pub use stores::{MemoryBlobs, MemoryBreakers, MemoryQueue, MemorySecrets};
 pub use usage::MemoryUsage;

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use uuid::Uuid;
 
 use super::support::lock;
 use crate::domain::{JobUsage, UsageCounts, UsageEntry};
@@ -18,7 +17,7 @@ pub struct MemoryUsage {
 
 #[derive(Debug, Default)]
 struct State {
-    counted: HashSet<Uuid>,
+    counted: HashSet<String>,
     aggregates: BTreeMap<(String, String), UsageCounts>,
     records: BTreeMap<(String, String), JobUsage>,
 }
@@ -34,7 +33,7 @@ impl MemoryUsage {
 impl UsageStore for MemoryUsage {
     async fn record(&self, usage: &JobUsage) -> IoResult<bool> {
         let mut state = lock(&self.state);
-        if !state.counted.insert(usage.job_id) {
+        if !state.counted.insert(usage.counted_key()) {
             return Ok(false);
         }
         let counts = usage.counts();

@@ -4,6 +4,7 @@
 //! The prompt asks the model to match the given tags; [`enforce`] makes sure the stored
 //! result obeys those rules whatever the model answered.
 
+use crate::text::prompt::replace_markers;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -300,29 +301,6 @@ pub const NEW_TAGS_ALLOWED: &str =
     "New tags are allowed: put in suggested_tags the important subjects of the text that no allowed tag covers.";
 /// The instruction appended when it does not (suggestions are dropped anyway).
 pub const NEW_TAGS_NOT_ALLOWED: &str = "New tags are not allowed: leave suggested_tags empty.";
-
-/// Replaces every marker of `replacements` in one left-to-right pass.
-pub(crate) fn replace_markers(template: &str, replacements: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    loop {
-        let next = replacements
-            .iter()
-            .filter_map(|(marker, value)| rest.find(marker).map(|at| (at, *marker, *value)))
-            .min_by_key(|(at, _, _)| *at);
-        match next {
-            Some((at, marker, value)) => {
-                out.push_str(&rest[..at]);
-                out.push_str(value);
-                rest = &rest[at + marker.len()..];
-            }
-            None => {
-                out.push_str(rest);
-                return out;
-            }
-        }
-    }
-}
 
 /// Builds the stored result from the model's (untrusted) answer.
 ///

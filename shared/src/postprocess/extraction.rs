@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::categorization::{replace_markers, FieldProblem};
+use super::categorization::FieldProblem;
+use crate::text::prompt::replace_markers;
 
 /// Placeholders the gateway fills itself; they cannot be extraction field names.
 pub const STANDARD_PLACEHOLDERS: [&str; 7] = [

@@ -1,6 +1,7 @@
 //! Prompt templates with positional `{}` placeholders. Only the exact sequence `{}` is a
 //! placeholder; every other brace (JSON examples, `{name}`) is kept literally, and values
-//! are inserted verbatim (a `{}` inside a value is not expanded).
+//! are inserted verbatim (a `{}` inside a value is not expanded). Named markers
+//! (`{transcript}`, `{context[tags]}`) are replaced in one pass by [`replace_markers`].
 
 /// Number of `{}` placeholders in a template.
 pub fn placeholder_count(template: &str) -> usize {
@@ -29,6 +30,31 @@ pub fn fill(template: &str, values: &[&str]) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Replaces every marker of `replacements` in one left-to-right pass: a value is
+/// inserted verbatim (a marker inside it is not replaced), and where two markers start at
+/// the same place the first one listed wins.
+pub fn replace_markers(template: &str, replacements: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    loop {
+        let next = replacements
+            .iter()
+            .filter_map(|(marker, value)| rest.find(marker).map(|at| (at, *marker, *value)))
+            .min_by_key(|(at, _, _)| *at);
+        match next {
+            Some((at, marker, value)) => {
+                out.push_str(&rest[..at]);
+                out.push_str(value);
+                rest = &rest[at + marker.len()..];
+            }
+            None => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,15 @@ use std::time::{Duration, Instant};
 use gateway_test_support::{python, repo_root, TestStack};
 
 /// The function binaries of the gateway.
-pub const FUNCTIONS: [&str; 6] = ["execute", "jobs", "catalog", "export", "batch-worker", "ws"];
+pub const FUNCTIONS: [&str; 7] = [
+    "execute",
+    "jobs",
+    "catalog",
+    "export",
+    "batch-worker",
+    "ws",
+    "chat",
+];
 
 /// Processes started of each function (Lambda execution environments), and so the
 /// invocations of a function `local` runs at once: `GATEWAY_LOCAL_CONCURRENCY`, default 4.

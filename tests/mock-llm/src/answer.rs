@@ -60,6 +60,15 @@ pub fn answer_for(prompt: &str) -> String {
     answer
 }
 
+/// The deltas a streamed answer comes in: one word each, with the whitespace after it
+/// (joined, they are the answer).
+pub fn deltas_of(answer: &str) -> Vec<String> {
+    answer
+        .split_inclusive(char::is_whitespace)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Bullet lines of a merge prompt repeated in its answer.
 pub const MERGED_POINTS_SHOWN: usize = 5;
 

@@ -3,11 +3,15 @@
 //! Used in-process by tests ([`MockLlm::start`]) and out-of-process by the
 //! local demo and e2e tests (the `mock-llm` binary plus the `/_mock/*`
 //! control endpoints). See [`answer_for`] for how answers are derived.
+//! `stream: true` requests get the same answer as server-sent events, one
+//! chunk per delta ([`deltas_of`]), usage in the last chunk when
+//! `stream_options.include_usage` is set, then `data: [DONE]`.
 
 #![warn(missing_docs)]
 
 mod answer;
 mod server;
+mod stream;
 mod types;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -17,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use answer::{answer_for, count_tokens, prompt_tokens, WORDS_PER_TURN};
+pub use answer::{answer_for, count_tokens, deltas_of, prompt_tokens, WORDS_PER_TURN};
 pub use types::{FaultKind, FaultRule, Outcome, RequestLogEntry};
 
 use server::Shared;
@@ -110,6 +114,12 @@ impl MockLlm {
         self.shared.set_latency(latency);
     }
 
+    /// Sets the pause before each delta of a streamed answer after the first (so a client
+    /// can see tokens arrive while the rest is still being "generated").
+    pub fn set_delta_delay(&self, delay: Duration) {
+        self.shared.set_delta_delay(delay);
+    }
+
     /// Requires `Authorization: Bearer <key>` on every request (None: no check).
     pub fn require_api_key(&self, key: Option<&str>) {
         self.shared.set_api_key(key.map(str::to_owned));
@@ -125,7 +135,7 @@ impl MockLlm {
         self.shared.clear_requests();
     }
 
-    /// Clears fault rules and the request log, and resets latency to zero.
+    /// Clears fault rules and the request log, and resets latency and delta delay to zero.
     pub fn clear(&self) {
         self.shared.reset();
     }

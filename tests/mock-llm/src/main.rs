@@ -1,4 +1,4 @@
-//! `mock-llm [--host 127.0.0.1] [--port 8089] [--latency-ms N]`
+//! `mock-llm [--host 127.0.0.1] [--port 8089] [--latency-ms N] [--delta-delay-ms N]`
 //!
 //! Prints exactly one line, `mock-llm listening on http://HOST:PORT/v1`, to
 //! stdout once ready; logs go to stderr. Exits on SIGTERM / SIGINT.
@@ -10,12 +10,15 @@ use std::time::Duration;
 use mock_llm::MockLlm;
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: mock-llm [--host 127.0.0.1] [--port 8089] [--latency-ms N]";
+const USAGE: &str =
+    "usage: mock-llm [--host 127.0.0.1] [--port 8089] [--latency-ms N] [--delta-delay-ms N]";
 
 struct Args {
     host: String,
     port: u16,
     latency_ms: u64,
+    /// Pause before each delta of a streamed answer after the first.
+    delta_delay_ms: u64,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -23,6 +26,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         host: "127.0.0.1".into(),
         port: 8089,
         latency_ms: 0,
+        delta_delay_ms: 0,
     };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -49,6 +53,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 out.latency_ms = v
                     .parse()
                     .map_err(|_| format!("invalid --latency-ms {v:?}"))?;
+            }
+            "--delta-delay-ms" => {
+                let v = value()?;
+                out.delta_delay_ms = v
+                    .parse()
+                    .map_err(|_| format!("invalid --delta-delay-ms {v:?}"))?;
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -124,6 +134,7 @@ async fn main() -> ExitCode {
         }
     };
     mock.set_latency(Duration::from_millis(args.latency_ms));
+    mock.set_delta_delay(Duration::from_millis(args.delta_delay_ms));
 
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "mock-llm listening on {}", mock.base_url());

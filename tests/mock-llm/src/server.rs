@@ -27,6 +27,8 @@ pub(crate) struct Shared {
 #[derive(Default)]
 struct Inner {
     latency: Duration,
+    /// Pause before each delta of a streamed answer after the first.
+    delta_delay: Duration,
     /// When set, requests must send `Authorization: Bearer <key>` (else 401).
     api_key: Option<String>,
     faults: Vec<FaultRule>,
@@ -64,6 +66,14 @@ impl Shared {
         self.lock().latency = latency;
     }
 
+    pub(crate) fn set_delta_delay(&self, delay: Duration) {
+        self.lock().delta_delay = delay;
+    }
+
+    pub(crate) fn delta_delay(&self) -> Duration {
+        self.lock().delta_delay
+    }
+
     pub(crate) fn clear_faults(&self) {
         self.lock().faults.clear();
     }
@@ -87,6 +97,7 @@ impl Shared {
         inner.faults.clear();
         inner.log.clear();
         inner.latency = Duration::ZERO;
+        inner.delta_delay = Duration::ZERO;
         inner.api_key = None;
     }
 
@@ -140,16 +151,21 @@ impl Shared {
     }
 }
 
-/// Marks the log entry `aborted` if the handler future is dropped before
-/// [`EntryGuard::finish`] is called (the client disconnected).
-struct EntryGuard {
+/// Marks the log entry `aborted` if the handler future (or a streamed answer) is dropped
+/// before [`EntryGuard::finish`] is called (the client disconnected).
+pub(crate) struct EntryGuard {
     shared: Arc<Shared>,
-    seq: u64,
+    pub(crate) seq: u64,
     done: bool,
 }
 
 impl EntryGuard {
-    fn finish(mut self, outcome: Outcome, status: StatusCode, tokens: Option<(u32, u32)>) {
+    pub(crate) fn finish(
+        mut self,
+        outcome: Outcome,
+        status: StatusCode,
+        tokens: Option<(u32, u32)>,
+    ) {
         self.done = true;
         self.shared.update(self.seq, |e| {
             e.outcome = outcome;
@@ -175,7 +191,7 @@ impl Drop for EntryGuard {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -201,7 +217,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// OpenAI-style error response.
-fn openai_error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn openai_error(status: StatusCode, message: impl Into<String>) -> Response {
     let (kind, code) = match status.as_u16() {
         400 => ("invalid_request_error", Value::Null),
         401 => ("authentication_error", json!("invalid_api_key")),
@@ -248,6 +264,14 @@ struct ChatRequest {
     max_tokens: Option<u64>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
 }
 
 #[derive(Deserialize)]
@@ -293,9 +317,6 @@ async fn chat_completions(
         Ok(req) => req,
         Err(err) => return bad_request(format!("invalid request body: {err}")),
     };
-    if req.stream == Some(true) {
-        return bad_request("stream=true is not supported by mock-llm");
-    }
     if req.messages.is_empty() {
         return bad_request("messages must contain at least one message");
     }
@@ -335,7 +356,9 @@ async fn chat_completions(
         tokio::time::sleep(base_latency).await;
     }
 
+    let streamed = req.stream == Some(true);
     let mut scripted = None;
+    let mut break_after = None;
     if let Some(rule) = fault {
         match rule.kind {
             FaultKind::Status => {
@@ -349,6 +372,16 @@ async fn chat_completions(
                 guard.finish(Outcome::Fault, status, None);
                 return resp;
             }
+            FaultKind::Malformed if streamed => {
+                guard.finish(Outcome::Fault, StatusCode::OK, None);
+                return crate::stream::malformed(seq);
+            }
+            FaultKind::Break if !streamed => {
+                let status = StatusCode::INTERNAL_SERVER_ERROR;
+                guard.finish(Outcome::Fault, status, None);
+                return openai_error(status, "mock break (the answer was not streamed)");
+            }
+            FaultKind::Break => break_after = Some(rule.after_deltas.unwrap_or(1) as usize),
             FaultKind::Malformed => {
                 let truncated = format!(
                     "{{\"id\":\"chatcmpl-mock-{seq}\",\"object\":\"chat.completion\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"• trunc"
@@ -382,6 +415,19 @@ async fn chat_completions(
     let prompt_toks = prompt_tokens(&contents);
     let completion_toks = count_tokens(&answer);
     let created = now_ms() / 1000;
+    if streamed {
+        return crate::stream::answer(
+            guard,
+            crate::stream::Streamed {
+                model,
+                answer,
+                delay: shared.delta_delay(),
+                break_after,
+                include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+                usage: (prompt_toks, completion_toks),
+            },
+        );
+    }
     let body = json!({
         "id": format!("chatcmpl-mock-{seq}"),
         "object": "chat.completion",
@@ -419,14 +465,22 @@ async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     .into_response()
 }
 
+/// `POST /_mock/config`: the settings given change, the others stay.
 #[derive(Deserialize)]
 struct ConfigBody {
-    latency_ms: u64,
+    #[serde(default)]
+    latency_ms: Option<u64>,
+    #[serde(default)]
+    delta_delay_ms: Option<u64>,
 }
 
 fn config_json(shared: &Shared) -> Json<Value> {
-    let latency = shared.lock().latency;
-    Json(json!({ "latency_ms": u64::try_from(latency.as_millis()).unwrap_or(u64::MAX) }))
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let inner = shared.lock();
+    Json(json!({
+        "latency_ms": millis(inner.latency),
+        "delta_delay_ms": millis(inner.delta_delay),
+    }))
 }
 
 async fn get_config(State(shared): State<Arc<Shared>>) -> Json<Value> {
@@ -436,8 +490,17 @@ async fn get_config(State(shared): State<Arc<Shared>>) -> Json<Value> {
 async fn set_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     match serde_json::from_slice::<ConfigBody>(&body) {
         Ok(cfg) => {
-            shared.set_latency(Duration::from_millis(cfg.latency_ms));
-            tracing::info!(latency_ms = cfg.latency_ms, "base latency set");
+            if let Some(ms) = cfg.latency_ms {
+                shared.set_latency(Duration::from_millis(ms));
+            }
+            if let Some(ms) = cfg.delta_delay_ms {
+                shared.set_delta_delay(Duration::from_millis(ms));
+            }
+            tracing::info!(
+                latency_ms = cfg.latency_ms,
+                delta_delay_ms = cfg.delta_delay_ms,
+                "config set"
+            );
             config_json(&shared).into_response()
         }
         Err(err) => bad_request(format!("invalid config body: {err}")),

@@ -19,6 +19,9 @@ pub enum FaultKind {
     /// Answer normally, but with `content` instead of the derived answer (a scripted
     /// answer, e.g. the JSON of an extraction prompt).
     Reply,
+    /// A streamed answer sends `after_deltas` deltas (default 1), then the connection
+    /// drops: a failure after the first token. A whole (not streamed) answer gets a 500.
+    Break,
 }
 
 fn default_times() -> u32 {
@@ -59,6 +62,9 @@ pub struct FaultRule {
     /// Only requests for this model match (one "provider" down while another answers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_model: Option<String>,
+    /// Deltas a [`FaultKind::Break`] rule lets through before the connection drops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_deltas: Option<u32>,
 }
 
 impl FaultRule {
@@ -73,6 +79,7 @@ impl FaultRule {
             content: None,
             every: None,
             match_model: None,
+            after_deltas: None,
         }
     }
 
@@ -107,6 +114,14 @@ impl FaultRule {
         Self {
             content: Some(content.into()),
             ..Self::new(FaultKind::Reply)
+        }
+    }
+
+    /// A rule that breaks a streamed answer off after `deltas` deltas.
+    pub fn break_after(deltas: u32) -> Self {
+        Self {
+            after_deltas: Some(deltas),
+            ..Self::new(FaultKind::Break)
         }
     }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mock_llm::{answer_for, count_tokens, FaultRule, MockLlm, Outcome, RequestLogEntry};
+use mock_llm::{answer_for, count_tokens, deltas_of, FaultRule, MockLlm, Outcome, RequestLogEntry};
 use serde_json::{json, Value};
 
 async fn start() -> MockLlm {
@@ -141,8 +141,6 @@ async fn bad_requests_get_openai_errors() {
         json!({"model": "m"}).to_string(),
         json!({"model": "m", "messages": []}).to_string(),
         json!({"model": "m", "messages": [{"role": "user", "content": 5}]}).to_string(),
-        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]})
-            .to_string(),
     ] {
         let resp = c.post(&url).body(body.clone()).send().await.expect("send");
         assert_eq!(resp.status(), 400, "body {body}");
@@ -458,4 +456,175 @@ async fn clear_resets_everything_and_drop_shuts_down() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "server still answering after drop");
+}
+
+/// Posts a streamed request; the response with its head read.
+async fn chat_stream(mock: &MockLlm, prompt: &str, include_usage: bool) -> reqwest::Response {
+    let mut body = chat_body(prompt);
+    body["stream"] = json!(true);
+    if include_usage {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    client()
+        .post(format!("{}/chat/completions", mock.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("send")
+}
+
+/// Reads `data:` events as they arrive, each with its arrival time since `start`, until
+/// the body ends (Ok) or breaks (Err with what was read).
+async fn read_events(
+    mut response: reqwest::Response,
+    start: std::time::Instant,
+) -> Result<Vec<(String, Duration)>, Vec<(String, Duration)>> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(bytes)) => {
+                buffer.push_str(&String::from_utf8_lossy(&bytes));
+                while let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    let data = event.trim().strip_prefix("data: ").expect("a data line");
+                    events.push((data.to_owned(), start.elapsed()));
+                }
+            }
+            Ok(None) => return Ok(events),
+            Err(_) => return Err(events),
+        }
+    }
+}
+
+fn delta(data: &str) -> Option<String> {
+    let chunk: Value = serde_json::from_str(data).ok()?;
+    chunk["choices"][0]["delta"]["content"]
+        .as_str()
+        .filter(|content| !content.is_empty())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn streamed_answers_come_delta_by_delta_with_usage_last() {
+    let mock = start().await;
+    let response = chat_stream(&mock, TRANSCRIPT, true).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = read_events(response, std::time::Instant::now())
+        .await
+        .expect("complete");
+    let data: Vec<&str> = events.iter().map(|(data, _)| data.as_str()).collect();
+    let answer = answer_for(TRANSCRIPT);
+    let deltas: Vec<String> = data.iter().filter_map(|d| delta(d)).collect();
+    assert_eq!(deltas, deltas_of(&answer), "one chunk per delta, in order");
+    assert_eq!(deltas.concat(), answer);
+    let first: Value = serde_json::from_str(data[0]).unwrap();
+    assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(first["object"], "chat.completion.chunk");
+    let usage: Value = serde_json::from_str(data[data.len() - 2]).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["completion_tokens"], count_tokens(&answer));
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    let log = wait_for_log(&mock, |log| {
+        log.iter().all(|e| e.outcome != Outcome::Pending)
+    })
+    .await;
+    assert_eq!(log[0].outcome, Outcome::Answered);
+    assert_eq!(log[0].completion_tokens, Some(count_tokens(&answer)));
+
+    // Without stream_options.include_usage: no usage chunk.
+    let events = read_events(
+        chat_stream(&mock, TRANSCRIPT, false).await,
+        std::time::Instant::now(),
+    )
+    .await
+    .expect("complete");
+    assert!(events.iter().all(|(data, _)| !data.contains("\"usage\":{")));
+}
+
+#[tokio::test]
+async fn the_delta_delay_spaces_the_deltas_out() {
+    let mock = start().await;
+    let delay = Duration::from_millis(60);
+    mock.set_delta_delay(delay);
+    let start = std::time::Instant::now();
+    let events = read_events(chat_stream(&mock, TRANSCRIPT, true).await, start)
+        .await
+        .expect("complete");
+    let arrivals: Vec<Duration> = events
+        .iter()
+        .filter(|(data, _)| delta(data).is_some())
+        .map(|(_, at)| *at)
+        .collect();
+    let done = events.last().unwrap().1;
+    assert!(arrivals.len() > 3);
+    // Each later delta waits at least `delay`: the first arrives well before the end.
+    assert!(
+        done - arrivals[0] >= delay * (arrivals.len() as u32 - 1),
+        "first delta at {:?}, done at {done:?}",
+        arrivals[0]
+    );
+    let config: Value = client()
+        .get(format!("http://{}/_mock/config", mock.addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["delta_delay_ms"], 60);
+}
+
+#[tokio::test]
+async fn faults_hit_streams_before_or_after_the_first_delta() {
+    let mock = start().await;
+    // Before: a status fault is the usual JSON error, a malformed one a bad first chunk.
+    mock.push_fault(FaultRule::status(429).retry_after(2));
+    let response = chat_stream(&mock, TRANSCRIPT, true).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "2");
+    mock.push_fault(FaultRule::malformed());
+    let events = read_events(
+        chat_stream(&mock, TRANSCRIPT, true).await,
+        std::time::Instant::now(),
+    )
+    .await
+    .expect("the body ends");
+    assert_eq!(events.len(), 1);
+    assert!(serde_json::from_str::<Value>(&events[0].0).is_err());
+
+    // After: two deltas, then the connection drops.
+    mock.push_fault(FaultRule::break_after(2));
+    let broken = read_events(
+        chat_stream(&mock, TRANSCRIPT, true).await,
+        std::time::Instant::now(),
+    )
+    .await
+    .expect_err("the stream breaks off");
+    let deltas: Vec<String> = broken.iter().filter_map(|(data, _)| delta(data)).collect();
+    assert_eq!(deltas, deltas_of(&answer_for(TRANSCRIPT))[..2]);
+    assert!(broken.iter().all(|(data, _)| data != "[DONE]"));
+    let log = mock.requests();
+    let outcomes: Vec<Outcome> = log.iter().map(|e| e.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Fault, Outcome::Fault, Outcome::Fault]);
+
+    // A break rule on a whole answer is a 500.
+    mock.push_fault(FaultRule::break_after(1));
+    assert_eq!(chat(&client(), &mock, TRANSCRIPT).await.status(), 500);
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_is_logged_as_aborted() {
+    let mock = start().await;
+    mock.set_delta_delay(Duration::from_millis(200));
+    let mut response = chat_stream(&mock, TRANSCRIPT, true).await;
+    let first = response.chunk().await.expect("read").expect("a chunk");
+    assert!(!first.is_empty());
+    drop(response);
+    let log = wait_for_log(&mock, |log| {
+        log.first().is_some_and(|e| e.outcome == Outcome::Aborted)
+    })
+    .await;
+    assert_eq!(log[0].outcome, Outcome::Aborted);
 }

@@ -21,7 +21,13 @@ pub mod seeds {
     pub const SUMMARIZE_SERVICE_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000201");
     pub const ITERATIVE_FLAVOR_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000301");
     pub const SINGLE_PASS_FLAVOR_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000302");
+    /// Not seeded: [`super::TestStack::add_chat_flavor`] stores it (`events/chat-completions.json`
+    /// names it).
+    pub const CHAT_FLAVOR_ID: Uuid = uuid!("0b0d3f3e-0000-4000-8000-000000000391");
 }
+
+/// System prompt of the chat flavor tests add ([`TestStack::add_chat_flavor`]).
+pub const CHAT_SYSTEM_PROMPT: &str = "You answer questions about the meeting \"{conversation_name}\".\nTranscript:\n{transcript}\n\n{summary_section}";
 
 /// API key of the seeded provider in test stacks; the mock LLM requires it.
 pub const SEEDED_API_KEY: &str = "test-key-not-secret";
@@ -449,6 +455,33 @@ impl TestStack {
         flavor.id = Uuid::new_v4();
         flavor.name = name.to_string();
         flavor.is_default = false;
+        edit(&mut flavor);
+        self.catalog
+            .put_flavor(&flavor)
+            .await
+            .expect("store flavor");
+        flavor
+    }
+
+    /// Stores the chat flavor [`seeds::CHAT_FLAVOR_ID`] (`chat`, not default) on the seeded
+    /// summarize service: the seeded single-pass flavor's model and sampling, no user
+    /// prompt, [`CHAT_SYSTEM_PROMPT`], changed by `edit`; returns it.
+    pub async fn add_chat_flavor(
+        &self,
+        edit: impl FnOnce(&mut gateway_core::domain::Flavor),
+    ) -> gateway_core::domain::Flavor {
+        use gateway_core::ports::Catalog;
+        let mut flavor = self
+            .catalog
+            .flavor(seeds::SUMMARIZE_SERVICE_ID, seeds::SINGLE_PASS_FLAVOR_ID)
+            .await
+            .expect("read the seeded flavor")
+            .expect("seeded single-pass flavor");
+        flavor.id = seeds::CHAT_FLAVOR_ID;
+        flavor.name = "chat".into();
+        flavor.is_default = false;
+        flavor.prompt_user_content = String::new();
+        flavor.prompt_system_content = Some(CHAT_SYSTEM_PROMPT.into());
         edit(&mut flavor);
         self.catalog
             .put_flavor(&flavor)

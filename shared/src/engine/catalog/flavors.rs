@@ -509,7 +509,7 @@ pub(super) fn conflicts_of(service: Option<&Service>, flavors: &[Flavor]) -> Vec
 
 /// A flavor and its service, visible to `scope`; `service_id` (when the route names one)
 /// must be the flavor's.
-pub(super) async fn load_flavor(
+pub(crate) async fn load_flavor(
     gateway: &Gateway,
     scope: &Scope,
     service_id: Option<Uuid>,

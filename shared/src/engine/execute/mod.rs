@@ -5,7 +5,7 @@
 mod cache;
 mod estimate;
 mod finishing;
-mod request;
+pub(crate) mod request;
 pub mod uploads;
 
 pub use crate::engine::catalog::tokenizers::counter_for;
@@ -37,11 +37,11 @@ use crate::text::normalize::{normalize_transcript, NormalizedTurn, MAX_BYTES_PER
 use crate::tokens::TokenCounter;
 
 /// Everything the catalog says about a request's target.
-struct Target {
-    service: Service,
-    flavor: Flavor,
-    model: Model,
-    provider: Provider,
+pub(crate) struct Target {
+    pub(crate) service: Service,
+    pub(crate) flavor: Flavor,
+    pub(crate) model: Model,
+    pub(crate) provider: Provider,
 }
 
 /// A job ready to be stored: the queued record and, for iterative jobs planned before
@@ -140,7 +140,10 @@ async fn fallback_candidates(
 }
 
 /// The flavor with its service, model and provider, when all exist and are active.
-async fn usable_target(gateway: &Gateway, flavor: Flavor) -> EngineResult<Option<Target>> {
+pub(crate) async fn usable_target(
+    gateway: &Gateway,
+    flavor: Flavor,
+) -> EngineResult<Option<Target>> {
     if !flavor.is_active {
         return Ok(None);
     }
@@ -308,6 +311,7 @@ async fn plan_on(
         cache_key: None,
         cached_from: None,
         input_upload_id: request.deferred_upload.and(request.input_upload_id),
+        chat: None,
     };
     Ok(Plan { job, turns })
 }
@@ -483,6 +487,16 @@ async fn resolve_target(
                 )
             })?
     };
+    target_of(gateway, service, flavor).await
+}
+
+/// The target of a request for `flavor` of `service` (already checked: visible and
+/// active): the flavor must be active, its model exist and be active, its provider exist.
+pub(crate) async fn target_of(
+    gateway: &Gateway,
+    service: Service,
+    flavor: Flavor,
+) -> EngineResult<Target> {
     if !flavor.is_active {
         return Err(EngineError::refused(
             Rule::FlavorInactive,

@@ -35,19 +35,7 @@ pub struct ExecuteRequest {
 impl ExecuteRequest {
     /// Parses and validates a request body; errors name the field and the problem.
     pub fn parse(body: &[u8], max_input_bytes: usize) -> EngineResult<Self> {
-        let text = std::str::from_utf8(body).map_err(|e| {
-            EngineError::InvalidBody(BodyProblem::NotUtf8 {
-                valid_up_to: e.valid_up_to(),
-            })
-        })?;
-        if text.trim().is_empty() {
-            return Err(EngineError::InvalidBody(BodyProblem::Empty));
-        }
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| EngineError::InvalidBody(BodyProblem::NotJson(e.to_string())))?;
-        let Value::Object(mut fields) = value else {
-            return Err(EngineError::InvalidBody(BodyProblem::NotObject));
-        };
+        let mut fields = body_object(body)?;
         let input_upload_id = optional_string(&mut fields, "input_upload_id")?
             .map(|id| {
                 Uuid::parse_str(id.trim()).map_err(|_| invalid("input_upload_id", "must be a UUID"))
@@ -122,11 +110,34 @@ impl ExecuteRequest {
 }
 
 /// 422 naming a body field, in FastAPI's list shape.
-fn invalid(field: &str, problem: impl std::fmt::Display) -> EngineError {
+pub(crate) fn invalid(field: &str, problem: impl std::fmt::Display) -> EngineError {
     EngineError::validation(Location::Body, field, problem)
 }
 
-fn optional_string(fields: &mut Map<String, Value>, name: &str) -> EngineResult<Option<String>> {
+/// A request body as a JSON object: 400 when it is not UTF-8, 422 when it is empty, not
+/// JSON or not an object.
+pub(crate) fn body_object(body: &[u8]) -> EngineResult<Map<String, Value>> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        EngineError::InvalidBody(BodyProblem::NotUtf8 {
+            valid_up_to: e.valid_up_to(),
+        })
+    })?;
+    if text.trim().is_empty() {
+        return Err(EngineError::InvalidBody(BodyProblem::Empty));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| EngineError::InvalidBody(BodyProblem::NotJson(e.to_string())))?;
+    match value {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(EngineError::InvalidBody(BodyProblem::NotObject)),
+    }
+}
+
+/// Takes an optional string field out of `fields` (422 naming it unless a string or null).
+pub(crate) fn optional_string(
+    fields: &mut Map<String, Value>,
+    name: &str,
+) -> EngineResult<Option<String>> {
     match fields.remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(value)) => Ok(Some(value)),
