@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -40,9 +42,11 @@ async fn fake_invoke(
     Path(_function): Path<String>,
     Json(event): Json<Value>,
 ) -> Response {
+    // Bodies arrive base64-encoded, as API Gateway sends them (BinaryMediaTypes */*).
     let refuse = event["body"]
         .as_str()
-        .is_some_and(|body| body.contains("refuse"));
+        .and_then(|body| BASE64.decode(body).ok())
+        .is_some_and(|body| String::from_utf8_lossy(&body).contains("refuse"));
     let streaming = [
         ("lambda-runtime-function-response-mode", "streaming"),
         ("x-amzn-remapped-content-length", "12"),
