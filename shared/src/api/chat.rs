@@ -72,6 +72,7 @@ async fn open(
     gateway: &Gateway,
     request: ApiRequest,
 ) -> EngineResult<BoxStream<'static, ChatEvent>> {
+    request.check_body_size()?;
     let (route, _) = TABLE.find(&request.method, &request.segments)?;
     request.check_media_type(route.path)?;
     let chat = chat::prepare(gateway, ChatCompletionRequest::parse(request.body())?).await?;
@@ -203,6 +204,16 @@ mod tests {
                 request("POST", "/api/v1/chat/completions", "application/json", "{}"),
                 422,
                 "VALIDATION_ERROR",
+            ),
+            (
+                request(
+                    "POST",
+                    "/api/v1/chat/completions",
+                    "application/json",
+                    &" ".repeat(crate::engine::MAX_REQUEST_BODY_BYTES + 1),
+                ),
+                413,
+                "INPUT_TOO_LARGE",
             ),
         ];
         for (request, status, code) in cases {

@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use crate::engine::catalog::validate::validate_organization_id;
 use crate::engine::catalog::{PageRequest, Scope};
-use crate::engine::error::{EngineError, EngineResult, Location, Resource};
+use crate::engine::error::{BodyProblem, EngineError, EngineResult, Location, Resource};
+use crate::engine::MAX_REQUEST_BODY_BYTES;
 
 /// Routes that also read a form body (`application/x-www-form-urlencoded` or
 /// `multipart/form-data`) besides JSON.
@@ -137,6 +138,20 @@ impl ApiRequest {
                 "must be true or false",
             )),
         }
+    }
+
+    /// 413 naming `body` when it is over [`MAX_REQUEST_BODY_BYTES`] (the largest body
+    /// whose base64-encoded API Gateway event fits Lambda's payload).
+    pub fn check_body_size(&self) -> EngineResult<()> {
+        let size = self.body().len();
+        if size <= MAX_REQUEST_BODY_BYTES {
+            return Ok(());
+        }
+        Err(EngineError::InvalidBody(BodyProblem::TooLarge {
+            field: "body",
+            size,
+            limit: MAX_REQUEST_BODY_BYTES,
+        }))
     }
 
     /// An integer query parameter within `range` (`default` when absent; 422 naming it

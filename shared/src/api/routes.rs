@@ -5,8 +5,8 @@
 use futures_util::future::BoxFuture;
 
 use super::request::ApiRequest;
-use crate::engine::error::{BodyProblem, EngineError, EngineResult};
-use crate::engine::{Gateway, JsonResponse, MAX_REQUEST_BODY_BYTES};
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::{Gateway, JsonResponse};
 
 /// A route's handler: the request (with its path parameters) to a JSON response.
 pub type Handler =
@@ -97,12 +97,8 @@ impl RouteTable {
     /// path's route does not serve, 415 for a body in a media type the route does not read. The most specific template wins (a literal segment
     /// beats a parameter), as in API Gateway.
     pub async fn handle(&self, gateway: &Gateway, mut request: ApiRequest) -> JsonResponse {
-        if request.body().len() > MAX_REQUEST_BODY_BYTES {
-            return JsonResponse::from(EngineError::InvalidBody(BodyProblem::TooLarge {
-                field: "body",
-                size: request.body().len(),
-                limit: MAX_REQUEST_BODY_BYTES,
-            }));
+        if let Err(error) = request.check_body_size() {
+            return JsonResponse::from(error);
         }
         let found = self.find(&request.method, &request.segments);
         match found {

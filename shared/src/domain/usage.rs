@@ -484,7 +484,10 @@ mod tests {
         assert!((added.cost.unwrap() - 0.000766).abs() < 1e-9);
         assert_eq!(added.counted_key(), format!("{}#2", second.id));
         assert_eq!(added.counts().requests, 1);
-        assert!(JobUsage::of_change(Some(&second), &second).is_none(), "no new answer");
+        assert!(
+            JobUsage::of_change(Some(&second), &second).is_none(),
+            "no new answer"
+        );
     }
 
     #[test]
