@@ -7,6 +7,7 @@
 //! by `../shared/tools/gen_transcript.py --mb 10 --seed 1` (beside the checkout).
 //! Shapes: `BENCH_SHAPE_MB` (default `0.25,0.5,1,2`), `BENCH_SHAPES` (default all),
 //! `BENCH_SHAPE_RUNS` (default 3).
+//! Prints the peak RSS after the transcript runs (Linux `VmHWM`).
 //! Run: `cargo bench -p gateway-core --bench text_pipeline`
 
 use std::path::PathBuf;
@@ -175,7 +176,21 @@ fn main() {
         rate(pipeline_time) / 2.0
     );
 
+    println!(
+        "peak RSS of this process after the 10 MB runs: {} MB (VmHWM; the input and {} turns held)",
+        peak_rss_mb().map_or("unknown".into(), |mb| format!("{mb:.0}")),
+        turns_made.len()
+    );
+
     shapes(&counter, &budget, limits, rate(count_time));
+}
+
+/// The process's peak resident set (Linux `VmHWM`), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// The pipeline on each adversarial shape and size, in MB/s beside plain counting of the
