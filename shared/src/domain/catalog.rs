@@ -266,6 +266,16 @@ pub struct Flavor {
     pub updated_at: String,
 }
 
+impl Flavor {
+    /// When a job of this flavor submitted now expires (epoch seconds): its
+    /// `default_ttl_seconds` from now, or never.
+    pub fn job_expiry(&self) -> Option<i64> {
+        self.default_ttl_seconds
+            .filter(|ttl| *ttl > 0)
+            .map(|ttl| chrono::Utc::now().timestamp() + i64::from(ttl))
+    }
+}
+
 pub(super) fn default_output_type() -> String {
     "text".to_string()
 }

@@ -119,11 +119,7 @@ fn new_job(id: Uuid, chat: &PreparedChat, settings: &JobSettings, usage: &Answer
         progress: JobProgress::default(),
         usage: UsageTotals::default(),
         error: None,
-        expires_at: chat
-            .flavor
-            .default_ttl_seconds
-            .filter(|ttl| *ttl > 0)
-            .map(|ttl| chrono::Utc::now().timestamp() + i64::from(ttl)),
+        expires_at: chat.flavor.job_expiry(),
         extraction_fields: None,
         context: None,
         extracted_metadata: None,

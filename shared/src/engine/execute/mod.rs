@@ -292,10 +292,7 @@ async fn plan_on(
         progress,
         usage: UsageTotals::default(),
         error: None,
-        expires_at: flavor
-            .default_ttl_seconds
-            .filter(|ttl| *ttl > 0)
-            .map(|ttl| chrono::Utc::now().timestamp() + i64::from(ttl)),
+        expires_at: flavor.job_expiry(),
         extraction_fields: request.extraction_fields.clone(),
         context: request.context.clone(),
         extracted_metadata: None,
