@@ -125,7 +125,9 @@ async fn respond(
     };
     let event = proxy_event(&incoming, &route);
     let function = route.route.function;
-    let event_bytes = event.to_string().len();
+    // Encoded once: its size is what Lambda limits, and it is what is sent.
+    let payload = event.to_string().into_bytes();
+    let event_bytes = payload.len();
     if event_bytes > LAMBDA_REQUEST_PAYLOAD_BYTES {
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -137,7 +139,7 @@ async fn respond(
     }
     let result = front_door
         .invoker
-        .invoke_answer(function, &event, front_door.timeout)
+        .invoke_answer(function, payload, front_door.timeout)
         .await;
     let response = match result {
         Err(error @ InvokeError::Timeout { .. }) => {

@@ -169,7 +169,9 @@ impl Invoker {
         event: &Value,
         deadline: Duration,
     ) -> Result<Value, InvokeError> {
-        match self.invoke_answer(function, event, deadline).await? {
+        let payload = serde_json::to_vec(event)
+            .map_err(|error| InvokeError::Transport(format!("encode the event: {error}")))?;
+        match self.invoke_answer(function, payload, deadline).await? {
             Answer::Result(value) => Ok(value),
             Answer::Streamed { .. } => Err(InvokeError::InvalidResult(format!(
                 "{function} answered with a stream where a result was expected"
@@ -177,15 +179,15 @@ impl Invoker {
         }
     }
 
-    /// Invokes `function` with `event`: its result, or its streamed answer once the
-    /// status and headers are in. `deadline` (capped by the invoker's timeout) bounds the
+    /// Invokes `function` with `payload` (an event as JSON, encoded once by the caller):
+    /// its result, or its streamed answer once the status and headers are in. `deadline` (capped by the invoker's timeout) bounds the
     /// wait for a free instance and for the result, or for the head of a streamed answer
     /// (whose body then takes as long as the function streams, as with API Gateway's
     /// response streaming).
     pub async fn invoke_answer(
         &self,
         function: &str,
-        event: &Value,
+        payload: Vec<u8>,
         deadline: Duration,
     ) -> Result<Answer, InvokeError> {
         let after = deadline.min(self.timeout);
@@ -195,7 +197,7 @@ impl Invoker {
                 .acquire_owned()
                 .await
                 .map_err(|error| InvokeError::Transport(error.to_string()))?;
-            self.call(function, event, slot).await
+            self.call(function, payload, slot).await
         };
         tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
             Err(InvokeError::Timeout {
@@ -220,7 +222,7 @@ impl Invoker {
     async fn call(
         &self,
         function: &str,
-        event: &Value,
+        payload: Vec<u8>,
         slot: OwnedSemaphorePermit,
     ) -> Result<Answer, InvokeError> {
         let url = format!(
@@ -230,7 +232,8 @@ impl Invoker {
         let response = self
             .http
             .post(&url)
-            .json(event)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(payload)
             .send()
             .await
             .map_err(|error| InvokeError::Transport(format!("{url}: {}", with_causes(&error))))?;
