@@ -144,6 +144,11 @@ impl JobUsage {
         if !new.status.is_terminal() || old.is_some_and(|old| old.status.is_terminal()) {
             return None;
         }
+        Some(Self::of_finished(new))
+    }
+
+    /// Everything `job`, finished, has used.
+    fn of_finished(new: &Job) -> JobUsage {
         let finished_at = new
             .completed_at
             .clone()
@@ -153,7 +158,7 @@ impl JobUsage {
             _ => 0,
         };
         let (flavor_id, flavor_name) = new.final_flavor();
-        Some(JobUsage {
+        JobUsage {
             job_id: new.id,
             organization_id: new.organization_id.clone(),
             service_id: new.service_id,
@@ -171,7 +176,7 @@ impl JobUsage {
                 .map(|error| format!("{}: {}", error.code, error.message)),
             finished_at,
             answer: None,
-        })
+        }
     }
 
     /// A chat job's change that adds an answer (its pass count grows): the answer's share.
@@ -184,14 +189,10 @@ impl JobUsage {
                 old.estimated_cost(),
             )
         });
-        if new.usage.passes <= passes {
+        if !new.status.is_terminal() || new.usage.passes <= passes {
             return None;
         }
-        let plain = Job {
-            chat: None,
-            ..new.clone()
-        };
-        let mut usage = Self::of_change(None, &plain)?;
+        let mut usage = Self::of_finished(new);
         usage.prompt_tokens = new.usage.prompt_tokens.saturating_sub(prompt);
         usage.completion_tokens = new.usage.completion_tokens.saturating_sub(completion);
         usage.cost = new
