@@ -44,6 +44,37 @@ pub fn parse_period(value: Option<&str>) -> EngineResult<Period> {
     })
 }
 
+/// The aggregates of `series` over `period` ending `now`: hours for 24h, days otherwise.
+async fn buckets(
+    gateway: &Gateway,
+    series: &str,
+    period: Period,
+    now: DateTime<Utc>,
+) -> IoResult<Vec<(String, UsageCounts)>> {
+    let (from, to) = period.buckets(now);
+    gateway.usage.aggregates(series, &from, &to).await
+}
+
+/// The sum of some counters.
+fn sum<'a>(counts: impl IntoIterator<Item = &'a UsageCounts>) -> UsageCounts {
+    let mut total = UsageCounts::default();
+    for counts in counts {
+        total.add(counts);
+    }
+    total
+}
+
+/// The summed counters of `series` over `period`.
+async fn total(
+    gateway: &Gateway,
+    series: &str,
+    period: Period,
+    now: DateTime<Utc>,
+) -> IoResult<UsageCounts> {
+    let buckets = buckets(gateway, series, period, now).await?;
+    Ok(sum(buckets.iter().map(|(_, counts)| counts)))
+}
+
 /// The summed counters of `series` over `period`, and its time series: one point per hour
 /// (24h) or day (7d, 30d, every day with jobs for `all`).
 async fn totals(
@@ -52,12 +83,8 @@ async fn totals(
     period: Period,
     now: DateTime<Utc>,
 ) -> IoResult<(UsageCounts, Vec<Value>)> {
-    let (from, to) = period.buckets(now);
-    let buckets = gateway.usage.aggregates(series, &from, &to).await?;
-    let mut total = UsageCounts::default();
-    for (_, counts) in &buckets {
-        total.add(counts);
-    }
+    let buckets = buckets(gateway, series, period, now).await?;
+    let total = sum(buckets.iter().map(|(_, counts)| counts));
     let point = |bucket: &str, counts: Option<&UsageCounts>| {
         let counts = counts.cloned().unwrap_or_default();
         let stamp = bucket.get(2..).unwrap_or_default();
@@ -159,7 +186,7 @@ async fn per_flavor(
     let mut flavors = Vec::new();
     for flavor in flavors_of(gateway, service_id).await? {
         let series = UsageSeries::Flavor(flavor.id).key(org);
-        let (counts, _) = totals(gateway, &series, period, now).await?;
+        let counts = total(gateway, &series, period, now).await?;
         flavors.push((flavor, counts));
     }
     Ok(flavors)
@@ -177,10 +204,7 @@ pub async fn service_flavor_stats(
     let service: Service = load(gateway.records.as_ref(), service_id, scope).await?;
     let org = organization_key(scope.organization_id.as_deref());
     let flavors = per_flavor(gateway, org, service_id, period, Utc::now()).await?;
-    let mut total = UsageCounts::default();
-    for (_, counts) in &flavors {
-        total.add(counts);
-    }
+    let total = sum(flavors.iter().map(|(_, counts)| counts));
     let items: Vec<Value> = flavors
         .iter()
         .map(|(flavor, counts)| {
@@ -311,15 +335,10 @@ pub async fn usage_history(
 pub async fn dashboard(gateway: &Gateway, scope: &Scope) -> EngineResult<JsonResponse> {
     let org = organization_key(scope.organization_id.as_deref());
     let now = Utc::now();
-    let (from, to) = Period::Day.buckets(now);
-    let buckets = gateway
-        .usage
-        .aggregates(&UsageSeries::Services.key(org), &from, &to)
-        .await?;
-    let mut overall = UsageCounts::default();
+    let buckets = buckets(gateway, &UsageSeries::Services.key(org), Period::Day, now).await?;
+    let overall = sum(buckets.iter().map(|(_, counts)| counts));
     let mut by_service: std::collections::HashMap<Uuid, UsageCounts> = Default::default();
     for (bucket, counts) in &buckets {
-        overall.add(counts);
         if let Some(id) = bucket
             .rsplit('#')
             .next()
