@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::catalog::{default_output_type, default_priority};
 use super::{
     round6, FailoverHop, FailoverPolicy, Flavor, Model, ProcessingMode, Provider, QueueLane,
+    Service,
 };
 use crate::postprocess::categorization::CategorizationContext;
 use crate::text::batching::BatchBudget;
@@ -465,6 +466,56 @@ pub struct ResultVersion {
 }
 
 impl Job {
+    /// A queued job of `flavor` on `service`, created now, running with `settings`, its
+    /// expiry from the flavor; nothing used, counted or produced yet.
+    pub fn new(
+        id: Uuid,
+        service: &Service,
+        flavor: &Flavor,
+        organization_id: Option<String>,
+        settings: JobSettings,
+    ) -> Job {
+        let now = super::now_timestamp();
+        Job {
+            id,
+            service_id: service.id,
+            service_name: service.name.clone(),
+            flavor_id: flavor.id,
+            flavor_name: flavor.name.clone(),
+            organization_id,
+            status: JobStatus::Queued,
+            processing_mode: flavor.processing_mode,
+            created_at: now.clone(),
+            started_at: None,
+            completed_at: None,
+            updated_at: now,
+            input_tokens: 0,
+            input_chars: 0,
+            context_available: 0,
+            settings,
+            progress: JobProgress::default(),
+            usage: UsageTotals::default(),
+            error: None,
+            expires_at: flavor.job_expiry(),
+            extraction_fields: None,
+            context: None,
+            extracted_metadata: None,
+            categorization: None,
+            current_version: first_version(),
+            last_edited_at: None,
+            versions: Vec::new(),
+            failover_chain: Vec::new(),
+            fallback: None,
+            heartbeat_at: None,
+            overflow: false,
+            export_extractions: BTreeMap::new(),
+            cache_key: None,
+            cached_from: None,
+            input_upload_id: None,
+            chat: None,
+        }
+    }
+
     /// Percentage of turns processed, 100 only once the job is completed (the phases
     /// after processing stay at 99).
     pub fn percentage(&self) -> u32 {

@@ -9,10 +9,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::PreparedChat;
-use crate::domain::{
-    fresh_timestamp, now_timestamp, ChatRecord, Job, JobProgress, JobSettings, JobStatus,
-    UsageTotals,
-};
+use crate::domain::{fresh_timestamp, ChatRecord, Job, JobSettings, JobStatus};
 use crate::engine::worker::MAX_WRITE_TRIES;
 use crate::engine::Gateway;
 use crate::ports::{IoError, IoResult};
@@ -98,48 +95,23 @@ fn add(job: &mut Job, usage: &AnswerUsage) {
 
 /// A completed job holding one answer's usage.
 fn new_job(id: Uuid, chat: &PreparedChat, settings: &JobSettings, usage: &AnswerUsage) -> Job {
-    let now = now_timestamp();
-    let mut job = Job {
+    let mut job = Job::new(
         id,
-        service_id: chat.service.id,
-        service_name: chat.service.name.clone(),
-        flavor_id: chat.flavor.id,
-        flavor_name: chat.flavor.name.clone(),
-        organization_id: chat.request.organization_id.clone(),
-        status: JobStatus::Completed,
-        processing_mode: chat.flavor.processing_mode,
-        created_at: now.clone(),
-        started_at: Some(usage.started_at.clone()),
-        completed_at: Some(now.clone()),
-        updated_at: now,
-        input_tokens: chat.primary.input_tokens as u32,
-        input_chars: chat.request.context.transcript.chars().count() as u64,
-        context_available: chat.primary.context_available as u32,
-        settings: settings.clone(),
-        progress: JobProgress::default(),
-        usage: UsageTotals::default(),
-        error: None,
-        expires_at: chat.flavor.job_expiry(),
-        extraction_fields: None,
-        context: None,
-        extracted_metadata: None,
-        categorization: None,
-        current_version: 1,
-        last_edited_at: None,
-        versions: Vec::new(),
-        failover_chain: Vec::new(),
-        fallback: None,
-        heartbeat_at: None,
-        overflow: false,
-        export_extractions: Default::default(),
-        cache_key: None,
-        cached_from: None,
-        input_upload_id: None,
-        chat: Some(ChatRecord {
-            session_id: chat.request.session_id.clone(),
-            cached_tokens: 0,
-        }),
-    };
+        &chat.service,
+        &chat.flavor,
+        chat.request.organization_id.clone(),
+        settings.clone(),
+    );
+    job.status = JobStatus::Completed;
+    job.started_at = Some(usage.started_at.clone());
+    job.completed_at = Some(job.created_at.clone());
+    job.input_tokens = chat.primary.input_tokens as u32;
+    job.input_chars = chat.request.context.transcript.chars().count() as u64;
+    job.context_available = chat.primary.context_available as u32;
+    job.chat = Some(ChatRecord {
+        session_id: chat.request.session_id.clone(),
+        cached_tokens: 0,
+    });
     add(&mut job, usage);
     job
 }

@@ -26,9 +26,8 @@ use super::views::with_flavor_choice;
 use super::Gateway;
 use crate::domain::{
     now_timestamp, FailoverPolicy, Fallback, Flavor, Job, JobProgress, JobSettings, JobStatus,
-    Model, Phase, ProcessingMode, Provider, Service, StepMessage, UsageTotals,
-    DEFAULT_CREATE_NEW_TURN_AFTER, DEFAULT_MAP_CONCURRENCY, DEFAULT_MAX_NEW_TURNS,
-    DEFAULT_SUMMARY_TURNS,
+    Model, Phase, ProcessingMode, Provider, Service, StepMessage, DEFAULT_CREATE_NEW_TURN_AFTER,
+    DEFAULT_MAP_CONCURRENCY, DEFAULT_MAX_NEW_TURNS, DEFAULT_SUMMARY_TURNS,
 };
 use crate::engine::error::{ContextExceeded, EngineError, EngineResult, Location, Resource, Rule};
 use crate::ports::keys;
@@ -267,49 +266,22 @@ async fn plan_on(
         )?,
     };
 
-    let now = now_timestamp();
-    let job = Job {
-        id: job_id,
-        service_id: service.id,
-        service_name: service.name.clone(),
-        flavor_id: flavor.id,
-        flavor_name: flavor.name.clone(),
-        organization_id: request.organization_id.clone(),
-        status: JobStatus::Queued,
-        processing_mode: flavor.processing_mode,
-        created_at: now.clone(),
-        started_at: None,
-        completed_at: None,
-        updated_at: now,
-        input_tokens: if request.deferred_upload.is_some() {
-            0
-        } else {
-            input_tokens as u32
-        },
-        input_chars: request.input.chars().count() as u64,
-        context_available: available as u32,
+    let mut job = Job::new(
+        job_id,
+        &service,
+        &flavor,
+        request.organization_id.clone(),
         settings,
-        progress,
-        usage: UsageTotals::default(),
-        error: None,
-        expires_at: flavor.job_expiry(),
-        extraction_fields: request.extraction_fields.clone(),
-        context: request.context.clone(),
-        extracted_metadata: None,
-        categorization: None,
-        current_version: 1,
-        last_edited_at: None,
-        versions: Vec::new(),
-        failover_chain: Vec::new(),
-        fallback: None,
-        heartbeat_at: None,
-        overflow: false,
-        export_extractions: Default::default(),
-        cache_key: None,
-        cached_from: None,
-        input_upload_id: request.deferred_upload.and(request.input_upload_id),
-        chat: None,
-    };
+    );
+    if request.deferred_upload.is_none() {
+        job.input_tokens = input_tokens as u32;
+    }
+    job.input_chars = request.input.chars().count() as u64;
+    job.context_available = available as u32;
+    job.progress = progress;
+    job.extraction_fields = request.extraction_fields.clone();
+    job.context = request.context.clone();
+    job.input_upload_id = request.deferred_upload.and(request.input_upload_id);
     Ok(Plan { job, turns })
 }
 
