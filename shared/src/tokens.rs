@@ -123,6 +123,18 @@ impl TokenCounter {
     }
 }
 
+impl TokenCounter {
+    /// Whether counts add up at a space: `count(a + b) == count(a) + count(b)` whenever `a`
+    /// ends with a non-space and `b` starts with a space or a tab. True for the tiktoken
+    /// encodings, whose pre-tokenisation never joins a non-space to a space or tab after it
+    /// and decides each piece from the text at and after it (no look-behind), with BPE
+    /// applied per piece. Not assumed of HuggingFace tokenizers (normalisers and
+    /// SentencePiece-style prefixes may see the whole text).
+    pub fn counts_add_up_at_spaces(&self) -> bool {
+        matches!(self.backend, Backend::Tiktoken(_))
+    }
+}
+
 /// Test-only tally of the bytes counted on this thread, to check that callers count each
 /// byte a bounded number of times (linear work) without timing anything.
 #[cfg(test)]

@@ -1,23 +1,33 @@
 //! Turn normalisation (`create_new_turn_after`): long turns are split on sentence
 //! boundaries with the speaker prefix repeated on every piece (unless the prefix alone is
 //! worth more than half the hard limit); a sentence longer than the hard limit is split by
-//! tokens. No content is ever dropped, and the work is linear in the text whatever its
-//! shape (no whitespace, one huge line, emoji or CJK runs).
+//! tokens. No content is ever dropped, every turn's count is exact, and the work is linear
+//! in the text whatever its shape (no whitespace, one huge line, emoji or CJK runs).
+//!
+//! Each byte of a line is usually counted once. A long line is counted sentence by
+//! sentence, each count taking the whitespace before the sentence with it; with a tiktoken
+//! encoding these counts add up at spaces (see [`TokenCounter::counts_add_up_at_spaces`]),
+//! so the whole line's count and every piece's count are sums of them, read without
+//! counting again. A piece whose count is not such a sum (a line without a speaker label,
+//! sentences not separated by one space, a HuggingFace tokenizer) is counted once more.
+
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use super::sentences::split_sentences;
-use super::turns::{split_turns, Turn};
+use super::sentences::Sentences;
+use super::turns::{turn_lines, Turn};
 use crate::tokens::TokenCounter;
-
-/// Longest run without whitespace at the start of a joined sentence for which the estimate
-/// of [`Piece::flush`] is trusted without an exact count.
-const MAX_ESTIMATED_JOIN_RUN: usize = 12;
 
 /// Natural text averages well under this many bytes per token: a line this long per
 /// token of a limit is assumed over it uncounted, and an upload not read yet is assumed
 /// to have at least its size / this many tokens.
 pub const MAX_BYTES_PER_TOKEN: usize = 10;
+
+/// A line up to this many bytes per token of the soft limit likely fits: it is counted
+/// whole first, and sentence by sentence only when it does not fit. A longer line is
+/// counted sentence by sentence at once (the sum is its whole count too).
+const LIKELY_FITS_BYTES_PER_TOKEN: usize = 4;
 
 /// A transcript turn ready for batching, with its exact token count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,120 +51,292 @@ pub fn normalize_transcript(
     counter: &TokenCounter,
     limits: NormalizeLimits,
 ) -> Vec<NormalizedTurn> {
-    let soft = limits.create_new_turn_after.max(1);
-    let hard = limits.max_turn_tokens.max(1);
-    let mut out = Vec::new();
-    for turn in split_turns(text) {
-        let line = turn.line;
-        // Natural text averages well under 10 bytes per token, so a line that long is split
-        // without counting it whole first (a line that fits comes back as one piece).
-        if line.len() <= soft.saturating_mul(MAX_BYTES_PER_TOKEN) {
-            let tokens = counter.count(line);
-            if tokens <= soft.min(hard) {
-                out.push(NormalizedTurn {
-                    text: line.to_string(),
-                    tokens: tokens as u32,
-                });
-                continue;
-            }
-        }
-        split_long_turn(turn, counter, soft, hard, &mut out);
+    let mut splitter = Splitter {
+        counter,
+        soft: limits.create_new_turn_after.max(1),
+        hard: limits.max_turn_tokens.max(1),
+        sentences: Vec::new(),
+        out: Vec::new(),
+    };
+    for line in turn_lines(text) {
+        splitter.line(line);
     }
-    out
+    splitter.out
 }
 
-fn split_long_turn(
-    turn: Turn<'_>,
-    counter: &TokenCounter,
+/// The state of [`normalize_transcript`]: its limits, the current line's sentences (a
+/// buffer reused across lines), and the turns made so far.
+struct Splitter<'c> {
+    counter: &'c TokenCounter,
     soft: usize,
     hard: usize,
-    out: &mut Vec<NormalizedTurn>,
-) {
-    let (mut prefix, mut body) = (turn.prefix, turn.body);
-    let mut prefix_tokens = counter.count(prefix);
-    if prefix_tokens.saturating_mul(2) > hard {
-        // A label this long for the limit is not repeated (each piece would be mostly
-        // label, or the label alone over the limit): the line is split as plain text.
-        (prefix, body, prefix_tokens) = ("", turn.line, 0);
-    }
-    let soft_body = soft.saturating_sub(prefix_tokens).max(1);
-    let hard_body = hard.saturating_sub(prefix_tokens).max(1);
-    let mut piece = Piece {
-        prefix,
-        prefix_tokens,
-        sentences: Vec::new(),
-        tokens: 0,
-        uncertain: false,
-    };
-    for sentence in split_sentences(body) {
-        // A sentence far longer than natural text needs is split without counting it whole
-        // first (as lines are above): cut into pieces, each counted once.
-        let sentence_tokens = if sentence.len() > hard_body.saturating_mul(MAX_BYTES_PER_TOKEN) {
-            usize::MAX
-        } else {
-            counter.count(sentence)
-        };
-        if sentence_tokens > hard_body {
-            piece.flush(counter, hard, out);
-            for part in split_by_tokens(sentence, hard_body, counter) {
-                push_piece(prefix, part, None, counter, hard, out);
-            }
-            continue;
-        }
-        if !piece.sentences.is_empty() && piece.tokens + 1 + sentence_tokens > soft_body {
-            piece.flush(counter, hard, out);
-        }
-        piece.tokens += sentence_tokens + usize::from(!piece.sentences.is_empty());
-        piece.uncertain |= leading_run_len(sentence) > MAX_ESTIMATED_JOIN_RUN;
-        piece.sentences.push(sentence);
-    }
-    piece.flush(counter, hard, out);
+    sentences: Vec<Sentence>,
+    out: Vec<NormalizedTurn>,
 }
 
-/// Sentences gathered for the next piece of a long turn, with their token sum.
-struct Piece<'a> {
-    prefix: &'a str,
+/// A sentence of the line being split. Its segment is the text from the previous
+/// sentence's end (or its run's start) to its own end, whitespace before it included.
+#[derive(Clone)]
+struct Sentence {
+    /// Bytes of the line, trimmed.
+    range: Range<usize>,
+    /// Tokens of the segments of its run up to its own, included.
+    tokens_to_end: usize,
+    /// Joins of its run before it where counts may not add up (the previous sentence is
+    /// not followed by a space or tab).
+    loose_joins_before: usize,
+}
+
+/// A line being split and the prefix repeated on its pieces.
+struct Line<'t> {
+    text: &'t str,
+    prefix: &'t str,
     prefix_tokens: usize,
-    sentences: Vec<&'a str>,
-    /// Tokens of the sentences plus one per join.
-    tokens: usize,
-    /// Whether a sentence starts with a run without whitespace too long for the estimate.
-    uncertain: bool,
+    /// Tokens of the prefix without its last space, when it ends in one space after a
+    /// non-space: a piece after one space is then counted as these plus its segments.
+    prefix_head_tokens: Option<usize>,
 }
 
-impl Piece<'_> {
-    /// Emits the gathered sentences as one turn. Its count is an upper estimate: prefix +
-    /// sentences + joins + one at the prefix boundary (a merge across a join changes a
-    /// count by about one token at most), which spares counting the piece again.
-    ///
-    /// That holds when the word after each join is short. A long run without whitespace
-    /// after a join (CJK, a run of symbols) is pre-tokenised as one piece whose whole BPE
-    /// merge can change with the space or prefix in front of it, so such a piece is also
-    /// counted exactly and keeps the larger of the two figures (the same turns and counts
-    /// as the estimate whenever it was right).
-    fn flush(&mut self, counter: &TokenCounter, hard: usize, out: &mut Vec<NormalizedTurn>) {
-        if self.sentences.is_empty() {
+/// A piece's token count, and whether it is exact (else an estimate to choose cuts by).
+#[derive(Clone, Copy)]
+struct PieceCount {
+    tokens: usize,
+    exact: bool,
+}
+
+impl Splitter<'_> {
+    fn line(&mut self, line: &str) {
+        let length = line.len();
+        if length <= self.soft.saturating_mul(LIKELY_FITS_BYTES_PER_TOKEN) {
+            let tokens = self.counter.count(line);
+            if tokens <= self.fits() {
+                self.push(line.to_string(), tokens);
+                return;
+            }
+        }
+        // Natural text averages well under 10 bytes per token, so a longer line is split
+        // without counting it whole (and a sentence far too long is split by tokens without
+        // counting it whole either).
+        let may_fit = length > self.soft.saturating_mul(LIKELY_FITS_BYTES_PER_TOKEN)
+            && length <= self.soft.saturating_mul(MAX_BYTES_PER_TOKEN);
+        self.split_long_turn(Turn::parse(line), may_fit);
+    }
+
+    /// The most tokens a line kept whole may have.
+    fn fits(&self) -> usize {
+        self.soft.min(self.hard)
+    }
+
+    fn push(&mut self, text: String, tokens: usize) {
+        self.out.push(NormalizedTurn {
+            text,
+            tokens: tokens as u32,
+        });
+    }
+
+    /// Splits a line that is over the soft limit, or `may_fit` it (then counted by its
+    /// sentences, and kept whole when it fits).
+    fn split_long_turn(&mut self, turn: Turn<'_>, may_fit: bool) {
+        let counter = self.counter;
+        let (mut prefix, mut body_start) = (turn.prefix, turn.prefix.len());
+        let mut prefix_tokens = counter.count(prefix);
+        if prefix_tokens.saturating_mul(2) > self.hard {
+            // A label this long for the limit is not repeated (each piece would be mostly
+            // label, or the label alone over the limit): the line is split as plain text.
+            (prefix, body_start, prefix_tokens) = ("", 0, 0);
+        }
+        let prefix_head_tokens = prefix
+            .strip_suffix(' ')
+            .filter(|head| head.ends_with(|c: char| !c.is_whitespace()))
+            .map(|head| counter.count(head));
+        let line = Line {
+            text: turn.line,
+            prefix,
+            prefix_tokens,
+            prefix_head_tokens,
+        };
+        let hard_body = self.hard.saturating_sub(prefix_tokens).max(1);
+        let body = &line.text[body_start..];
+        self.sentences.clear();
+        self.sentences.extend(Sentences::new(body).map(|sentence| {
+            let start = body_start + (sentence.as_ptr() as usize - body.as_ptr() as usize);
+            Sentence {
+                range: start..start + sentence.len(),
+                tokens_to_end: 0,
+                loose_joins_before: 0,
+            }
+        }));
+
+        if may_fit {
+            let tokens = self.count_run(&line, 0..self.sentences.len(), 0);
+            let adds_up = counter.counts_add_up_at_spaces()
+                && self
+                    .sentences
+                    .last()
+                    .is_none_or(|last| last.loose_joins_before == 0);
+            let whole = if adds_up {
+                tokens
+            } else {
+                counter.count(line.text)
+            };
+            if whole <= self.fits() {
+                self.push(line.text.to_string(), whole);
+                return;
+            }
+            self.pack(&line, 0..self.sentences.len());
             return;
         }
-        let body = self.sentences.join(" ");
-        let mut estimate = self.prefix_tokens + self.tokens + 1;
-        if self.uncertain && estimate <= hard {
-            estimate = estimate.max(counter.count(&format!("{}{body}", self.prefix)));
+
+        let too_long = |sentence: &Sentence| {
+            sentence.range.len() > hard_body.saturating_mul(MAX_BYTES_PER_TOKEN)
+        };
+        let mut index = 0;
+        let mut run_start = 0;
+        while index < self.sentences.len() {
+            if too_long(&self.sentences[index]) {
+                let sentence = &line.text[self.sentences[index].range.clone()];
+                for part in split_by_tokens(sentence, hard_body, counter) {
+                    push_piece(prefix, part, counter, self.hard, &mut self.out);
+                }
+                run_start = self.sentences[index].range.end;
+                index += 1;
+                continue;
+            }
+            // A run of sentences short enough to count, each counted once.
+            let run_end = index
+                + self.sentences[index..]
+                    .iter()
+                    .position(too_long)
+                    .unwrap_or(self.sentences.len() - index);
+            self.count_run(&line, index..run_end, run_start);
+            self.pack(&line, index..run_end);
+            index = run_end;
         }
-        push_piece(self.prefix, &body, Some(estimate), counter, hard, out);
-        self.sentences.clear();
-        self.tokens = 0;
-        self.uncertain = false;
+    }
+
+    /// Counts the segments of the sentences `run`, the first one starting at `from`;
+    /// returns their sum.
+    fn count_run(&mut self, line: &Line<'_>, run: Range<usize>, mut from: usize) -> usize {
+        let (mut tokens, mut loose_joins) = (0, 0);
+        for index in run.clone() {
+            let sentence = &mut self.sentences[index];
+            if index > run.start && !matches!(line.text.as_bytes()[from], b' ' | b'\t') {
+                loose_joins += 1;
+            }
+            tokens += self.counter.count(&line.text[from..sentence.range.end]);
+            sentence.tokens_to_end = tokens;
+            sentence.loose_joins_before = loose_joins;
+            from = sentence.range.end;
+        }
+        tokens
+    }
+
+    /// Packs the counted sentences `run` into pieces of at most the soft limit each (one
+    /// sentence at least); a sentence over the hard limit is split by tokens.
+    fn pack(&mut self, line: &Line<'_>, run: Range<usize>) {
+        let mut first = run.start;
+        while first < run.end {
+            let mut last = first;
+            let mut count = self.piece_count(line, &run, first, last);
+            if count.tokens > self.hard && !count.exact {
+                // An estimate over the limit: the sentence may still fit.
+                let sentence = &line.text[self.sentences[first].range.clone()];
+                count = PieceCount {
+                    tokens: self.counter.count(&format!("{}{sentence}", line.prefix)),
+                    exact: true,
+                };
+            }
+            if count.tokens > self.hard {
+                let sentence = &line.text[self.sentences[first].range.clone()];
+                let hard_body = self.hard.saturating_sub(line.prefix_tokens).max(1);
+                for part in split_by_tokens(sentence, hard_body, self.counter) {
+                    push_piece(line.prefix, part, self.counter, self.hard, &mut self.out);
+                }
+                first += 1;
+                continue;
+            }
+            while last + 1 < run.end {
+                let longer = self.piece_count(line, &run, first, last + 1);
+                if longer.tokens > self.fits() {
+                    break;
+                }
+                (last, count) = (last + 1, longer);
+            }
+            let (start, end) = (
+                self.sentences[first].range.start,
+                self.sentences[last].range.end,
+            );
+            let mut text = String::with_capacity(line.prefix.len() + end - start);
+            text.push_str(line.prefix);
+            text.push_str(&line.text[start..end]);
+            match count.exact {
+                true => self.push(text, count.tokens),
+                false => push_text(
+                    line.prefix.len(),
+                    text,
+                    self.counter,
+                    self.hard,
+                    &mut self.out,
+                ),
+            }
+            first = last + 1;
+        }
+    }
+
+    /// The count of the piece of sentences `first..=last` of `run` (`prefix +` the line
+    /// from the first's start to the last's end), as a sum of segments. Exact when the
+    /// counts add up at every join inside the piece and the piece either starts the line
+    /// or follows one space (with a prefix ending in one space after a non-space); else an
+    /// estimate, over by the joins that may not add up.
+    fn piece_count(
+        &self,
+        line: &Line<'_>,
+        run: &Range<usize>,
+        first: usize,
+        last: usize,
+    ) -> PieceCount {
+        let (head, tail) = (&self.sentences[first], &self.sentences[last]);
+        let before = match first > run.start {
+            true => self.sentences[first - 1].tokens_to_end,
+            false => 0,
+        };
+        let segments = tail.tokens_to_end - before;
+        let loose_joins = tail.loose_joins_before - head.loose_joins_before;
+        let start = head.range.start;
+        // The segment of the first sentence is the whole line up to its end when it starts
+        // the line, else one space and the sentence when the gap before it is one space.
+        let exact_head = if start == line.prefix.len() && before == 0 && first == 0 {
+            Some(0)
+        } else {
+            let segment_start = match first > run.start {
+                true => self.sentences[first - 1].range.end,
+                false => start,
+            };
+            line.prefix_head_tokens.filter(|_| {
+                first > run.start
+                    && segment_start + 1 == start
+                    && line.text.as_bytes()[segment_start] == b' '
+            })
+        };
+        match exact_head {
+            Some(head_tokens) if loose_joins == 0 && self.counter.counts_add_up_at_spaces() => {
+                PieceCount {
+                    tokens: head_tokens + segments,
+                    exact: true,
+                }
+            }
+            _ => PieceCount {
+                tokens: line.prefix_tokens + segments + loose_joins,
+                exact: false,
+            },
+        }
     }
 }
 
-/// Pushes `prefix + body` as a turn, with `estimate` as its count when given and not over
-/// `hard` (sparing a recount), else its exact count; a piece over `hard` is split further
-/// (a single char is pushed as is).
+/// Pushes `prefix + body` as a turn (see [`push_text`]); nothing for an empty body.
 fn push_piece(
     prefix: &str,
     body: &str,
-    estimate: Option<usize>,
     counter: &TokenCounter,
     hard: usize,
     out: &mut Vec<NormalizedTurn>,
@@ -162,15 +344,20 @@ fn push_piece(
     if body.is_empty() {
         return;
     }
-    let text = format!("{prefix}{body}");
-    if let Some(estimate) = estimate.filter(|estimate| *estimate <= hard) {
-        out.push(NormalizedTurn {
-            text,
-            tokens: estimate as u32,
-        });
-        return;
-    }
+    push_text(prefix.len(), format!("{prefix}{body}"), counter, hard, out);
+}
+
+/// Pushes `text` (a prefix of `prefix_len` bytes, then a non-empty body) as a turn with
+/// its exact count; a piece over `hard` is split further (a single char is pushed as is).
+fn push_text(
+    prefix_len: usize,
+    text: String,
+    counter: &TokenCounter,
+    hard: usize,
+    out: &mut Vec<NormalizedTurn>,
+) {
     let tokens = counter.count(&text);
+    let (prefix, body) = text.split_at(prefix_len);
     if tokens > hard && body.chars().nth(1).is_some() {
         let body_limit = counter.count(body).saturating_sub(tokens - hard).max(1);
         let parts = split_by_tokens(body, body_limit, counter);
@@ -178,7 +365,7 @@ fn push_piece(
         // cannot be cut by tokens and is pushed as is.
         if parts.len() > 1 {
             for part in parts {
-                push_piece(prefix, part, None, counter, hard, out);
+                push_piece(prefix, part, counter, hard, out);
             }
             return;
         }
@@ -260,11 +447,6 @@ fn floor_char_boundary(text: &str, at: usize) -> usize {
         end -= 1;
     }
     end.max(first_char_len(text))
-}
-
-/// Bytes before the first whitespace of `text` (all of it when it has none).
-fn leading_run_len(text: &str) -> usize {
-    text.find(char::is_whitespace).unwrap_or(text.len())
 }
 
 fn first_char_len(text: &str) -> usize {

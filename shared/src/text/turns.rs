@@ -43,10 +43,13 @@ impl<'a> Turn<'a> {
 
 /// Splits a transcript into turns: every non-empty line (after trimming) is one turn.
 pub fn split_turns(text: &str) -> impl Iterator<Item = Turn<'_>> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .map(Turn::parse)
+    turn_lines(text).map(Turn::parse)
+}
+
+/// The lines of a transcript that are turns (non-empty after trimming), trimmed and not
+/// parsed yet.
+pub fn turn_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(str::trim).filter(|line| !line.is_empty())
 }
 
 /// Byte length of the speaker prefix (label, optional space, `:` or `：`, spaces), or 0.
