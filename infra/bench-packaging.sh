@@ -12,12 +12,15 @@
 #   +hot   the packages of HOT_PACKAGES (token counting, normalisation) stay at opt-level 3
 #   +fat   lto = "fat", codegen-units = 1 (instead of Cargo.toml's lto / codegen-units)
 # "cargo" builds with [profile.release] of Cargo.toml exactly as it is.
+# "prebuilt:LABEL" builds nothing: it measures the binaries already in RESULTS_DIR/bin/LABEL/
+# (e.g. those of an earlier commit, to compare before and after in one run); it has no
+# text-pipeline run.
 # Every other variant pins the opt-level of the whole graph, HOT_PACKAGES included, so the
 # result does not depend on the per-package overrides Cargo.toml may hold.
 #
 # Env: VARIANTS (default "3 s s+hot"; arguments win), RUNS (20), WARMUP (1),
-#      PIPELINE_VARIANTS (variants that also run the text-pipeline bench; default all,
-#      "none" to skip), PIPELINE_ROUNDS (3), HOT_PACKAGES, MEMORY_MB (1024, the template's MemorySize), MOTO_PORT (default: a free port),
+#      PIPELINE_VARIANTS (variants that also run the text-pipeline bench; default all but
+#      prebuilt ones, "none" to skip), BASELINE (the label the ratios are to; default o3), PIPELINE_ROUNDS (3), HOT_PACKAGES, MEMORY_MB (1024, the template's MemorySize), MOTO_PORT (default: a free port),
 #      RESULTS_DIR (default target/packaging-results), SKIP_BUILD=1 (measure the binaries
 #      already in RESULTS_DIR/bin, with the snapshot they were built from), SNAPSHOT (what is built, extracted once to
 #      target/packaging-src so that edits made while the script runs cannot reach some
@@ -39,7 +42,8 @@ VARIANTS="${*:-${VARIANTS:-3 s s+hot}}"
 RUNS="${RUNS:-20}"
 WARMUP="${WARMUP:-1}"
 MEMORY_MB="${MEMORY_MB:-1024}"
-PIPELINE_VARIANTS="${PIPELINE_VARIANTS:-$VARIANTS}"
+PIPELINE_VARIANTS="${PIPELINE_VARIANTS:-$(for v in $VARIANTS; do case "$v" in prebuilt:*) ;; *) printf '%s ' "$v" ;; esac; done)}"
+PIPELINE_VARIANTS="${PIPELINE_VARIANTS:-none}"
 PIPELINE_ROUNDS="${PIPELINE_ROUNDS:-3}"
 HOT_PACKAGES="${HOT_PACKAGES:-gateway-core tiktoken regex regex-automata fancy-regex tokenizers ruzstd rustc-hash memchr aho-corasick}"
 RESULTS="${RESULTS_DIR:-$REPO/target/packaging-results}"
@@ -59,10 +63,11 @@ event_for() {
     esac
 }
 
-# o3, os, os-hot3, oz-fat, cargo ...
+# o3, os, os-hot3, oz-fat, cargo, or the LABEL of prebuilt:LABEL ...
 label_for() {
     local variant="$1" label
     [ "$variant" = cargo ] && { echo cargo; return; }
+    case "$variant" in prebuilt:*) echo "${variant#prebuilt:}"; return ;; esac
     label="o${variant%%+*}"
     case "$variant" in *+hot*) label="$label-hot3" ;; esac
     case "$variant" in *+fat*) label="$label-fat" ;; esac
@@ -149,10 +154,12 @@ for variant in $VARIANTS; do
     LABELS+=("$label")
     target="$(target_for "$label")"
     bin="$RESULTS/bin/$label"
-    summary="$(profile_args "$variant" release)"
-    profile_args "$variant" release >/dev/null
+    case "$variant" in
+        prebuilt:*) summary="prebuilt binaries in $bin" ;;
+        *) summary="$(profile_args "$variant" release)"; profile_args "$variant" release >/dev/null ;;
+    esac
     echo "$summary" >"$RESULTS/flags-$label.txt"
-    if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    if [ "${SKIP_BUILD:-0}" != 1 ] && [ "${variant#prebuilt:}" = "$variant" ]; then
         log "building $label ($summary) into $target"
         start=$SECONDS
         (cd "$SRC" && CARGO_TARGET_DIR="$target" cargo build --release --locked \
@@ -164,7 +171,14 @@ for variant in $VARIANTS; do
     for function in $FUNCTIONS; do
         binary="$bin/$function"
         [ -x "$binary" ] || { log "missing $binary (build it, or drop SKIP_BUILD)"; exit 1; }
-        printf '%s\t%s\t%s\n' "$label" "$function" "$(stat -c %s "$binary")" >>"$RESULTS/sizes.tsv"
+        # The deployment package: the binary as `bootstrap` in a zip, deflated as
+        # cargo lambda's --output-format zip does.
+        zipped="$(python3 -c 'import io, sys, zipfile
+buffer = io.BytesIO()
+with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    archive.write(sys.argv[1], "bootstrap")
+print(len(buffer.getvalue()))' "$binary")"
+        printf '%s\t%s\t%s\t%s\n' "$label" "$function" "$(stat -c %s "$binary")" "$zipped" >>"$RESULTS/sizes.tsv"
     done
 done
 
@@ -227,7 +241,7 @@ if [ "$PIPELINE_VARIANTS" != none ]; then
 fi
 
 # ---------------------------------------------------------------- report
-baseline="$(label_for 3)"
+baseline="${BASELINE:-$(label_for 3)}"
 order="${LABELS[*]}"
 python3 "$HELPER" report --results "$RESULTS" --baseline "$baseline" --order "$order" \
     --functions "$FUNCTIONS" \

@@ -250,12 +250,14 @@ def percentile(values, q):
 
 
 def cmd_report(args):
-    sizes = {}
+    sizes, zipped_sizes = {}, {}
     size_file = os.path.join(args.results, "sizes.tsv")
     if os.path.exists(size_file):
         for line in open(size_file, encoding="utf-8"):
-            label, function, size = line.split()
+            label, function, size, *zipped = line.split()
             sizes[(label, function)] = int(size)
+            if zipped:
+                zipped_sizes[(label, function)] = int(zipped[0])
     stats = {}  # (label, function) -> dict
     labels, functions = [], []
     for path in sorted(glob.glob(os.path.join(args.results, "*.measure.json"))):
@@ -294,21 +296,22 @@ def cmd_report(args):
             rounds[label] = max((len(values) for values in runs.values()), default=0)
             pipeline[label] = rates
 
-    def fmt_size(size):
-        return f"{size:>11,} {size / 2**20:6.2f}" if size is not None else f"{'?':>11} {'?':>6}"
+    def fmt_size(size, zipped):
+        size_text = f"{size:>11,} {size / 2**20:6.2f}" if size is not None else f"{'?':>11} {'?':>6}"
+        return size_text + (f" {zipped / 1e6:7.2f}" if zipped is not None else f" {'?':>7}")
 
     for label in order:
         flags = open(os.path.join(args.results, f"flags-{label}.txt"), encoding="utf-8").read().strip() \
             if os.path.exists(os.path.join(args.results, f"flags-{label}.txt")) else ""
         print(f"\n== variant {label}: {flags}")
-        print(f"{'function':<13} {'size bytes':>11} {'MiB':>6} {'cold med':>9} {'cold p90':>9} "
+        print(f"{'function':<13} {'size bytes':>11} {'MiB':>6} {'zipped':>7} {'cold med':>9} {'cold p90':>9} "
               f"{'1st invoke':>10} {'peak RSS':>9}  answered")
-        print(f"{'':<13} {'':>11} {'':>6} {'ms':>9} {'ms':>9} {'ms (med)':>10} {'MiB (med)':>9}")
+        print(f"{'':<13} {'':>11} {'':>6} {'MB':>7} {'ms':>9} {'ms':>9} {'ms (med)':>10} {'MiB (med)':>9}")
         for function in functions:
             s = stats.get((label, function))
             if not s:
                 continue
-            print(f"{function:<13} {fmt_size(sizes.get((label, function)))} {s['cold_med']:9.1f} "
+            print(f"{function:<13} {fmt_size(sizes.get((label, function)), zipped_sizes.get((label, function)))} {s['cold_med']:9.1f} "
                   f"{s['cold_p90']:9.1f} {s['invoke_med']:10.1f} {s['rss_mib']:9.1f}  {s['answered']}")
         if label in pipeline:
             rates = pipeline[label]
@@ -318,9 +321,9 @@ def cmd_report(args):
     base = args.baseline
     if base not in order:
         return
-    print(f"\n== ratios to the {base} build, same run (size, cold start median, first invoke median, "
-          f"peak RSS: <1 is better; MB/s rows: >1 is better)")
-    print(f"{'function':<13} " + " ".join(f"{label:>26}" for label in order if label != base))
+    print(f"\n== ratios to the {base} build, same run (size, zipped size, cold start median, first "
+          f"invoke median, peak RSS: <1 is better; MB/s rows: >1 is better)")
+    print(f"{'function':<13} " + " ".join(f"{label:>32}" for label in order if label != base))
     for function in functions:
         b = stats.get((base, function))
         cells = []
@@ -330,18 +333,20 @@ def cmd_report(args):
             s = stats.get((label, function))
             bsize, size = sizes.get((base, function)), sizes.get((label, function))
             if not (s and b):
-                cells.append(f"{'-':>26}")
+                cells.append(f"{'-':>32}")
                 continue
             size_ratio = size / bsize if size and bsize else float("nan")
-            cells.append(f"{size_ratio:5.2f} {s['cold_med'] / b['cold_med']:5.2f} "
-                         f"{s['invoke_med'] / b['invoke_med']:5.2f} {s['rss_mib'] / b['rss_mib']:5.2f}".rjust(26))
+            bzip, zipped = zipped_sizes.get((base, function)), zipped_sizes.get((label, function))
+            zip_ratio = zipped / bzip if zipped and bzip else float("nan")
+            cells.append(f"{size_ratio:5.2f} {zip_ratio:5.2f} {s['cold_med'] / b['cold_med']:5.2f} "
+                         f"{s['invoke_med'] / b['invoke_med']:5.2f} {s['rss_mib'] / b['rss_mib']:5.2f}".rjust(32))
         print(f"{function:<13} " + " ".join(cells))
     for name, title in (("normalise+count+batch", "pipeline MB/s"), ("tiktoken", "count MB/s")):
         if not pipeline.get(base, {}).get(name):
             continue
         print(f"{title:<13} " + " ".join(
             (f"{pipeline[label][name] / pipeline[base][name]:.2f}x"
-             if pipeline.get(label, {}).get(name) else "-").rjust(26)
+             if pipeline.get(label, {}).get(name) else "-").rjust(32)
             for label in order if label != base))
 
 def main():

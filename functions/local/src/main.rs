@@ -69,7 +69,7 @@ async fn run(config: local::Config) -> Result<(), String> {
     let aws = if config.sqs.is_empty() && config.streams.is_empty() {
         None
     } else {
-        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+        Some(gateway_core::aws::sdk_config()?)
     };
     if let (false, Some(aws)) = (config.sqs.is_empty(), &aws) {
         let sqs = aws_sdk_sqs::Client::new(aws);

@@ -353,7 +353,7 @@ async fn emulator_sqs() -> aws_sdk_sqs::Client {
         .ok()
         .filter(|url| !url.is_empty())
         .expect("AWS_ENDPOINT_URL is not set: run the tests with tests/run.sh, which starts the emulator");
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = gateway_core::aws::sdk_config().expect("AWS configuration from the environment");
     aws_sdk_sqs::Client::new(&aws)
 }
 

@@ -61,7 +61,7 @@ fn percentile(sorted: &[Duration], percent: usize) -> Duration {
 #[ignore = "a measurement: run it with --ignored --nocapture"]
 async fn sqs_poller_latency_from_send_to_invocation() {
     std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (the emulator) is not set");
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = gateway_core::aws::sdk_config().expect("AWS configuration from the environment");
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let lanes = [
         create_fifo_queue(&sqs).await,

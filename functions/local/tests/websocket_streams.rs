@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -159,10 +158,9 @@ async fn close_code(client: &mut Client) -> u16 {
 }
 
 fn management_client(base: &str) -> aws_sdk_apigatewaymanagement::Client {
-    let config = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+    // The functions' configuration (region, credentials, HTTPS client) aimed at our port.
+    let shared = gateway_core::aws::sdk_config().expect("AWS configuration from the environment");
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&shared)
         .endpoint_url(base)
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(config)
@@ -425,7 +423,7 @@ async fn dynamodb_stream_mapping_delivers_changes_in_order() {
         .ok()
         .filter(|url| !url.is_empty())
         .expect("AWS_ENDPOINT_URL is not set: run the tests with tests/run.sh, which starts the emulator");
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = gateway_core::aws::sdk_config().expect("AWS configuration from the environment");
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let table = format!("local-it-{}", uuid::Uuid::new_v4().simple());
     let created = dynamodb

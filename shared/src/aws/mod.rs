@@ -6,6 +6,7 @@ mod blobs;
 mod breakers;
 mod calls;
 mod catalog;
+mod config;
 mod connections;
 mod jobs;
 mod notifier;
@@ -18,6 +19,7 @@ pub use blobs::S3Blobs;
 pub use breakers::DynamoBreakers;
 use calls::CallLog;
 pub use catalog::DynamoCatalog;
+pub use config::sdk_config;
 pub use connections::DynamoConnectionStore;
 pub use jobs::DynamoJobStore;
 pub use notifier::ApiGatewayNotifier;
@@ -102,8 +104,8 @@ impl GatewayEnv {
 /// SDK clients sharing one configuration (endpoint from `AWS_ENDPOINT_URL` when set).
 #[derive(Clone, Debug)]
 pub struct AwsClients {
-    /// The loaded configuration, for clients built later (e.g. the management API's).
-    pub config: aws_config::SdkConfig,
+    /// The configuration, for clients built later (e.g. the management API's).
+    pub config: aws_types::SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
@@ -111,15 +113,16 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
-    /// Loads the shared AWS configuration and builds every client.
-    pub async fn load() -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// Reads the shared AWS configuration ([`sdk_config`]) and builds every client; the
+    /// error names a missing environment variable.
+    pub fn load() -> Result<Self, String> {
+        let config = sdk_config()?;
         let local = std::env::var("AWS_ENDPOINT_URL").is_ok();
         let s3_config = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(local)
             .interceptor(CallLog)
             .build();
-        AwsClients {
+        Ok(AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(
                 aws_sdk_dynamodb::config::Builder::from(&config)
                     .interceptor(CallLog)
@@ -137,7 +140,7 @@ impl AwsClients {
                     .build(),
             ),
             config,
-        }
+        })
     }
 }
 
@@ -197,6 +200,6 @@ pub async fn bootstrap() -> Result<Gateway, String> {
 pub async fn bootstrap_with_clients() -> Result<(Gateway, AwsClients), String> {
     crate::logging::init();
     let env = GatewayEnv::from_env()?;
-    let clients = AwsClients::load().await;
+    let clients = AwsClients::load()?;
     Ok((gateway(env, &clients, Limits::from_env()), clients))
 }

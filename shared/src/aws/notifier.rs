@@ -14,7 +14,7 @@ pub struct ApiGatewayNotifier {
 impl ApiGatewayNotifier {
     /// A notifier for the management endpoint `https://{api}.execute-api.{region}.amazonaws.com/{stage}`
     /// (locally, functions/local's WebSocket port).
-    pub fn new(config: &aws_config::SdkConfig, endpoint: &str) -> Self {
+    pub fn new(config: &aws_types::SdkConfig, endpoint: &str) -> Self {
         let config = aws_sdk_apigatewaymanagement::config::Builder::from(config)
             .endpoint_url(endpoint)
             .build();

@@ -173,7 +173,7 @@ impl TestStack {
             usage_table: var("GATEWAY_USAGE_TABLE"),
         };
         let dead_letter_queue_url = var("GATEWAY_JOB_DLQ_URL");
-        let clients = AwsClients::load().await;
+        let clients = AwsClients::load().expect("AWS configuration from the environment");
         let catalog = DynamoCatalog::new(clients.dynamodb.clone(), env.catalog_table.clone());
         let gateway = gateway_core::aws::gateway(env.clone(), &clients, test_limits());
         TestStack {
