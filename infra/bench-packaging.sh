@@ -34,7 +34,7 @@
 set -euo pipefail
 
 # The deployed functions (binary names); functions/local is dev-only and not measured.
-FUNCTIONS="execute jobs catalog export batch-worker ws"
+FUNCTIONS="execute jobs catalog export batch-worker ws chat"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -59,6 +59,8 @@ event_for() {
         catalog) echo "$REPO/events/catalog-providers-list.json" ;;
         batch-worker) echo "$REPO/events/batch-worker-sqs.json" ;;
         ws) echo "$REPO/events/ws-connect.json" ;;
+        chat) echo "$REPO/events/chat-completions.json" ;;
+        export) echo "$REPO/events/export-templates-list.json" ;;
         *) echo "$REPO/events/$1.json" ;;
     esac
 }
