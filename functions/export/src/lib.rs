@@ -1,6 +1,6 @@
 //! Document templates (`/api/v1/document-templates…`) and exports of a job's result
 //! (`GET /api/v1/jobs/{id}/export/{docx|pdf|html}`, `POST /api/v1/jobs/{id}/export-preview`),
-//! rendered natively (no office suite). The routes are [`gateway_core::api::export::TABLE`].
+//! rendered natively (no office suite). The routes are [`gateway_core::api::export::SERVED`].
 
 use gateway_core::api::ApiRequest;
 use gateway_core::engine::{Gateway, HttpBody, JsonResponse};
@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 pub async fn handle(gateway: &Gateway, request: Request) -> JsonResponse {
     let path = request.raw_http_path().to_owned();
     let request = ApiRequest::from_http(&path, request);
-    gateway_core::api::export::TABLE
+    gateway_core::api::export::SERVED
         .handle(gateway, request)
         .await
 }

@@ -1,62 +1,57 @@
 //! Routes of the `export` function: document templates and exports of a job's result.
 //!
-//! The table is compiled into every function, so the OpenAPI document (served by the
-//! catalog function) lists these routes; only a build with the `documents` feature (the
-//! export function) can serve them — elsewhere their handlers answer 501.
-
-use uuid::Uuid;
+//! [`TABLE`] is compiled into every function, so the OpenAPI document (served by the
+//! catalog function) lists these routes, and its handlers answer 501; [`SERVED`], built
+//! with the `documents` feature, is the export function's.
 
 use super::request::ApiRequest;
 use super::routes::{route, RouteTable};
-use crate::engine::error::{EngineError, EngineResult, Resource};
+use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::{Gateway, JsonResponse};
 
-/// The export function's routes.
-pub static TABLE: RouteTable = RouteTable {
-    function: "export",
-    routes: &[
-        route!(Get "/api/v1/document-templates", "List document templates (system ∪ organization ∪ user; include_system, include_all)", None, 200 => "array:object",
-            |g, r| serve::list(g, r).await),
-        route!(Post "/api/v1/document-templates", "Upload a .docx template (multipart: file, name_fr, name_en, description_fr, description_en, organization_id, user_id, is_default)", Some("object"), 201 => "object",
-            |g, r| serve::create(g, r).await),
-        route!(Get "/api/v1/document-templates/{id}", "Get a document template", None, 200 => "object",
-            |g, r| serve::get(g, r).await),
-        route!(Patch "/api/v1/document-templates/{id}", "Update a template's metadata (JSON), or also its file (multipart)", Some("object"), 200 => "object",
-            |g, r| serve::update(g, r).await),
-        route!(Delete "/api/v1/document-templates/{id}", "Delete a template that is no default (409 otherwise)", None, 204 => "",
-            |g, r| serve::delete(g, r).await),
-        route!(Get "/api/v1/document-templates/{id}/download", "The template's .docx file", None, 200 => "file",
-            |g, r| serve::download(g, r).await),
-        route!(Get "/api/v1/document-templates/{id}/placeholders", "The template's placeholders: [{name, description, is_standard}]", None, 200 => "array:object",
-            |g, r| serve::placeholders(g, r).await),
-        route!(Post "/api/v1/document-templates/{id}/set-default", "Make it the default template of service_id", None, 204 => "",
-            |g, r| serve::set_default(g, r).await),
-        route!(Post "/api/v1/document-templates/{id}/set-global-default", "Operator: make this system template the global default", None, 204 => "",
-            |g, r| serve::set_global_default(g, r).await),
-        route!(Get "/api/v1/jobs/{id}/export/{format}", "Export the result as docx, pdf or html (template_id, version_number, timezone, delivery=url)", None, 200 => "file",
-            |g, r| serve::export(g, r).await),
-        route!(Post "/api/v1/jobs/{id}/export-preview", "Placeholders an export would fill, and whether it extracts (template_id, version_number)", None, 200 => "object",
-            |g, r| serve::preview(g, r).await),
-    ],
-};
-
-/// An optional UUID query parameter (400 naming it when it is not one).
-fn query_uuid(request: &ApiRequest, name: &str) -> EngineResult<Option<Uuid>> {
-    match request.query(name).map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(raw) => Uuid::parse_str(raw)
-            .map(Some)
-            .map_err(|_| EngineError::invalid_field(name, "must be a UUID")),
-    }
+/// The export function's routes, once per set of handlers: the same paths, documentation
+/// and handler names, so the documented table and the served one cannot drift apart.
+macro_rules! export_routes {
+    ($handlers:ident) => {
+        RouteTable {
+            function: "export",
+            routes: &[
+                route!(Get "/api/v1/document-templates", "List document templates (system ∪ organization ∪ user; include_system, include_all)", None, 200 => "array:object",
+                    |g, r| $handlers::list(g, r).await),
+                route!(Post "/api/v1/document-templates", "Upload a .docx template (multipart: file, name_fr, name_en, description_fr, description_en, organization_id, user_id, is_default)", Some("object"), 201 => "object",
+                    |g, r| $handlers::create(g, r).await),
+                route!(Get "/api/v1/document-templates/{id}", "Get a document template", None, 200 => "object",
+                    |g, r| $handlers::get(g, r).await),
+                route!(Patch "/api/v1/document-templates/{id}", "Update a template's metadata (JSON), or also its file (multipart)", Some("object"), 200 => "object",
+                    |g, r| $handlers::update(g, r).await),
+                route!(Delete "/api/v1/document-templates/{id}", "Delete a template that is no default (409 otherwise)", None, 204 => "",
+                    |g, r| $handlers::delete(g, r).await),
+                route!(Get "/api/v1/document-templates/{id}/download", "The template's .docx file", None, 200 => "file",
+                    |g, r| $handlers::download(g, r).await),
+                route!(Get "/api/v1/document-templates/{id}/placeholders", "The template's placeholders: [{name, description, is_standard}]", None, 200 => "array:object",
+                    |g, r| $handlers::placeholders(g, r).await),
+                route!(Post "/api/v1/document-templates/{id}/set-default", "Make it the default template of service_id", None, 204 => "",
+                    |g, r| $handlers::set_default(g, r).await),
+                route!(Post "/api/v1/document-templates/{id}/set-global-default", "Operator: make this system template the global default", None, 204 => "",
+                    |g, r| $handlers::set_global_default(g, r).await),
+                route!(Get "/api/v1/jobs/{id}/export/{format}", "Export the result as docx, pdf or html (template_id, version_number, timezone, delivery=url)", None, 200 => "file",
+                    |g, r| $handlers::export(g, r).await),
+                route!(Post "/api/v1/jobs/{id}/export-preview", "Placeholders an export would fill, and whether it extracts (template_id, version_number)", None, 200 => "object",
+                    |g, r| $handlers::preview(g, r).await),
+            ],
+        }
+    };
 }
 
-/// An optional `version_number` query parameter.
-fn query_version(request: &ApiRequest) -> EngineResult<Option<u32>> {
-    request
-        .query("version_number")
-        .map(crate::engine::versions::version_number)
-        .transpose()
-}
+/// The export routes as every function sees them: documented (the OpenAPI document lists
+/// them), each answering 501. Only [`SERVED`] reaches the renderer, so a function other
+/// than export never links it, even in a build where cargo unifies the `documents`
+/// feature across the workspace.
+pub static TABLE: RouteTable = export_routes!(not_served);
+
+/// The export routes with their handlers, for the export function.
+#[cfg(feature = "documents")]
+pub static SERVED: RouteTable = export_routes!(serve);
 
 #[cfg(feature = "documents")]
 mod serve {
@@ -65,6 +60,26 @@ mod serve {
     use crate::engine::catalog::entity::parse_object;
     use crate::engine::documents::export::{self, ExportFormat, ExportOptions};
     use crate::engine::documents::templates::{self, TemplateFilter};
+    use crate::engine::error::Resource;
+    use uuid::Uuid;
+
+    /// An optional UUID query parameter (400 naming it when it is not one).
+    fn query_uuid(request: &ApiRequest, name: &str) -> EngineResult<Option<Uuid>> {
+        match request.query(name).map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(raw) => Uuid::parse_str(raw)
+                .map(Some)
+                .map_err(|_| EngineError::invalid_field(name, "must be a UUID")),
+        }
+    }
+
+    /// An optional `version_number` query parameter.
+    fn query_version(request: &ApiRequest) -> EngineResult<Option<u32>> {
+        request
+            .query("version_number")
+            .map(crate::engine::versions::version_number)
+            .transpose()
+    }
 
     fn id(r: &ApiRequest) -> EngineResult<Uuid> {
         r.id("id", Resource::DocumentTemplate)
@@ -151,13 +166,11 @@ mod serve {
     }
 }
 
-#[cfg(not(feature = "documents"))]
-mod serve {
-    //! Without the `documents` feature no handler can render: each answers 501.
+mod not_served {
+    //! The handlers of [`TABLE`](super::TABLE): none can render, each answers 501.
     use super::*;
 
     fn not_built() -> EngineResult<JsonResponse> {
-        let _ = (query_uuid, query_version, Resource::Job);
         Err(EngineError::NotBuilt(
             "document templates and exports are served by the export function",
         ))
@@ -183,4 +196,29 @@ mod serve {
         export,
         preview
     );
+}
+
+#[cfg(all(test, feature = "documents"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_documented_table_answers_501_and_only_the_served_one_renders() {
+        let memory = crate::memory::MemoryGateway::new();
+        let request = || {
+            let path = "/api/v1/document-templates";
+            let http = http::Request::builder()
+                .method("GET")
+                .uri(format!("{path}?organization_id=org-1"))
+                .body(Vec::new())
+                .unwrap();
+            ApiRequest::from_http(path, http)
+        };
+        let documented = TABLE.handle(&memory.gateway, request()).await;
+        assert_eq!(documented.status, 501, "{}", documented.body);
+        assert_eq!(documented.body["error_code"], "NOT_IMPLEMENTED");
+        let served = SERVED.handle(&memory.gateway, request()).await;
+        assert_eq!(served.status, 200, "{}", served.body);
+        assert!(served.body.is_array(), "{}", served.body);
+    }
 }
