@@ -164,7 +164,7 @@ pub static TABLE: RouteTable = RouteTable {
         route!(Delete "/api/v1/tokenizers/{id}", "Delete a stored tokenizer (owner--name) no model or flavor uses", None, 200 => "object",
             |g, r| tokenizers::delete_tokenizer(g, &r.scope()?, r.param("id")).await),
         route!(Get "/openapi.json", "This document", None, 200 => "object",
-            |_g, _r| Ok(JsonResponse::new(200, super::openapi::document()))),
+            |_g, _r| Ok(JsonResponse::new(200, super::openapi::published()))),
     ],
 };
 

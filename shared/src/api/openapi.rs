@@ -1,5 +1,9 @@
 //! The OpenAPI 3 document of the REST API, built with utoipa from the route tables (the
 //! same ones that route requests) and the `ToSchema` derives of the domain types.
+//!
+//! [`document`] builds it; the catalog function serves [`published`], the copy kept in
+//! `docs/openapi.json`, so that it links neither utoipa nor, through the route tables,
+//! every other function's handlers. A test keeps the two equal.
 
 use serde_json::Value;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
@@ -190,7 +194,15 @@ fn http_method(method: Method) -> HttpMethod {
     }
 }
 
-/// The document as JSON.
+/// The document as kept in `docs/openapi.json` (what `GET /openapi.json` answers).
+pub const PUBLISHED: &str = include_str!("../../../docs/openapi.json");
+
+/// [`PUBLISHED`] as JSON.
+pub fn published() -> Value {
+    serde_json::from_str(PUBLISHED).unwrap_or(Value::Null)
+}
+
+/// The document as JSON, built from the route tables.
 pub fn document() -> Value {
     let mut paths = PathsBuilder::new();
     for table in TABLES {
@@ -230,6 +242,23 @@ pub fn document() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `docs/openapi.json` is the built document; `UPDATE_OPENAPI=1` rewrites it.
+    #[test]
+    fn the_published_document_is_the_built_one() {
+        let built = document();
+        let text = serde_json::to_string_pretty(&built).unwrap() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+            std::fs::write(path, &text).unwrap();
+            return;
+        }
+        assert!(
+            published() == built && PUBLISHED == text,
+            "docs/openapi.json is not the document the route tables make: rerun with \
+             UPDATE_OPENAPI=1 cargo test -p gateway-core api::openapi"
+        );
+    }
 
     #[test]
     fn every_operation_is_in_the_document_once() {
