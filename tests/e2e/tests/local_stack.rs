@@ -272,8 +272,10 @@ async fn an_urgent_job_overtakes_queued_bulk_jobs() {
         assert!(calls(&bulk) > urgent_calls, "bulk jobs are the longer ones");
         total_calls += calls(&bulk);
     }
-    // Once the urgent job started, its steps ran back to back: no bulk call in between,
-    // and bulk work was still waiting after it.
+    // Bulk steps already received when the urgent job's first step went in flight are not
+    // preempted: they may make their call (at most one per bulk job, each running one step
+    // at a time) before the urgent job's second call. From then on the urgent steps ran
+    // back to back, and bulk work was still waiting after them.
     let is_urgent: Vec<bool> = stack
         .mock
         .answered_prompts()
@@ -282,13 +284,23 @@ async fn an_urgent_job_overtakes_queued_bulk_jobs() {
         .collect();
     assert_eq!(is_urgent.len(), total_calls, "one call per step");
     let first = is_urgent.iter().position(|u| *u).expect("urgent calls");
-    let urgent_run = &is_urgent[first..first + urgent_calls];
+    let second = first
+        + 1
+        + is_urgent[first + 1..]
+            .iter()
+            .position(|u| *u)
+            .expect("a second urgent call");
+    assert!(
+        second - first - 1 <= bulk_ids.len(),
+        "more bulk calls than bulk steps in flight after the urgent job started: {is_urgent:?}"
+    );
+    let urgent_run = &is_urgent[second..second + urgent_calls - 1];
     assert!(
         urgent_run.iter().all(|u| *u),
         "urgent calls interleaved with bulk ones: {is_urgent:?}"
     );
     assert!(
-        first + urgent_calls < total_calls,
+        second + urgent_calls - 1 < total_calls,
         "no bulk work was left behind the urgent job: {is_urgent:?}"
     );
 }
